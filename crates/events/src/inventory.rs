@@ -1,0 +1,70 @@
+//! The inventory's records: a sku's stock level, and what the inventory
+//! decided for one order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Cents, OrderId, Sku};
+use crate::order::{CancelReason, PricedLine};
+
+/// `inventory.sku.<sku>`: a sku's state after a change; the last one is the
+/// current stock, and the reply of `inventory.query.stock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: Sku,
+    pub available: u64,
+    pub reserved: u64,
+    pub unit_price_cents: Cents,
+}
+
+/// `inventory.evt.<order_id>.<type>`: the inventory's answer to a saga step.
+/// At most one event of each type exists for an order, and a reservation
+/// can only be made while the order has no inventory event at all: the
+/// subject is the idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InventoryEvent {
+    /// Every line is held and priced.
+    Reserved {
+        order_id: OrderId,
+        lines: Vec<PricedLine>,
+        total_cents: Cents,
+    },
+    /// Nothing was held.
+    ReserveFailed {
+        order_id: OrderId,
+        reason: CancelReason,
+        sku: Sku,
+    },
+    /// The held stock left the warehouse for good.
+    Committed {
+        order_id: OrderId,
+        lines: Vec<PricedLine>,
+    },
+    /// The held stock is available again. With no lines, nothing was held:
+    /// the release stands as a tombstone so a late reservation does nothing.
+    Released {
+        order_id: OrderId,
+        lines: Vec<PricedLine>,
+    },
+}
+
+impl InventoryEvent {
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Self::Reserved { order_id, .. }
+            | Self::ReserveFailed { order_id, .. }
+            | Self::Committed { order_id, .. }
+            | Self::Released { order_id, .. } => order_id,
+        }
+    }
+
+    /// The last token of the event's subject.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Reserved { .. } => "reserved",
+            Self::ReserveFailed { .. } => "reserve_failed",
+            Self::Committed { .. } => "committed",
+            Self::Released { .. } => "released",
+        }
+    }
+}

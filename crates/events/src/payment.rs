@@ -1,0 +1,59 @@
+//! The payment service's records: a customer's account, and what the payment
+//! service decided for one order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Cents, CustomerId, OrderId};
+use crate::order::CancelReason;
+
+/// `payments.account.<customer_id>`: the account after a change; the last
+/// one is the current balance, and the reply of `payments.query.account`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub customer_id: CustomerId,
+    pub balance_cents: Cents,
+}
+
+/// `payments.evt.<order_id>.<type>`: the payment service's answer to a saga
+/// step. As for the inventory, the subject is the idempotency key: a charge
+/// is only taken while the order has no payment event at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PaymentEvent {
+    Charged {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        amount_cents: Cents,
+    },
+    Declined {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        reason: CancelReason,
+    },
+    /// The charge was given back. With 0 cents nothing had been taken: the
+    /// refund stands as a tombstone so a late charge takes nothing.
+    Refunded {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        amount_cents: Cents,
+    },
+}
+
+impl PaymentEvent {
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Self::Charged { order_id, .. }
+            | Self::Declined { order_id, .. }
+            | Self::Refunded { order_id, .. } => order_id,
+        }
+    }
+
+    /// The last token of the event's subject.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Charged { .. } => "charged",
+            Self::Declined { .. } => "declined",
+            Self::Refunded { .. } => "refunded",
+        }
+    }
+}

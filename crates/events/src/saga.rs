@@ -1,0 +1,155 @@
+//! The saga log: one record per saga transition, on
+//! `saga.log.<order_id>.<command>`. A record carries the whole saga state
+//! after the transition *and* the command it issues, so writing the state
+//! and sending the command are one append: they cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Cents, CustomerId, OrderId};
+use crate::order::{CancelReason, LineItem, PricedLine};
+
+/// Where a saga stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SagaState {
+    /// Waiting for the inventory to hold and price the lines.
+    Reserving,
+    /// Waiting for the payment.
+    Charging,
+    /// Waiting for the inventory to commit the held stock.
+    Committing,
+    /// Waiting for the order service to confirm the order.
+    Confirming,
+    /// Compensating: waiting for the payment to be given back.
+    Refunding,
+    /// Compensating: waiting for the held stock to be released.
+    Releasing,
+    /// Compensated: waiting for the order service to cancel the order.
+    Cancelling,
+    Confirmed,
+    Cancelled,
+}
+
+impl SagaState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Cancelled)
+    }
+}
+
+/// What a saga record asks of a participant; its `type` is the last token
+/// of the record's subject, which the participant's consumer filters on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SagaCommand {
+    ReserveStock {
+        items: Vec<LineItem>,
+    },
+    ChargePayment {
+        customer_id: CustomerId,
+        amount_cents: Cents,
+    },
+    CommitStock,
+    ConfirmOrder {
+        lines: Vec<PricedLine>,
+        total_cents: Cents,
+    },
+    RefundPayment {
+        customer_id: CustomerId,
+    },
+    ReleaseStock,
+    CancelOrder {
+        reason: CancelReason,
+    },
+    /// No participant acts: the saga has ended.
+    Finish,
+}
+
+/// The command names: the last token of `saga.log.<order_id>.<command>`,
+/// which the participants' consumers filter on.
+pub mod command {
+    pub const RESERVE_STOCK: &str = "reserve_stock";
+    pub const CHARGE_PAYMENT: &str = "charge_payment";
+    pub const COMMIT_STOCK: &str = "commit_stock";
+    pub const CONFIRM_ORDER: &str = "confirm_order";
+    pub const REFUND_PAYMENT: &str = "refund_payment";
+    pub const RELEASE_STOCK: &str = "release_stock";
+    pub const CANCEL_ORDER: &str = "cancel_order";
+    pub const FINISH: &str = "finish";
+}
+
+impl SagaCommand {
+    /// The last token of the record's subject.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ReserveStock { .. } => command::RESERVE_STOCK,
+            Self::ChargePayment { .. } => command::CHARGE_PAYMENT,
+            Self::CommitStock => command::COMMIT_STOCK,
+            Self::ConfirmOrder { .. } => command::CONFIRM_ORDER,
+            Self::RefundPayment { .. } => command::REFUND_PAYMENT,
+            Self::ReleaseStock => command::RELEASE_STOCK,
+            Self::CancelOrder { .. } => command::CANCEL_ORDER,
+            Self::Finish => command::FINISH,
+        }
+    }
+}
+
+/// How a step of the saga's history ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Requested,
+    Succeeded,
+    Failed,
+}
+
+/// One entry of a saga's history (`saga.query.get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub status: StepStatus,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// The body of every `saga.log.<order_id>.<command>` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaRecord {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    pub state: SagaState,
+    pub items: Vec<LineItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<PricedLine>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cents: Option<Cents>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
+    /// The history, oldest first.
+    pub steps: Vec<Step>,
+    /// What this record asks for.
+    pub command: SagaCommand,
+}
+
+/// The reply of `saga.query.get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaView {
+    pub order_id: OrderId,
+    pub state: SagaState,
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cents: Option<Cents>,
+}
+
+impl From<SagaRecord> for SagaView {
+    fn from(r: SagaRecord) -> Self {
+        Self {
+            order_id: r.order_id,
+            state: r.state,
+            steps: r.steps,
+            reason: r.reason,
+            total_cents: r.total_cents,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Every subject and stream name jetsaga uses, public or internal, in one
+//! place. Tokens built from ids are safe: a validated id never contains
+//! `.`, `*`, `>` or white space.
+
+use crate::ids::{CustomerId, OrderId, Sku};
+
+/// Client commands (CONTRACT.md 4.1).
+pub const PLACE_ORDER: &str = "orders.cmd.place";
+pub const RESTOCK: &str = "inventory.cmd.restock";
+pub const DEPOSIT: &str = "payments.cmd.deposit";
+
+/// Queries (CONTRACT.md 4.3).
+pub const GET_ORDER: &str = "orders.query.get";
+pub const GET_STOCK: &str = "inventory.query.stock";
+pub const GET_ACCOUNT: &str = "payments.query.account";
+pub const GET_SAGA: &str = "saga.query.get";
+
+/// Where rejected place commands are announced. It has one token fewer than
+/// `orders.evt.<order_id>.<type>`, so it can never collide with an order.
+pub const ORDER_REJECTED: &str = "orders.evt.rejected";
+
+/// The streams, each owned (created and updated) by one service.
+pub mod streams {
+    /// `orders.cmd.>`, `orders.evt.>`; owned by the order service.
+    pub const ORDERS: &str = "ORDERS";
+    /// `inventory.cmd.>`, `inventory.sku.>`, `inventory.evt.>`, `inventory.applied.>`.
+    pub const INVENTORY: &str = "INVENTORY";
+    /// `payments.cmd.>`, `payments.account.>`, `payments.evt.>`, `payments.applied.>`.
+    pub const PAYMENTS: &str = "PAYMENTS";
+    /// `saga.log.>`; owned by the orchestrator.
+    pub const SAGA: &str = "SAGA";
+    /// `dlq.>`; every service declares it, with the same configuration.
+    pub const DLQ: &str = "DLQ";
+}
+
+/// `orders.evt.<order_id>.<type>`.
+pub fn order_event(order_id: &OrderId, kind: &str) -> String {
+    format!("orders.evt.{order_id}.{kind}")
+}
+
+/// Every event of one order: `orders.evt.<order_id>.*`.
+pub fn order_events(order_id: &OrderId) -> String {
+    format!("orders.evt.{order_id}.*")
+}
+
+/// `inventory.sku.<sku>`: a sku's stock levels.
+pub fn stock(sku: &Sku) -> String {
+    format!("inventory.sku.{sku}")
+}
+
+/// `inventory.evt.<order_id>.<type>`.
+pub fn inventory_event(order_id: &OrderId, kind: &str) -> String {
+    format!("inventory.evt.{order_id}.{kind}")
+}
+
+pub fn inventory_events(order_id: &OrderId) -> String {
+    format!("inventory.evt.{order_id}.*")
+}
+
+/// `payments.account.<customer_id>`: a customer's balance.
+pub fn account(customer_id: &CustomerId) -> String {
+    format!("payments.account.{customer_id}")
+}
+
+/// `payments.evt.<order_id>.<type>`.
+pub fn payment_event(order_id: &OrderId, kind: &str) -> String {
+    format!("payments.evt.{order_id}.{kind}")
+}
+
+pub fn payment_events(order_id: &OrderId) -> String {
+    format!("payments.evt.{order_id}.*")
+}
+
+/// `saga.log.<order_id>.<command>`: one saga transition.
+pub fn saga_record(order_id: &OrderId, command: &str) -> String {
+    format!("saga.log.{order_id}.{command}")
+}
+
+/// Every record of one saga: `saga.log.<order_id>.*`.
+pub fn saga_records(order_id: &OrderId) -> String {
+    format!("saga.log.{order_id}.*")
+}
+
+/// The consumer filter for one saga command, across all sagas.
+pub fn saga_command_filter(command: &str) -> String {
+    format!("saga.log.*.{command}")
+}
+
+/// `<domain>.applied.<key>`: marks an admin command (restock, deposit) as
+/// applied, so a redelivery or a replay applies nothing twice.
+pub fn applied(domain: &str, key: &str) -> String {
+    format!("{domain}.applied.{key}")
+}
+
+/// `dlq.<service>.<original subject>` (CONTRACT.md 4.5).
+pub fn dead_letter(service: &str, original_subject: &str) -> String {
+    format!("dlq.{service}.{original_subject}")
+}
+
+/// The `order_id` token of an `<domain>.<kind>.<order_id>.<type>` subject.
+pub fn order_id_token(subject: &str) -> Option<&str> {
+    subject.split('.').nth(2)
+}
+
+/// The last token of a subject.
+pub fn last_token(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or(subject)
+}

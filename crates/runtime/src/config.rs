@@ -1,0 +1,252 @@
+//! Configuration every service shares (CONTRACT.md section 2), read from the
+//! environment through a small seam so it can be tested without touching
+//! the process environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where configuration comes from: the process environment in `main`, a
+/// map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<&str, &str> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| (*v).to_owned())
+    }
+}
+
+/// A variable that is set but unusable. `main` prints it and exits 64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            var,
+            message: message.into(),
+        }
+    }
+}
+
+/// How the service authenticates to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    Credentials(PathBuf),
+    UserPassword { user: String, password: String },
+}
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The settings of CONTRACT.md section 2 that every service has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommonConfig {
+    /// `OTEL_SERVICE_NAME`, defaulting to the binary's name.
+    pub service_name: String,
+    pub nats_urls: Vec<String>,
+    pub nats_auth: NatsAuth,
+    pub nats_tls_ca: Option<PathBuf>,
+    pub http_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub otlp_endpoint: Option<String>,
+    pub stream_replicas: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl CommonConfig {
+    /// Reads the common settings; `binary` and `default_http_addr` are the
+    /// service's own defaults.
+    pub fn from_env(
+        env: &impl Env,
+        binary: &str,
+        default_http_addr: &str,
+    ) -> Result<Self, ConfigError> {
+        let nats_urls = parse_urls(
+            &env.var("NATS_URL")
+                .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        )?;
+        let nats_auth = match (
+            env.var("NATS_CREDS"),
+            env.var("NATS_USER"),
+            env.var("NATS_PASSWORD"),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::new(
+                    "NATS_CREDS",
+                    "set either NATS_CREDS or NATS_USER and NATS_PASSWORD, not both",
+                ))
+            }
+            (Some(path), None, _) => NatsAuth::Credentials(existing_file("NATS_CREDS", path)?),
+            (None, Some(user), Some(password)) => NatsAuth::UserPassword { user, password },
+            (None, Some(_), None) => {
+                return Err(ConfigError::new(
+                    "NATS_PASSWORD",
+                    "must be set when NATS_USER is",
+                ))
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::new("NATS_USER", "must be set when NATS_PASSWORD is"))
+            }
+            (None, None, None) => NatsAuth::None,
+        };
+        let nats_tls_ca = env
+            .var("NATS_TLS_CA")
+            .map(|path| existing_file("NATS_TLS_CA", path))
+            .transpose()?;
+        let log_format = match env.var("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("must be json or text, got {other:?}"),
+                ))
+            }
+        };
+        let stream_replicas = parse_or(env, "STREAM_REPLICAS", 1usize)?;
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(ConfigError::new("STREAM_REPLICAS", "must be between 1 and 5"));
+        }
+        let grace_seconds = parse_or(env, "SHUTDOWN_GRACE_SECONDS", 25u64)?;
+        if grace_seconds == 0 {
+            return Err(ConfigError::new("SHUTDOWN_GRACE_SECONDS", "must be positive"));
+        }
+        Ok(Self {
+            service_name: env.var("OTEL_SERVICE_NAME").unwrap_or_else(|| binary.to_owned()),
+            nats_urls,
+            nats_auth,
+            nats_tls_ca,
+            http_addr: parse_or(env, "HTTP_ADDR", default_http_addr.parse().expect("valid default"))?,
+            log_format,
+            log_filter: env.var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            otlp_endpoint: env.var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            stream_replicas,
+            shutdown_grace: Duration::from_secs(grace_seconds),
+        })
+    }
+}
+
+/// Parses `name` when it is set, or gives `default`.
+pub fn parse_or<T>(env: &impl Env, name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match env.var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}"))),
+    }
+}
+
+fn parse_urls(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if urls.is_empty() {
+        return Err(ConfigError::new("NATS_URL", "no server URL given"));
+    }
+    for url in &urls {
+        if url
+            .parse::<async_nats::ServerAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::new("NATS_URL", format!("not a NATS URL: {url:?}")));
+        }
+    }
+    Ok(urls)
+}
+
+fn existing_file(var: &'static str, path: String) -> Result<PathBuf, ConfigError> {
+    let path = PathBuf::from(path);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ConfigError::new(var, format!("no such file: {}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&'static str, &'static str)]) -> Result<CommonConfig, ConfigError> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        CommonConfig::from_env(&env, "order-service", "0.0.0.0:8081")
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.nats_urls, ["nats://127.0.0.1:4222"]);
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.service_name, "order-service");
+        assert_eq!(c.stream_replicas, 1);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(c.nats_auth, NatsAuth::None);
+        assert!(c.otlp_endpoint.is_none());
+    }
+
+    #[test]
+    fn a_cluster_is_a_comma_separated_list() {
+        let c = config(&[("NATS_URL", "nats://a:4222, nats://b:4222")]).unwrap();
+        assert_eq!(c.nats_urls, ["nats://a:4222", "nats://b:4222"]);
+    }
+
+    #[test]
+    fn every_bad_variable_is_named() {
+        for (var, value) in [
+            ("HTTP_ADDR", "not an address"),
+            ("LOG_FORMAT", "xml"),
+            ("STREAM_REPLICAS", "0"),
+            ("STREAM_REPLICAS", "three"),
+            ("SHUTDOWN_GRACE_SECONDS", "-1"),
+            ("NATS_URL", "http://[::1"),
+            ("NATS_CREDS", "/no/such/file.creds"),
+            ("NATS_TLS_CA", "/no/such/ca.pem"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value} gave {err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn a_user_needs_a_password() {
+        assert_eq!(config(&[("NATS_USER", "u")]).unwrap_err().var, "NATS_PASSWORD");
+        let c = config(&[("NATS_USER", "u"), ("NATS_PASSWORD", "p")]).unwrap();
+        assert!(matches!(c.nats_auth, NatsAuth::UserPassword { .. }));
+    }
+}

@@ -1,0 +1,379 @@
+//! The consumer loop every service runs its handlers in.
+//!
+//! One durable pull consumer per job. Work is bounded: a handler runs only
+//! while it holds one of `concurrency` permits, and the next message is
+//! pulled only when a permit is free, so a slow step slows intake instead of
+//! growing memory (backpressure). Each handler result maps to exactly one
+//! JetStream action:
+//!
+//! | result | action |
+//! | --- | --- |
+//! | `Ok` | ack |
+//! | [`HandleError::Retry`] | nak with a growing, jittered delay; dead letter after `max_deliver` deliveries |
+//! | [`HandleError::Reject`] | copy to `dlq.<service>.<subject>`, then term |
+//!
+//! A message is acked only after its effects are stored, so a crash at any
+//! point means a redelivery, and handlers are idempotent.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::pull::{Config as PullConfig, Stream as Messages};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
+use async_nats::jetstream::message::{AckKind, Message};
+use async_nats::jetstream::Context;
+use async_nats::{HeaderMap, HeaderName};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::http::Readiness;
+use crate::metrics::{Metrics, Outcome};
+use crate::retry::Backoff;
+use crate::store::StoreError;
+
+/// Why a handler did not finish a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Worth trying again later (NATS unavailable, a write conflict that
+    /// kept recurring, a dependency down).
+    #[error("{0}")]
+    Retry(String),
+    /// The message can never be handled (unreadable, wrong shape).
+    #[error("{0}")]
+    Reject(String),
+}
+
+impl From<StoreError> for HandleError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) | StoreError::Unavailable(_) => Self::Retry(e.to_string()),
+            StoreError::Corrupt { .. } => Self::Reject(e.to_string()),
+        }
+    }
+}
+
+/// Handles one message. Must be idempotent: any message may come again.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, message: &Message) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// One durable consumer and how hard to work it.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub stream: &'static str,
+    /// The durable name, also the `consumer` label of the metrics.
+    pub durable: &'static str,
+    pub filter_subjects: Vec<String>,
+    /// Handlers running at once, and messages pulled ahead.
+    pub concurrency: usize,
+    /// Deliveries before a message that keeps failing is dead-lettered.
+    pub max_deliver: i64,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// The first nak delay; it doubles with each delivery, up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl ConsumerSpec {
+    pub fn new(stream: &'static str, durable: &'static str, filters: Vec<String>) -> Self {
+        Self {
+            stream,
+            durable,
+            filter_subjects: filters,
+            concurrency: 64,
+            max_deliver: 10,
+            ack_wait: Duration::from_secs(30),
+            retry_base: Duration::from_millis(250),
+            retry_cap: Duration::from_secs(30),
+        }
+    }
+
+    fn pull_config(&self) -> PullConfig {
+        PullConfig {
+            durable_name: Some(self.durable.to_owned()),
+            description: Some(format!("jetsaga: {}", self.durable)),
+            filter_subjects: self.filter_subjects.clone(),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: self.ack_wait,
+            // The loop dead-letters by itself at `max_deliver`: the server's
+            // limit stays above it so that nothing is dropped silently.
+            max_deliver: -1,
+            max_ack_pending: i64::try_from(self.concurrency * 4).unwrap_or(i64::MAX),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the loop needs of the service around it.
+#[derive(Debug, Clone)]
+pub struct ConsumerContext {
+    pub js: Context,
+    /// The binary's name: the `<service>` of `dlq.<service>.<subject>`.
+    pub service: &'static str,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+}
+
+/// Binds the consumer and feeds its messages to `handler` until `shutdown`;
+/// then stops pulling, releases what it pulled but did not start, and
+/// returns once the handlers in flight have finished.
+pub async fn run<H: Handler>(
+    ctx: ConsumerContext,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let check = format!("consumer {}", spec.durable);
+    ctx.readiness.declare(&check);
+    let permits = Arc::new(Semaphore::new(spec.concurrency));
+    let in_flight = TaskTracker::new();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    'bind: while !shutdown.is_cancelled() {
+        let mut messages = match open(&ctx.js, &spec).await {
+            Ok(messages) => {
+                ctx.readiness.ready(&check);
+                backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+                tracing::info!(consumer = spec.durable, "consumer bound");
+                messages
+            }
+            Err(why) => {
+                tracing::warn!(consumer = spec.durable, error = %why, "cannot bind consumer, retrying");
+                ctx.readiness.failing(&check, why);
+                tokio::select! {
+                    () = shutdown.cancelled() => break 'bind,
+                    () = tokio::time::sleep(backoff.next_delay()) => continue 'bind,
+                }
+            }
+        };
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => {
+                    release_prefetched(&mut messages).await;
+                    break 'bind;
+                }
+                permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            };
+            let next = tokio::select! {
+                () = shutdown.cancelled() => {
+                    release_prefetched(&mut messages).await;
+                    break 'bind;
+                }
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let (ctx, spec, handler) = (ctx.clone(), spec.clone(), handler.clone());
+                    in_flight.spawn(async move {
+                        process(&ctx, &spec, handler.as_ref(), message).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = spec.durable, error = %e, "consumer stream failed, rebinding");
+                    ctx.readiness.failing(&check, e.to_string());
+                    tokio::select! {
+                        () = shutdown.cancelled() => break 'bind,
+                        () = tokio::time::sleep(backoff.next_delay()) => continue 'bind,
+                    }
+                }
+                None => continue 'bind,
+            }
+        }
+    }
+    in_flight.close();
+    in_flight.wait().await;
+    tracing::info!(consumer = spec.durable, "consumer stopped");
+}
+
+async fn open(js: &Context, spec: &ConsumerSpec) -> Result<Messages, String> {
+    let stream = js
+        .get_stream_no_info(spec.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(spec.pull_config())
+        .await
+        .map_err(|e| format!("stream {}: {e}", spec.stream))?;
+    consumer
+        .stream()
+        .max_messages_per_batch(spec.concurrency)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Naks, without delay, the messages already pulled but not started, so
+/// another replica takes them now rather than after the ack wait.
+async fn release_prefetched(messages: &mut Messages) {
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(error = %e, "could not release a prefetched message");
+        }
+    }
+}
+
+async fn process<H: Handler>(ctx: &ConsumerContext, spec: &ConsumerSpec, handler: &H, message: Message) {
+    let started = Instant::now();
+    let (delivered, stream_seq) = message
+        .info()
+        .map(|i| (i.delivered, i.stream_sequence))
+        .unwrap_or((1, 0));
+    let span = tracing::info_span!(
+        "consume",
+        consumer = spec.durable,
+        subject = %message.subject,
+        stream_seq,
+        delivered,
+    );
+    let outcome = async {
+        if delivered > spec.max_deliver {
+            let why = format!("gave up after {} deliveries", delivered - 1);
+            return dead_letter(ctx, spec, &message, &why, delivered).await;
+        }
+        match handler.handle(&message).await {
+            Ok(()) => {
+                if let Err(e) = message.ack().await {
+                    // The effects are stored; the redelivery will find them.
+                    tracing::warn!(error = %e, "ack failed");
+                }
+                Outcome::Ok
+            }
+            Err(HandleError::Retry(why)) if delivered >= spec.max_deliver => {
+                let why = format!("gave up after {delivered} deliveries: {why}");
+                dead_letter(ctx, spec, &message, &why, delivered).await
+            }
+            Err(HandleError::Retry(why)) => {
+                let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+                let delay = crate::retry::jitter(Backoff::ceiling(spec.retry_base, spec.retry_cap, exponent));
+                tracing::warn!(error = %why, ?delay, "handling failed, will retry");
+                nak(&message, Some(delay)).await;
+                Outcome::Retry
+            }
+            Err(HandleError::Reject(why)) => dead_letter(ctx, spec, &message, &why, delivered).await,
+        }
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics
+        .record(spec.durable, outcome, started.elapsed().as_secs_f64());
+}
+
+async fn nak(message: &Message, delay: Option<Duration>) {
+    if let Err(e) = message.ack_with(AckKind::Nak(delay)).await {
+        tracing::warn!(error = %e, "nak failed; the message comes back after the ack wait");
+    }
+}
+
+/// Copies the message, body unchanged, to `dlq.<service>.<subject>` and terms
+/// it. If the copy cannot be stored the message is naked instead: a dead
+/// letter is never dropped.
+async fn dead_letter(
+    ctx: &ConsumerContext,
+    spec: &ConsumerSpec,
+    message: &Message,
+    reason: &str,
+    delivered: i64,
+) -> Outcome {
+    tracing::error!(reason, "dead-lettering message");
+    let subject = events::subjects::dead_letter(ctx.service, &message.subject);
+    let headers = dead_letter_headers(message, spec, reason, delivered);
+    let stored = match ctx
+        .js
+        .publish_with_headers(subject, headers, message.payload.clone())
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match stored {
+        Ok(()) => {
+            if let Err(e) = message.ack_with(AckKind::Term).await {
+                tracing::warn!(error = %e, "term failed; a redelivery dead-letters it again, deduplicated");
+            }
+            Outcome::DeadLetter
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not store the dead letter, will retry");
+            nak(message, Some(spec.retry_cap)).await;
+            Outcome::Retry
+        }
+    }
+}
+
+fn dead_letter_headers(message: &Message, spec: &ConsumerSpec, reason: &str, delivered: i64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    // Keep the client's headers (a traceparent, say), but none of the
+    // `Nats-*` ones: an expected-sequence check copied along would refuse
+    // the dead letter itself.
+    if let Some(original) = &message.headers {
+        for (name, values) in original.iter() {
+            if name.to_string().to_ascii_lowercase().starts_with("nats-") {
+                continue;
+            }
+            for value in values {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    // Dead-lettering the same delivery twice (a crash between the copy and
+    // the term) stores one copy.
+    headers.insert("Nats-Msg-Id", format!("dlq:{}:{seq}", spec.stream).as_str());
+    headers.insert(HeaderName::from_static("Dlq-Reason"), header_safe(reason).as_str());
+    headers.insert(HeaderName::from_static("Dlq-Original-Subject"), message.subject.as_str());
+    headers.insert(HeaderName::from_static("Dlq-Deliveries"), delivered.to_string().as_str());
+    headers.insert(HeaderName::from_static("Dlq-Original-Stream"), spec.stream);
+    headers.insert(HeaderName::from_static("Dlq-Original-Sequence"), seq.to_string().as_str());
+    headers.insert(HeaderName::from_static("Dlq-Consumer"), spec.durable);
+    headers
+}
+
+/// A header value cannot hold line breaks; keep it short too.
+fn header_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(1024)
+        .collect()
+}
+
+/// Decodes a JSON message body; a body that does not decode is rejected
+/// (dead-lettered), since no retry will ever make it readable.
+pub fn decode<T: serde::de::DeserializeOwned>(message: &Message) -> Result<T, HandleError> {
+    serde_json::from_slice(&message.payload)
+        .map_err(|e| HandleError::Reject(format!("unreadable body: {e}")))
+}
+
+/// A header of the message, when present.
+pub fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+}
+
+/// The stream sequence of the message: stable across its redeliveries.
+pub fn stream_sequence(message: &Message) -> u64 {
+    message.info().map(|i| i.stream_sequence).unwrap_or(0)
+}
+
+/// The idempotency key of an admin command: its `Nats-Msg-Id` when the
+/// client set one (hex-encoded, so any id is one subject token), else its
+/// stream sequence, which its redeliveries share.
+pub fn command_key(message: &Message) -> String {
+    match header(message, "Nats-Msg-Id") {
+        Some(id) => {
+            let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("m{hex}")
+        }
+        None => format!("s{}", stream_sequence(message)),
+    }
+}

@@ -1,0 +1,18 @@
+//! What every jetsaga service shares: configuration, the NATS connection and
+//! JetStream provisioning, the event store, the consumer loop, the query
+//! endpoints, logging, the HTTP sidecar, and the service lifecycle.
+
+pub mod config;
+pub mod consumer;
+pub mod http;
+pub mod metrics;
+pub mod nats;
+pub mod retry;
+pub mod store;
+pub mod telemetry;
+pub mod query;
+pub mod service;
+
+pub use consumer::{decode, ConsumerSpec, HandleError, Handler};
+pub use service::ServiceRuntime;
+pub use store::{Append, Store, StoreError, Versioned};

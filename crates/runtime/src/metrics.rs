@@ -1,0 +1,113 @@
+//! The Prometheus metrics of CONTRACT.md section 6 that every service
+//! exports, on one registry that the services add their own metrics to.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Buckets from a millisecond to tens of seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Retry,
+    DeadLetter,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Retry => "retry",
+            Self::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    handled: IntCounterVec,
+    duration: HistogramVec,
+    dead_letters: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector registers once");
+        let handled = IntCounterVec::new(
+            Opts::new(
+                "jetsaga_messages_handled_total",
+                "Messages handled, by consumer and outcome.",
+            ),
+            &["consumer", "outcome"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "jetsaga_message_handle_duration_seconds",
+                "Time spent handling one message.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "jetsaga_dead_letters_total",
+                "Messages copied to the dead-letter subject.",
+            ),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(handled.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(dead_letters.clone()),
+        ] {
+            registry.register(collector).expect("metric registers once");
+        }
+        Self {
+            registry,
+            handled,
+            duration,
+            dead_letters,
+        }
+    }
+
+    /// The registry, for a service's own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn record(&self, consumer: &str, outcome: Outcome, seconds: f64) {
+        self.handled
+            .with_label_values(&[consumer, outcome.as_str()])
+            .inc();
+        self.duration.with_label_values(&[consumer]).observe(seconds);
+        if outcome == Outcome::DeadLetter {
+            self.dead_letters.with_label_values(&[consumer]).inc();
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

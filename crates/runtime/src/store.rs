@@ -1,0 +1,281 @@
+//! The event store: JetStream streams used as the database.
+//!
+//! An aggregate (a sku, an account, an order, a saga) is a subject whose
+//! *last message is its state*. A change is a set of [`Append`]s committed
+//! as one atomic batch, each guarded by the last sequence its writer read
+//! (per-subject optimistic concurrency). So the new state and the event that
+//! announces it are stored together or not at all, and two writers racing
+//! on one aggregate can never both win: the loser gets [`StoreError::Conflict`],
+//! reloads, and decides again.
+
+use std::time::Duration;
+
+use async_nats::header::{
+    NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use async_nats::jetstream::Context;
+use async_nats::{HeaderMap, HeaderName};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The header that applies an expected-sequence check to a wildcard
+/// (nats-server 2.11+), rather than to the message's own subject.
+const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+/// JetStream's error code for a failed expected-sequence check.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// How long a write may wait for its acknowledgement.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A value read from the store with the sequence it was stored at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub seq: u64,
+    pub subject: String,
+    pub value: T,
+}
+
+/// Why a read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone wrote first: reload and decide again.
+    #[error("optimistic concurrency conflict: {0}")]
+    Conflict(String),
+    /// The stored message does not decode: a bug or a foreign writer.
+    #[error("corrupt record on {subject}: {source}")]
+    Corrupt {
+        subject: String,
+        source: serde_json::Error,
+    },
+    /// NATS did not answer or refused: try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One message of a change, with the check that guards it.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub subject: String,
+    pub payload: Bytes,
+    pub headers: HeaderMap,
+}
+
+impl Append {
+    /// An append of `value` as JSON, with no check (yet).
+    pub fn json(subject: impl Into<String>, value: &impl Serialize) -> Self {
+        let payload = serde_json::to_vec(value).expect("jetsaga records always serialize");
+        Self {
+            subject: subject.into(),
+            payload: payload.into(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// An append of bytes as they are.
+    pub fn raw(subject: impl Into<String>, payload: Bytes) -> Self {
+        Self {
+            subject: subject.into(),
+            payload,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// Stores only if the last message on this subject has sequence `seq`
+    /// (0: there is none).
+    pub fn expect_last(mut self, seq: u64) -> Self {
+        self.headers
+            .insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, seq.to_string().as_str());
+        self
+    }
+
+    /// Stores only if the last message on any subject matching `filter`
+    /// (a wildcard) has sequence `seq` (0: there is none).
+    pub fn expect_last_on(self, filter: &str, seq: u64) -> Self {
+        let mut append = self.expect_last(seq);
+        append.headers.insert(
+            HeaderName::from_static(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT),
+            filter,
+        );
+        append
+    }
+
+    /// Adds a header, such as a `traceparent`.
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.insert(HeaderName::from_static(name), value);
+        self
+    }
+}
+
+/// Reads and writes the aggregates of one stream.
+#[derive(Debug, Clone)]
+pub struct Store {
+    js: Context,
+    stream: Stream<()>,
+}
+
+#[derive(Deserialize)]
+struct BatchReply {
+    #[serde(default)]
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+impl Store {
+    pub async fn new(js: Context, stream: &str) -> Result<Self, StoreError> {
+        let handle = js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { js, stream: handle })
+    }
+
+    /// The last message on `subject` (which may be a wildcard), decoded.
+    pub async fn last<T: DeserializeOwned>(
+        &self,
+        subject: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let message = match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+        };
+        let subject = message.subject.to_string();
+        let value = serde_json::from_slice(&message.payload).map_err(|source| {
+            StoreError::Corrupt {
+                subject: subject.clone(),
+                source,
+            }
+        })?;
+        Ok(Some(Versioned {
+            seq: message.sequence,
+            subject,
+            value,
+        }))
+    }
+
+    /// The sequence of the last message on `subject`, or 0.
+    pub async fn last_seq(&self, subject: &str) -> Result<u64, StoreError> {
+        match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(0),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Stores every append, atomically: all of them or none.
+    pub async fn commit(&self, appends: Vec<Append>) -> Result<(), StoreError> {
+        match appends.len() {
+            0 => Ok(()),
+            1 => self.commit_one(appends.into_iter().next().expect("one append")).await,
+            _ => self.commit_batch(appends).await,
+        }
+    }
+
+    async fn commit_one(&self, append: Append) -> Result<(), StoreError> {
+        let ack = self
+            .js
+            .publish_with_headers(append.subject, append.headers, append.payload)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        match ack.await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(StoreError::Conflict(e.to_string()))
+            }
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the
+    /// messages only when the last one, carrying the commit header, arrives
+    /// and every expected-sequence check of the batch holds.
+    async fn commit_batch(&self, appends: Vec<Append>) -> Result<(), StoreError> {
+        let client = self.js.client();
+        let batch_id = batch_id();
+        let count = appends.len();
+        for (i, mut append) in appends.into_iter().enumerate() {
+            append.headers.insert(NATS_BATCH_ID, batch_id.as_str());
+            append
+                .headers
+                .insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
+            let first = i == 0;
+            let last = i + 1 == count;
+            if last {
+                append.headers.insert(NATS_BATCH_COMMIT, "1");
+            }
+            if first || last {
+                // The first message opens the batch and the server answers it
+                // (an empty acknowledgement, or an error); the last one is
+                // answered with the outcome of the whole batch.
+                let reply = tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    client.request_with_headers(append.subject, append.headers, append.payload),
+                )
+                .await
+                .map_err(|_| StoreError::Unavailable("batch write timed out".to_owned()))?
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                batch_outcome(&reply.payload)?;
+            } else {
+                client
+                    .publish_with_headers(append.subject, append.headers, append.payload)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn batch_outcome(reply: &[u8]) -> Result<(), StoreError> {
+    if reply.is_empty() {
+        return Ok(());
+    }
+    let reply: BatchReply = serde_json::from_slice(reply)
+        .map_err(|e| StoreError::Unavailable(format!("unreadable batch reply: {e}")))?;
+    match reply.error {
+        None => Ok(()),
+        Some(e) if e.err_code == WRONG_LAST_SEQUENCE => Err(StoreError::Conflict(e.description)),
+        Some(e) => Err(StoreError::Unavailable(format!(
+            "batch refused ({}): {}",
+            e.err_code, e.description
+        ))),
+    }
+}
+
+fn batch_id() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 22)
+}
+
+/// Runs one read-decide-write attempt until it does not hit a write
+/// conflict, with a short jittered pause between attempts so that writers
+/// racing on a hot aggregate spread out. A conflict that outlasts the
+/// attempts is returned, and the message is retried later.
+pub async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    const ATTEMPTS: u32 = 12;
+    let mut backoff = crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(StoreError::Conflict(why)) if tries + 1 < ATTEMPTS => {
+                tries += 1;
+                tracing::debug!(%why, tries, "write conflict, deciding again");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The inventory's decisions, pure: given the stock levels as stored and a
+//! command, the new levels and the event that announces them.
+//!
+//! A reservation holds every line of an order or none: an order for two
+//! skus never holds one of them alone.
+
+use std::collections::BTreeMap;
+
+use events::commands::Restock;
+use events::inventory::{InventoryEvent, StockLevel};
+use events::{CancelReason, Cents, LineItem, OrderId, PricedLine, Sku};
+
+/// A command that cannot be applied to the stock as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    #[error("sku {0} is stocked for the first time and needs a unit_price_cents")]
+    PriceRequired(Sku),
+    #[error("restocking sku {0} would overflow its stock")]
+    Overflow(Sku),
+    #[error("sku {sku} holds {reserved} reserved, fewer than the {wanted} the order holds")]
+    Inconsistent { sku: Sku, reserved: u64, wanted: u64 },
+}
+
+/// Applies a restock: adds the quantity and, when given, sets the price.
+pub fn restock(current: Option<&StockLevel>, command: &Restock) -> Result<StockLevel, InventoryError> {
+    let sku = command.sku.clone();
+    let (available, reserved, price) = match current {
+        Some(level) => (level.available, level.reserved, level.unit_price_cents),
+        None => (
+            0,
+            0,
+            command
+                .unit_price_cents
+                .ok_or_else(|| InventoryError::PriceRequired(sku.clone()))?,
+        ),
+    };
+    Ok(StockLevel {
+        available: available
+            .checked_add(command.quantity)
+            .ok_or_else(|| InventoryError::Overflow(sku.clone()))?,
+        reserved,
+        unit_price_cents: command.unit_price_cents.unwrap_or(price),
+        sku,
+    })
+}
+
+/// The quantity an order asks of each sku (lines naming one sku add up).
+pub fn quantities<'a>(lines: impl IntoIterator<Item = (&'a Sku, u32)>) -> BTreeMap<Sku, u64> {
+    let mut wanted = BTreeMap::new();
+    for (sku, quantity) in lines {
+        *wanted.entry(sku.clone()).or_insert(0u64) += u64::from(quantity);
+    }
+    wanted
+}
+
+/// What a reservation comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Every line held: the new levels of the skus, and `reserved`.
+    Held {
+        levels: Vec<StockLevel>,
+        event: InventoryEvent,
+    },
+    /// Nothing held: `reserve_failed`.
+    Refused(InventoryEvent),
+}
+
+/// Holds every line of the order, priced from the catalogue, or none.
+/// `stock` has the current level of each sku the order names that exists.
+pub fn reserve(
+    order_id: &OrderId,
+    items: &[LineItem],
+    stock: &BTreeMap<Sku, StockLevel>,
+) -> Reservation {
+    let wanted = quantities(items.iter().map(|l| (&l.sku, l.quantity.get())));
+    let refuse = |reason, sku: &Sku| {
+        Reservation::Refused(InventoryEvent::ReserveFailed {
+            order_id: order_id.clone(),
+            reason,
+            sku: sku.clone(),
+        })
+    };
+    let mut levels = Vec::with_capacity(wanted.len());
+    for (sku, quantity) in &wanted {
+        let Some(level) = stock.get(sku) else {
+            return refuse(CancelReason::UnknownSku, sku);
+        };
+        if level.available < *quantity {
+            return refuse(CancelReason::OutOfStock, sku);
+        }
+        levels.push(StockLevel {
+            available: level.available - quantity,
+            reserved: level.reserved + quantity,
+            ..level.clone()
+        });
+    }
+    let lines: Vec<PricedLine> = items
+        .iter()
+        .map(|l| PricedLine {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price_cents: stock[&l.sku].unit_price_cents,
+        })
+        .collect();
+    let total_cents = lines
+        .iter()
+        .map(|l| l.unit_price_cents.0 * u64::from(l.quantity.get()))
+        .sum::<u64>();
+    Reservation::Held {
+        levels,
+        event: InventoryEvent::Reserved {
+            order_id: order_id.clone(),
+            lines,
+            total_cents: Cents(total_cents),
+        },
+    }
+}
+
+/// The held stock leaves for good: `reserved` goes down.
+pub fn commit(lines: &[PricedLine], stock: &BTreeMap<Sku, StockLevel>) -> Result<Vec<StockLevel>, InventoryError> {
+    settle(lines, stock, false)
+}
+
+/// The held stock is available again.
+pub fn release(lines: &[PricedLine], stock: &BTreeMap<Sku, StockLevel>) -> Result<Vec<StockLevel>, InventoryError> {
+    settle(lines, stock, true)
+}
+
+fn settle(
+    lines: &[PricedLine],
+    stock: &BTreeMap<Sku, StockLevel>,
+    back_to_available: bool,
+) -> Result<Vec<StockLevel>, InventoryError> {
+    quantities(lines.iter().map(|l| (&l.sku, l.quantity.get())))
+        .into_iter()
+        .map(|(sku, quantity)| {
+            let level = stock.get(&sku);
+            let reserved = level.map_or(0, |l| l.reserved);
+            match level {
+                Some(level) if reserved >= quantity => Ok(StockLevel {
+                    reserved: reserved - quantity,
+                    available: if back_to_available {
+                        level.available + quantity
+                    } else {
+                        level.available
+                    },
+                    ..level.clone()
+                }),
+                _ => Err(InventoryError::Inconsistent {
+                    sku,
+                    reserved,
+                    wanted: quantity,
+                }),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::Quantity;
+
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).unwrap()
+    }
+
+    fn line(s: &str, q: u64) -> LineItem {
+        LineItem {
+            sku: sku(s),
+            quantity: Quantity::new(q).unwrap(),
+        }
+    }
+
+    fn level(s: &str, available: u64, price: u64) -> StockLevel {
+        StockLevel {
+            sku: sku(s),
+            available,
+            reserved: 0,
+            unit_price_cents: Cents(price),
+        }
+    }
+
+    fn stock(levels: &[StockLevel]) -> BTreeMap<Sku, StockLevel> {
+        levels.iter().map(|l| (l.sku.clone(), l.clone())).collect()
+    }
+
+    fn order() -> OrderId {
+        OrderId::parse("o-1").unwrap()
+    }
+
+    #[test]
+    fn a_first_restock_needs_a_price() {
+        let cmd = Restock {
+            sku: sku("a"),
+            quantity: 5,
+            unit_price_cents: None,
+        };
+        assert_eq!(restock(None, &cmd), Err(InventoryError::PriceRequired(sku("a"))));
+        let priced = Restock {
+            unit_price_cents: Some(Cents(250)),
+            ..cmd.clone()
+        };
+        let level = restock(None, &priced).unwrap();
+        assert_eq!((level.available, level.unit_price_cents), (5, Cents(250)));
+        let again = restock(Some(&level), &cmd).unwrap();
+        assert_eq!((again.available, again.unit_price_cents), (10, Cents(250)));
+    }
+
+    #[test]
+    fn a_reservation_holds_and_prices_every_line() {
+        let stock = stock(&[level("a", 5, 100), level("b", 1, 250)]);
+        let Reservation::Held { levels, event } =
+            reserve(&order(), &[line("a", 2), line("b", 1), line("a", 1)], &stock)
+        else {
+            panic!("expected the stock to be held");
+        };
+        assert_eq!(levels[0].available, 2);
+        assert_eq!(levels[0].reserved, 3);
+        assert_eq!(levels[1].available, 0);
+        let InventoryEvent::Reserved { lines, total_cents, .. } = event else {
+            panic!("expected reserved");
+        };
+        assert_eq!(lines.len(), 3);
+        assert_eq!(total_cents, Cents(2 * 100 + 250 + 100));
+    }
+
+    #[test]
+    fn one_short_line_holds_nothing() {
+        let stock = stock(&[level("a", 5, 100), level("b", 1, 250)]);
+        let refused = reserve(&order(), &[line("a", 2), line("b", 2)], &stock);
+        assert!(matches!(
+            refused,
+            Reservation::Refused(InventoryEvent::ReserveFailed { reason: CancelReason::OutOfStock, ref sku, .. }) if sku.as_str() == "b"
+        ));
+    }
+
+    #[test]
+    fn an_unknown_sku_is_refused_as_such() {
+        let refused = reserve(&order(), &[line("zzz", 1)], &stock(&[]));
+        assert!(matches!(
+            refused,
+            Reservation::Refused(InventoryEvent::ReserveFailed { reason: CancelReason::UnknownSku, .. })
+        ));
+    }
+
+    #[test]
+    fn commit_and_release_undo_the_hold_differently() {
+        let start = stock(&[level("a", 5, 100)]);
+        let Reservation::Held { levels, event: InventoryEvent::Reserved { lines, .. } } =
+            reserve(&order(), &[line("a", 2)], &start)
+        else {
+            panic!()
+        };
+        let held = stock(&levels);
+        let committed = commit(&lines, &held).unwrap();
+        assert_eq!((committed[0].available, committed[0].reserved), (3, 0));
+        let released = release(&lines, &held).unwrap();
+        assert_eq!((released[0].available, released[0].reserved), (5, 0));
+        assert!(commit(&lines, &stock(&committed)).is_err());
+    }
+}

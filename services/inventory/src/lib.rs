@@ -1,0 +1,79 @@
+//! The inventory service: owns stock, prices and reservations.
+//!
+//! It applies `inventory.cmd.restock`, the saga's `reserve_stock`,
+//! `commit_stock` and `release_stock`, and answers `inventory.query.stock`.
+//! A sku's levels are the subject `inventory.sku.<sku>` (its last message);
+//! what the inventory decided for an order is `inventory.evt.<order_id>.*`.
+
+pub mod domain;
+pub mod handlers;
+
+use std::sync::Arc;
+
+use events::saga::command;
+use events::subjects::{self, streams};
+use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
+use runtime::service::StartError;
+use runtime::{ConsumerSpec, ServiceRuntime, Store};
+use tokio_util::sync::CancellationToken;
+
+pub const NAME: &str = "inventory-service";
+
+/// The inventory service's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `INVENTORY_CONCURRENCY`: saga steps handled at once.
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env, NAME, "0.0.0.0:8082")?;
+        let concurrency = parse_or(env, "INVENTORY_CONCURRENCY", 64usize)?;
+        if concurrency == 0 {
+            return Err(ConfigError::new("INVENTORY_CONCURRENCY", "must be positive"));
+        }
+        Ok(Self {
+            common,
+            concurrency,
+        })
+    }
+}
+
+/// Runs the inventory service until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
+    let provisioned = rt
+        .ensure_stream(rt.stream_config(
+            streams::INVENTORY,
+            &["inventory.cmd.>", "inventory.sku.>", "inventory.evt.>", "inventory.applied.>"],
+        ))
+        .await
+        && rt
+            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .await;
+    if provisioned {
+        let store = Store::new(rt.js.clone(), streams::INVENTORY)
+            .await
+            .expect("a stream handle needs no I/O");
+        let commands = ConsumerSpec::new(streams::INVENTORY, "inventory-commands", vec!["inventory.cmd.>".to_owned()]);
+        rt.consume(commands, Arc::new(handlers::Commands::new(store.clone())));
+        let mut saga = ConsumerSpec::new(
+            streams::SAGA,
+            "inventory-saga",
+            [command::RESERVE_STOCK, command::COMMIT_STOCK, command::RELEASE_STOCK]
+                .map(subjects::saga_command_filter)
+                .to_vec(),
+        );
+        saga.concurrency = config.concurrency;
+        rt.consume(saga, Arc::new(handlers::SagaSteps::new(store.clone())));
+        rt.serve_queries(
+            "jetsaga inventory: stock levels and prices",
+            vec![handlers::get_stock_query(store)],
+        )
+        .await?;
+    }
+    rt.run_until_shutdown().await;
+    Ok(())
+}

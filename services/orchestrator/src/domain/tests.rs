@@ -1,0 +1,251 @@
+use super::*;
+use events::order::OrderEventType;
+use events::saga::command;
+use events::{CancelReason, Cents, CustomerId, LineItem, PricedLine, Quantity, Sku};
+use proptest::prelude::*;
+
+const NOW: &str = "2026-11-26T12:00:00Z";
+
+fn order_id() -> OrderId {
+    OrderId::parse("o-1").unwrap()
+}
+
+fn customer() -> CustomerId {
+    CustomerId::parse("c-1").unwrap()
+}
+
+fn order(status: OrderStatus, kind: OrderEventType) -> SagaEvent {
+    let placed = Order::placed(
+        order_id(),
+        customer(),
+        &[LineItem {
+            sku: Sku::parse("s-1").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+        }],
+    );
+    SagaEvent::Order(OrderEvent {
+        kind,
+        order: Order { status, ..placed },
+    })
+}
+
+fn lines() -> Vec<PricedLine> {
+    vec![PricedLine {
+        sku: Sku::parse("s-1").unwrap(),
+        quantity: Quantity::new(2).unwrap(),
+        unit_price_cents: Cents(500),
+    }]
+}
+
+fn placed() -> SagaEvent {
+    order(OrderStatus::Pending, OrderEventType::Placed)
+}
+fn confirmed() -> SagaEvent {
+    order(OrderStatus::Confirmed, OrderEventType::Confirmed)
+}
+fn cancelled() -> SagaEvent {
+    order(OrderStatus::Cancelled, OrderEventType::Cancelled)
+}
+fn reserved() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::Reserved {
+        order_id: order_id(),
+        lines: lines(),
+        total_cents: Cents(1000),
+    })
+}
+fn reserve_failed() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::ReserveFailed {
+        order_id: order_id(),
+        reason: CancelReason::OutOfStock,
+        sku: Sku::parse("s-1").unwrap(),
+    })
+}
+fn committed() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::Committed {
+        order_id: order_id(),
+        lines: lines(),
+    })
+}
+fn released() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::Released {
+        order_id: order_id(),
+        lines: lines(),
+    })
+}
+fn charged() -> SagaEvent {
+    SagaEvent::Payment(PaymentEvent::Charged {
+        order_id: order_id(),
+        customer_id: customer(),
+        amount_cents: Cents(1000),
+    })
+}
+fn declined() -> SagaEvent {
+    SagaEvent::Payment(PaymentEvent::Declined {
+        order_id: order_id(),
+        customer_id: customer(),
+        reason: CancelReason::InsufficientFunds,
+    })
+}
+fn refunded() -> SagaEvent {
+    SagaEvent::Payment(PaymentEvent::Refunded {
+        order_id: order_id(),
+        customer_id: customer(),
+        amount_cents: Cents(1000),
+    })
+}
+
+fn all_events() -> Vec<SagaEvent> {
+    vec![
+        placed(),
+        reserved(),
+        reserve_failed(),
+        charged(),
+        declined(),
+        committed(),
+        released(),
+        refunded(),
+        confirmed(),
+        cancelled(),
+    ]
+}
+
+/// Folds the events, returning the final record and every command issued.
+fn run(events: &[SagaEvent]) -> (Option<SagaRecord>, Vec<&'static str>) {
+    let mut saga: Option<SagaRecord> = None;
+    let mut commands = Vec::new();
+    for event in events {
+        if let Some(next) = on_event(saga.as_ref(), event, NOW) {
+            commands.push(next.command.name());
+            saga = Some(next);
+        }
+    }
+    (saga, commands)
+}
+
+#[test]
+fn the_happy_path_reserves_charges_commits_and_confirms() {
+    let (saga, commands) = run(&[placed(), reserved(), charged(), committed(), confirmed()]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Confirmed);
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::CHARGE_PAYMENT,
+            command::COMMIT_STOCK,
+            command::CONFIRM_ORDER,
+            command::FINISH
+        ]
+    );
+    assert_eq!(saga.total_cents, Some(Cents(1000)));
+    let history: Vec<_> = saga.steps.iter().map(|s| (s.name.as_str(), s.status)).collect();
+    assert_eq!(history.first(), Some(&("reserve_stock", StepStatus::Requested)));
+    assert_eq!(history.last(), Some(&("confirm_order", StepStatus::Succeeded)));
+}
+
+#[test]
+fn the_charge_asks_for_the_total_the_inventory_priced() {
+    let (saga, _) = run(&[placed(), reserved()]);
+    assert_eq!(
+        saga.unwrap().command,
+        SagaCommand::ChargePayment {
+            customer_id: customer(),
+            amount_cents: Cents(1000)
+        }
+    );
+}
+
+#[test]
+fn no_stock_cancels_with_nothing_to_compensate() {
+    let (saga, commands) = run(&[placed(), reserve_failed(), cancelled()]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::OutOfStock));
+    assert_eq!(commands, [command::RESERVE_STOCK, command::CANCEL_ORDER, command::FINISH]);
+}
+
+#[test]
+fn a_declined_payment_releases_the_stock_then_cancels() {
+    let (saga, commands) = run(&[placed(), reserved(), declined(), released(), cancelled()]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::InsufficientFunds));
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::CHARGE_PAYMENT,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+}
+
+#[test]
+fn a_saga_starts_only_from_a_pending_order() {
+    assert!(on_event(None, &confirmed(), NOW).is_none());
+    assert!(on_event(None, &reserved(), NOW).is_none());
+}
+
+proptest! {
+    /// Any event delivered twice in a row changes nothing the second time.
+    #[test]
+    fn every_event_is_idempotent(prefix in proptest::collection::vec(0..10usize, 0..12), last in 0..10usize) {
+        let pool = all_events();
+        let events: Vec<SagaEvent> = prefix.iter().map(|i| pool[*i].clone()).collect();
+        let (saga, _) = run(&events);
+        if let Some(once) = on_event(saga.as_ref(), &pool[last], NOW) {
+            prop_assert!(on_event(Some(&once), &pool[last], NOW).is_none());
+        }
+    }
+
+    /// Whatever arrives, in any order and any number of times: the saga
+    /// never both confirms and compensates, never charges without a hold,
+    /// and never leaves a final state.
+    #[test]
+    fn no_order_of_events_breaks_the_saga(picks in proptest::collection::vec(0..10usize, 0..40)) {
+        let pool = all_events();
+        let events: Vec<SagaEvent> = picks.iter().map(|i| pool[*i].clone()).collect();
+        let mut saga: Option<SagaRecord> = None;
+        let mut issued = Vec::new();
+        for event in &events {
+            if let Some(next) = on_event(saga.as_ref(), event, NOW) {
+                if let Some(previous) = &saga {
+                    prop_assert!(!previous.state.is_terminal(), "left a final state");
+                }
+                issued.push(next.command.name());
+                saga = Some(next);
+            }
+        }
+        let confirms = issued.contains(&command::CONFIRM_ORDER);
+        let compensates = issued.contains(&command::RELEASE_STOCK) || issued.contains(&command::CANCEL_ORDER);
+        prop_assert!(!(confirms && compensates), "confirmed and compensated: {issued:?}");
+        if let Some(charge) = issued.iter().position(|c| *c == command::CHARGE_PAYMENT) {
+            prop_assert_eq!(issued[0], command::RESERVE_STOCK);
+            prop_assert!(charge > 0);
+        }
+        let mut unique = issued.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        prop_assert_eq!(unique.len(), issued.len(), "a command issued twice: {:?}", issued);
+    }
+
+    /// The happy path survives duplicates injected anywhere.
+    #[test]
+    fn duplicates_do_not_derail_the_happy_path(dups in proptest::collection::vec(0..5usize, 0..10)) {
+        let path = [placed(), reserved(), charged(), committed(), confirmed()];
+        let mut events = Vec::new();
+        for (i, event) in path.iter().enumerate() {
+            events.push(event.clone());
+            for d in &dups {
+                if *d <= i {
+                    events.push(path[*d].clone());
+                }
+            }
+        }
+        let (saga, commands) = run(&events);
+        prop_assert_eq!(saga.unwrap().state, SagaState::Confirmed);
+        prop_assert_eq!(commands.len(), 5);
+    }
+}

@@ -1,0 +1,86 @@
+//! The saga orchestrator: drives each order through reserve stock → charge
+//! → commit stock → confirm, and compensates in reverse when a step fails.
+//!
+//! It listens to the participants' events (`orders.evt.*.*`,
+//! `inventory.evt.>`, `payments.evt.>`) and writes the saga log,
+//! `saga.log.<order_id>.<command>`, which is at once the saga's state and
+//! the participants' command channel. It answers `saga.query.get`.
+
+pub mod domain;
+pub mod handlers;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use events::subjects::streams;
+use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
+use runtime::service::StartError;
+use runtime::{ConsumerSpec, ServiceRuntime, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{Events, Saga, Source};
+
+pub const NAME: &str = "saga-orchestrator";
+
+/// The orchestrator's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `SAGA_STEP_TIMEOUT_MS`.
+    pub step_timeout: std::time::Duration,
+    /// `ORCHESTRATOR_CONCURRENCY`: events handled at once, per consumer.
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env, NAME, "0.0.0.0:8084")?;
+        let step_timeout_ms = parse_or(env, "SAGA_STEP_TIMEOUT_MS", 10_000u64)?;
+        if step_timeout_ms == 0 {
+            return Err(ConfigError::new("SAGA_STEP_TIMEOUT_MS", "must be positive"));
+        }
+        let concurrency = parse_or(env, "ORCHESTRATOR_CONCURRENCY", 64usize)?;
+        if concurrency == 0 {
+            return Err(ConfigError::new("ORCHESTRATOR_CONCURRENCY", "must be positive"));
+        }
+        Ok(Self {
+            common,
+            step_timeout: std::time::Duration::from_millis(step_timeout_ms),
+            concurrency,
+        })
+    }
+}
+
+/// Runs the orchestrator until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
+    let provisioned = rt
+        .ensure_stream(rt.stream_config(streams::SAGA, &["saga.log.>"]))
+        .await
+        && rt
+            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .await;
+    if provisioned {
+        let store = Store::new(rt.js.clone(), streams::SAGA)
+            .await
+            .expect("a stream handle needs no I/O");
+        let saga = Saga::new(store.clone(), metrics::SagaMetrics::register(rt.metrics.registry()));
+        let consumers = [
+            (streams::ORDERS, "saga-orders", vec!["orders.evt.*.*"], Source::Orders),
+            (streams::INVENTORY, "saga-inventory", vec!["inventory.evt.>"], Source::Inventory),
+            (streams::PAYMENTS, "saga-payments", vec!["payments.evt.>"], Source::Payments),
+        ];
+        for (stream, durable, filters, source) in consumers {
+            let mut spec = ConsumerSpec::new(stream, durable, filters.into_iter().map(str::to_owned).collect());
+            spec.concurrency = config.concurrency;
+            rt.consume(spec, Arc::new(Events::new(source, saga.clone())));
+        }
+        rt.serve_queries(
+            "jetsaga saga orchestrator: the history of each saga",
+            vec![handlers::get_saga_query(store)],
+        )
+        .await?;
+    }
+    rt.run_until_shutdown().await;
+    Ok(())
+}

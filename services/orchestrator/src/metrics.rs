@@ -1,0 +1,60 @@
+//! The orchestrator's saga metrics (CONTRACT.md section 6).
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct SagaMetrics {
+    started: IntCounter,
+    completed: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGauge,
+}
+
+impl SagaMetrics {
+    pub fn register(registry: &Registry) -> Self {
+        let started = IntCounter::new("jetsaga_sagas_started_total", "Sagas started.").expect("valid metric");
+        let completed = IntCounterVec::new(
+            Opts::new("jetsaga_sagas_completed_total", "Sagas completed, by outcome."),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("jetsaga_saga_duration_seconds", "From order placed to saga completed.")
+                .buckets(runtime::metrics::LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "jetsaga_sagas_in_flight",
+            "Sagas this orchestrator started and has not seen complete.",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(started.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(completed.clone()),
+            Box::new(duration.clone()),
+            Box::new(in_flight.clone()),
+        ] {
+            registry.register(collector).expect("metric registers once");
+        }
+        Self {
+            started,
+            completed,
+            duration,
+            in_flight,
+        }
+    }
+
+    pub fn saga_started(&self) {
+        self.started.inc();
+        self.in_flight.inc();
+    }
+
+    pub fn saga_completed(&self, outcome: &str, seconds: Option<f64>) {
+        self.completed.with_label_values(&[outcome]).inc();
+        if let Some(seconds) = seconds {
+            self.duration.with_label_values(&[outcome]).observe(seconds);
+        }
+        self.in_flight.dec();
+    }
+}

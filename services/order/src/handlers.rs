@@ -1,0 +1,150 @@
+//! The order service's message handlers and query: the thin layer between
+//! JetStream and [`crate::domain`].
+
+use async_nats::jetstream::Message;
+use events::commands::{PlaceError, PlaceOrder};
+use events::order::{OrderEvent, OrderEventType, RejectedEvent, RejectedTag};
+use events::query::ByOrder;
+use events::saga::{SagaCommand, SagaRecord};
+use events::subjects;
+use events::{Order, OrderId};
+use runtime::consumer::{header, stream_sequence};
+use runtime::query::{Query, QueryError};
+use runtime::store::retry_conflicts;
+use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+
+use crate::domain;
+
+/// `orders.cmd.place`.
+#[derive(Debug)]
+pub struct Place {
+    store: Store,
+}
+
+impl Place {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn reject(&self, message: &Message, rejected: RejectedEvent) -> Result<(), HandleError> {
+        tracing::info!(errors = ?rejected.errors, "order rejected");
+        // Deduplicated by the stream if this delivery is handled twice.
+        let msg_id = format!("rejected:{}", stream_sequence(message));
+        let append = Append::json(subjects::ORDER_REJECTED, &rejected).header("Nats-Msg-Id", &msg_id);
+        Ok(self.store.commit(vec![append]).await?)
+    }
+}
+
+impl Handler for Place {
+    async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        let command = match PlaceOrder::parse(&message.payload) {
+            Ok(command) => command,
+            Err(PlaceError::Unreadable(e)) => return Err(HandleError::Reject(e.to_string())),
+            Err(PlaceError::Invalid(invalid)) => {
+                let rejected = RejectedEvent {
+                    kind: RejectedTag::Rejected,
+                    order_id: invalid.order_id,
+                    errors: invalid.errors,
+                };
+                return self.reject(message, rejected).await;
+            }
+        };
+        let order_id = command.order_id.clone().unwrap_or_else(|| {
+            domain::derive_order_id(header(message, "Nats-Msg-Id"), stream_sequence(message))
+        });
+        let placed = OrderEvent {
+            kind: OrderEventType::Placed,
+            order: Order::placed(order_id.clone(), command.customer_id, &command.items),
+        };
+        let filter = subjects::order_events(&order_id);
+        let append = Append::json(subjects::order_event(&order_id, "placed"), &placed)
+            .expect_last_on(&filter, 0);
+        match self.store.commit(vec![append]).await {
+            Ok(()) => {
+                tracing::info!(%order_id, "order placed");
+                Ok(())
+            }
+            // The order exists already: placing it again creates nothing.
+            Err(StoreError::Conflict(_)) => {
+                tracing::info!(%order_id, "order already placed");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The saga's `confirm_order` and `cancel_order`.
+#[derive(Debug)]
+pub struct SagaSteps {
+    store: Store,
+}
+
+impl SagaSteps {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn load(&self, order_id: &OrderId) -> Result<Option<Versioned<OrderEvent>>, StoreError> {
+        self.store.last(&subjects::order_events(order_id)).await
+    }
+
+    async fn apply(&self, record: &SagaRecord) -> Result<(), HandleError> {
+        let order_id = &record.order_id;
+        let outcome = retry_conflicts(|| async {
+            let current = self.load(order_id).await?;
+            let order = current.as_ref().map(|v| &v.value.order);
+            let decided = match &record.command {
+                SagaCommand::ConfirmOrder { lines, total_cents } => {
+                    domain::confirm(order, order_id, lines, *total_cents)
+                }
+                SagaCommand::CancelOrder { reason } => {
+                    let priced = record
+                        .lines
+                        .as_deref()
+                        .zip(record.total_cents);
+                    domain::cancel(order, order_id, *reason, priced)
+                }
+                other => return Ok(Err(format!("not an order command: {}", other.name()))),
+            };
+            let event = match decided {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok(Ok(())),
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            let seq = current.map_or(0, |v| v.seq);
+            let append = Append::json(subjects::order_event(order_id, event.kind.as_str()), &event)
+                .expect_last_on(&subjects::order_events(order_id), seq);
+            self.store.commit(vec![append]).await?;
+            tracing::info!(%order_id, status = ?event.order.status, "order updated");
+            Ok(Ok(()))
+        })
+        .await?;
+        outcome.map_err(HandleError::Reject)
+    }
+}
+
+impl Handler for SagaSteps {
+    async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        let record: SagaRecord = decode(message)?;
+        self.apply(&record).await
+    }
+}
+
+/// `orders.query.get`.
+pub fn get_order_query(store: Store) -> Query {
+    Query::json(
+        "get",
+        subjects::GET_ORDER,
+        move |request: ByOrder| {
+            let store = store.clone();
+            async move {
+                let found: Option<Versioned<OrderEvent>> =
+                    store.last(&subjects::order_events(&request.order_id)).await?;
+                found
+                    .map(|v| v.value.order)
+                    .ok_or_else(|| QueryError::NotFound(format!("no order {}", request.order_id)))
+            }
+        },
+    )
+}

@@ -1,0 +1,127 @@
+//! The payment decisions, pure: given an account as stored and a command,
+//! the new account and the event that announces it.
+
+use events::commands::Deposit;
+use events::payment::{Account, PaymentEvent};
+use events::{CancelReason, Cents, CustomerId, OrderId};
+
+/// A command that cannot be applied to the account as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error("depositing would overflow the balance of {0}")]
+    Overflow(CustomerId),
+}
+
+/// Adds a deposit to the balance, opening the account if needed.
+pub fn deposit(current: Option<&Account>, command: &Deposit) -> Result<Account, PaymentError> {
+    let balance = current.map_or(Cents::ZERO, |a| a.balance_cents);
+    Ok(Account {
+        customer_id: command.customer_id.clone(),
+        balance_cents: balance
+            .checked_add(command.amount_cents)
+            .ok_or_else(|| PaymentError::Overflow(command.customer_id.clone()))?,
+    })
+}
+
+/// What a charge comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// Taken: the new account and `charged`.
+    Taken { account: Account, event: PaymentEvent },
+    /// Not taken: `declined`.
+    Declined(PaymentEvent),
+}
+
+/// Takes `amount` from the balance, or declines when it is short (an
+/// unknown customer has nothing).
+pub fn charge(
+    order_id: &OrderId,
+    customer_id: &CustomerId,
+    current: Option<&Account>,
+    amount: Cents,
+) -> Charge {
+    match current.and_then(|a| a.balance_cents.checked_sub(amount)) {
+        Some(balance) => Charge::Taken {
+            account: Account {
+                customer_id: customer_id.clone(),
+                balance_cents: balance,
+            },
+            event: PaymentEvent::Charged {
+                order_id: order_id.clone(),
+                customer_id: customer_id.clone(),
+                amount_cents: amount,
+            },
+        },
+        None => Charge::Declined(PaymentEvent::Declined {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            reason: CancelReason::InsufficientFunds,
+        }),
+    }
+}
+
+/// Gives a charge back.
+pub fn refund(current: &Account, amount: Cents) -> Result<Account, PaymentError> {
+    Ok(Account {
+        balance_cents: current
+            .balance_cents
+            .checked_add(amount)
+            .ok_or_else(|| PaymentError::Overflow(current.customer_id.clone()))?,
+        ..current.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn customer() -> CustomerId {
+        CustomerId::parse("c-1").unwrap()
+    }
+
+    fn order() -> OrderId {
+        OrderId::parse("o-1").unwrap()
+    }
+
+    fn account(balance: u64) -> Account {
+        Account {
+            customer_id: customer(),
+            balance_cents: Cents(balance),
+        }
+    }
+
+    #[test]
+    fn a_deposit_opens_and_then_grows_an_account() {
+        let cmd = Deposit {
+            customer_id: customer(),
+            amount_cents: Cents(500),
+        };
+        let opened = deposit(None, &cmd).unwrap();
+        assert_eq!(opened.balance_cents, Cents(500));
+        assert_eq!(deposit(Some(&opened), &cmd).unwrap().balance_cents, Cents(1000));
+    }
+
+    #[test]
+    fn a_charge_within_the_balance_is_taken() {
+        let Charge::Taken { account, event } = charge(&order(), &customer(), Some(&account(1000)), Cents(999)) else {
+            panic!("expected the charge to be taken");
+        };
+        assert_eq!(account.balance_cents, Cents(1));
+        assert!(matches!(event, PaymentEvent::Charged { amount_cents: Cents(999), .. }));
+    }
+
+    #[test]
+    fn a_short_balance_or_no_account_declines() {
+        for current in [Some(account(998)), None] {
+            assert!(matches!(
+                charge(&order(), &customer(), current.as_ref(), Cents(999)),
+                Charge::Declined(PaymentEvent::Declined { reason: CancelReason::InsufficientFunds, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refund_restores_the_balance() {
+        assert_eq!(refund(&account(1), Cents(999)).unwrap().balance_cents, Cents(1000));
+    }
+}

@@ -1,0 +1,185 @@
+//! The payment service's message handlers and query: the thin layer between
+//! JetStream and [`crate::domain`].
+//!
+//! As in the inventory, every change is one atomic batch of the account's
+//! new balance (checked against the sequence it was read at) and the order's
+//! payment event (checked against the order's previous one): a charge is
+//! taken at most once per order, whatever is redelivered or races.
+
+use async_nats::jetstream::Message;
+use events::commands::Deposit;
+use events::payment::{Account, PaymentEvent};
+use events::query::ByCustomer;
+use events::saga::{SagaCommand, SagaRecord};
+use events::subjects;
+use events::{Cents, CustomerId, OrderId};
+use runtime::consumer::command_key;
+use runtime::query::{Query, QueryError};
+use runtime::store::retry_conflicts;
+use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+
+use crate::domain::{self, Charge};
+
+/// An attempt's verdict: done, or a command that can never apply.
+type Verdict = Result<(), String>;
+
+/// `payments.cmd.>`: deposits.
+#[derive(Debug)]
+pub struct Commands {
+    store: Store,
+}
+
+impl Commands {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl Handler for Commands {
+    async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        if message.subject.as_str() != subjects::DEPOSIT {
+            return Err(HandleError::Reject(format!("unknown command {}", message.subject)));
+        }
+        let command = Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
+        let applied = subjects::applied("payments", &command_key(message));
+        let verdict = retry_conflicts(|| async {
+            if self.store.last_seq(&applied).await? > 0 {
+                return Ok(Ok(()));
+            }
+            let current: Option<Versioned<Account>> =
+                self.store.last(&subjects::account(&command.customer_id)).await?;
+            let account = match domain::deposit(current.as_ref().map(|v| &v.value), &command) {
+                Ok(account) => account,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            self.store
+                .commit(vec![
+                    Append::json(subjects::account(&command.customer_id), &account)
+                        .expect_last(current.map_or(0, |v| v.seq)),
+                    Append::raw(applied.clone(), message.payload.clone()).expect_last(0),
+                ])
+                .await?;
+            tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
+            Ok(Ok(()))
+        })
+        .await?;
+        verdict.map_err(HandleError::Reject)
+    }
+}
+
+/// The saga's `charge_payment` and `refund_payment`.
+#[derive(Debug)]
+pub struct SagaSteps {
+    store: Store,
+}
+
+impl Handler for SagaSteps {
+    async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        let record: SagaRecord = decode(message)?;
+        let order_id = &record.order_id;
+        let verdict = match &record.command {
+            SagaCommand::ChargePayment {
+                customer_id,
+                amount_cents,
+            } => retry_conflicts(|| self.charge(order_id, customer_id, *amount_cents)).await?,
+            SagaCommand::RefundPayment { customer_id } => {
+                retry_conflicts(|| self.refund(order_id, customer_id)).await?
+            }
+            other => Err(format!("not a payment command: {}", other.name())),
+        };
+        verdict.map_err(HandleError::Reject)
+    }
+}
+
+impl SagaSteps {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    async fn charge(&self, order_id: &OrderId, customer_id: &CustomerId, amount: Cents) -> Result<Verdict, StoreError> {
+        if self.store.last_seq(&subjects::payment_events(order_id)).await? > 0 {
+            // Decided before (or refunded before it was ever charged).
+            return Ok(Ok(()));
+        }
+        let current: Option<Versioned<Account>> = self.store.last(&subjects::account(customer_id)).await?;
+        let seq = current.as_ref().map_or(0, |v| v.seq);
+        let (account, event) = match domain::charge(order_id, customer_id, current.as_ref().map(|v| &v.value), amount) {
+            Charge::Taken { account, event } => (Some(account), event),
+            Charge::Declined(event) => (None, event),
+        };
+        self.write(order_id, account.as_ref().map(|a| (a, seq)), &event, 0).await?;
+        tracing::info!(%order_id, %customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
+        Ok(Ok(()))
+    }
+
+    async fn refund(&self, order_id: &OrderId, customer_id: &CustomerId) -> Result<Verdict, StoreError> {
+        let last: Option<Versioned<PaymentEvent>> = self.store.last(&subjects::payment_events(order_id)).await?;
+        let (after, charged) = match &last {
+            Some(Versioned {
+                value: PaymentEvent::Refunded { .. },
+                ..
+            }) => return Ok(Ok(())),
+            Some(Versioned {
+                seq,
+                value: PaymentEvent::Charged { amount_cents, .. },
+                ..
+            }) => (*seq, *amount_cents),
+            // Nothing was taken: record the refund anyway, so that the saga
+            // hears back and a charge arriving late takes nothing.
+            Some(Versioned { seq, .. }) => (*seq, Cents::ZERO),
+            None => (0, Cents::ZERO),
+        };
+        let account = if charged == Cents::ZERO {
+            None
+        } else {
+            let Some(current) = self.store.last::<Account>(&subjects::account(customer_id)).await? else {
+                return Ok(Err(format!("order {order_id}: charged customer {customer_id} has no account")));
+            };
+            match domain::refund(&current.value, charged) {
+                Ok(account) => Some((account, current.seq)),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        };
+        let event = PaymentEvent::Refunded {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            amount_cents: charged,
+        };
+        self.write(order_id, account.as_ref().map(|(a, s)| (a, *s)), &event, after).await?;
+        tracing::info!(%order_id, %customer_id, amount = charged.0, "refunded");
+        Ok(Ok(()))
+    }
+
+    /// One atomic batch: the account (when it changes), checked against the
+    /// sequence it was read at, and the order's event, checked against `after`.
+    async fn write(
+        &self,
+        order_id: &OrderId,
+        account: Option<(&Account, u64)>,
+        event: &PaymentEvent,
+        after: u64,
+    ) -> Result<(), StoreError> {
+        let mut appends = Vec::with_capacity(2);
+        if let Some((account, seq)) = account {
+            appends.push(Append::json(subjects::account(&account.customer_id), account).expect_last(seq));
+        }
+        appends.push(
+            Append::json(subjects::payment_event(order_id, event.type_name()), event)
+                .expect_last_on(&subjects::payment_events(order_id), after),
+        );
+        self.store.commit(appends).await
+    }
+}
+
+/// `payments.query.account`.
+pub fn get_account_query(store: Store) -> Query {
+    Query::json("account", subjects::GET_ACCOUNT, move |request: ByCustomer| {
+        let store = store.clone();
+        async move {
+            let found: Option<Versioned<Account>> = store.last(&subjects::account(&request.customer_id)).await?;
+            found
+                .map(|v| v.value)
+                .ok_or_else(|| QueryError::NotFound(format!("no account for customer {}", request.customer_id)))
+        }
+    })
+}
