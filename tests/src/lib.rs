@@ -1,0 +1,163 @@
+//! The end-to-end harness: a real nats-server and the four services running
+//! in-process (the same `run` their binaries call), plus what the tests
+//! assert with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use events::{Order, OrderStatus};
+use jetsaga_client::Client;
+use testkit::{eventually, free_port, http_get, NatsServer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use testkit;
+
+/// How long an order may take to settle in a test.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// The four services, by name and sidecar address.
+pub const SERVICES: [&str; 4] = ["order-service", "inventory-service", "payment-service", "saga-orchestrator"];
+
+/// A nats-server and the four services, running until [`Suite::stop`].
+#[derive(Debug)]
+pub struct Suite {
+    pub nats: NatsServer,
+    pub client: Client,
+    /// The sidecar of each service, in the order of [`SERVICES`].
+    pub http: [SocketAddr; 4],
+    shutdown: CancellationToken,
+    services: Vec<JoinHandle<()>>,
+}
+
+impl Suite {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts everything with extra environment for the services.
+    pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let nats = NatsServer::start();
+        let http = [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let shutdown = CancellationToken::new();
+        let services = start_services(&nats.url(), &http, extra, &shutdown);
+        let client = Client::connect(&nats.url()).await.expect("the test connects");
+        let suite = Self {
+            nats,
+            client,
+            http,
+            shutdown,
+            services,
+        };
+        suite.wait_ready().await;
+        suite
+    }
+
+    /// Waits until every service answers `/readyz` with 200.
+    pub async fn wait_ready(&self) {
+        for addr in self.http {
+            eventually(&format!("{addr} to be ready"), SETTLE, || async move {
+                matches!(http_get(addr, "/readyz").await, Some((200, _))).then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// The sidecar address of a service.
+    pub fn http_of(&self, service: &str) -> SocketAddr {
+        let i = SERVICES.iter().position(|s| *s == service).expect("a service name");
+        self.http[i]
+    }
+
+    /// Stocks skus `(sku, quantity, price)` and funds customers
+    /// `(customer, cents)`, and waits until the queries show it all.
+    pub async fn seed(&self, skus: &[(&str, u64, u64)], customers: &[(&str, u64)]) {
+        for (sku, quantity, price) in skus {
+            self.client.restock(sku, *quantity, Some(*price)).await.expect("restock stored");
+        }
+        for (customer, cents) in customers {
+            self.client.deposit(customer, *cents).await.expect("deposit stored");
+        }
+        for (sku, quantity, _) in skus {
+            eventually(&format!("sku {sku} stocked"), SETTLE, || async move {
+                let level = self.client.stock(sku).await.ok().flatten()?;
+                (level.available >= *quantity).then_some(())
+            })
+            .await;
+        }
+        for (customer, cents) in customers {
+            eventually(&format!("customer {customer} funded"), SETTLE, || async move {
+                let account = self.client.account(customer).await.ok().flatten()?;
+                (account.balance_cents.0 >= *cents).then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// Waits until the order is `CONFIRMED` or `CANCELLED`.
+    pub async fn settled(&self, order_id: &str) -> Order {
+        eventually(&format!("order {order_id} to settle"), SETTLE, || async move {
+            let order = self.client.order(order_id).await.ok().flatten()?;
+            (order.status != OrderStatus::Pending).then_some(order)
+        })
+        .await
+    }
+
+    /// Stops the services (as SIGTERM would) and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for service in self.services {
+            tokio::time::timeout(Duration::from_secs(15), service)
+                .await
+                .expect("services stop within their grace period")
+                .expect("no service panicked");
+        }
+    }
+}
+
+fn borrow(vars: &HashMap<String, String>) -> HashMap<&str, &str> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn start_services(
+    nats_url: &str,
+    http: &[SocketAddr; 4],
+    extra: &[(&str, &str)],
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let env = |addr: &SocketAddr| -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
+            ("NATS_URL", nats_url.to_owned()),
+            ("HTTP_ADDR", addr.to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        vars
+    };
+    let order = order_service::Config::from_env(&borrow(&env(&http[0]))).expect("valid config");
+    let inventory = inventory_service::Config::from_env(&borrow(&env(&http[1]))).expect("valid config");
+    let payment = payment_service::Config::from_env(&borrow(&env(&http[2]))).expect("valid config");
+    let orchestrator = saga_orchestrator::Config::from_env(&borrow(&env(&http[3]))).expect("valid config");
+    vec![
+        tokio::spawn(expect_clean(order_service::run(order, shutdown.clone()))),
+        tokio::spawn(expect_clean(inventory_service::run(inventory, shutdown.clone()))),
+        tokio::spawn(expect_clean(payment_service::run(payment, shutdown.clone()))),
+        tokio::spawn(expect_clean(saga_orchestrator::run(orchestrator, shutdown.clone()))),
+    ]
+}
+
+async fn expect_clean<E: std::fmt::Display>(run: impl std::future::Future<Output = Result<(), E>>) {
+    if let Err(e) = run.await {
+        panic!("a service failed: {e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of jetsaga: the four services against a real
+//! nats-server, checked only through the public contract (commands, events,
+//! queries, dead letters, HTTP).
+
+mod bad_input;
+mod binaries;
+mod conservation;
+mod hot_sku;
+mod idempotency;
+mod queries;
+mod saga_paths;
+mod sidecar;
