@@ -166,6 +166,19 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Unreadable> {
     }
 }
 
+/// Decodes `body` as `T`, naming the offending field in the error.
+fn strict<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Unreadable> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            Unreadable(e.inner().to_string())
+        } else {
+            Unreadable(format!("{path}: {}", e.inner()))
+        }
+    })
+}
+
 /// `inventory.cmd.restock`: add stock to a sku and, when given, set its price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,8 +191,7 @@ pub struct Restock {
 
 impl Restock {
     pub fn parse(body: &[u8]) -> Result<Self, Unreadable> {
-        let restock: Self =
-            serde_json::from_slice(body).map_err(|e| Unreadable(e.to_string()))?;
+        let restock: Self = strict(body)?;
         if !(1..=MAX_RESTOCK).contains(&restock.quantity) {
             return Err(Unreadable(format!(
                 "quantity: must be between 1 and {MAX_RESTOCK}, got {}",
@@ -200,8 +212,7 @@ pub struct Deposit {
 
 impl Deposit {
     pub fn parse(body: &[u8]) -> Result<Self, Unreadable> {
-        let deposit: Self =
-            serde_json::from_slice(body).map_err(|e| Unreadable(e.to_string()))?;
+        let deposit: Self = strict(body)?;
         if deposit.amount_cents == Cents::ZERO {
             return Err(Unreadable("amount_cents: must be positive".to_owned()));
         }
@@ -291,6 +302,7 @@ mod tests {
         assert!(Restock::parse(br#"{"sku":"s.x","quantity":1}"#).is_err());
         assert!(Deposit::parse(br#"{"customer_id":"c","amount_cents":1}"#).is_ok());
         assert!(Deposit::parse(br#"{"customer_id":"c","amount_cents":0}"#).is_err());
-        assert!(Deposit::parse(br#"{"customer_id":"c","amount_cents":-5}"#).is_err());
+        let negative = Deposit::parse(br#"{"customer_id":"c","amount_cents":-5}"#).unwrap_err();
+        assert!(negative.0.starts_with("amount_cents: "), "{negative}");
     }
 }
