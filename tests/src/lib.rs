@@ -18,7 +18,12 @@ pub use testkit;
 pub const SETTLE: Duration = Duration::from_secs(30);
 
 /// The four services, by name and sidecar address.
-pub const SERVICES: [&str; 4] = ["order-service", "inventory-service", "payment-service", "saga-orchestrator"];
+pub const SERVICES: [&str; 4] = [
+    "order-service",
+    "inventory-service",
+    "payment-service",
+    "saga-orchestrator",
+];
 
 /// A nats-server and the four services, running until [`Suite::stop`].
 #[derive(Debug)]
@@ -46,7 +51,9 @@ impl Suite {
         let http = [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port())));
         let shutdown = CancellationToken::new();
         let services = start_services(&nats.url(), &http, extra, &shutdown);
-        let client = Client::connect(&nats.url()).await.expect("the test connects");
+        let client = Client::connect(&nats.url())
+            .await
+            .expect("the test connects");
         let suite = Self {
             nats,
             client,
@@ -70,7 +77,10 @@ impl Suite {
 
     /// The sidecar address of a service.
     pub fn http_of(&self, service: &str) -> SocketAddr {
-        let i = SERVICES.iter().position(|s| *s == service).expect("a service name");
+        let i = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .expect("a service name");
         self.http[i]
     }
 
@@ -78,10 +88,16 @@ impl Suite {
     /// `(customer, cents)`, and waits until the queries show it all.
     pub async fn seed(&self, skus: &[(&str, u64, u64)], customers: &[(&str, u64)]) {
         for (sku, quantity, price) in skus {
-            self.client.restock(sku, *quantity, Some(*price)).await.expect("restock stored");
+            self.client
+                .restock(sku, *quantity, Some(*price))
+                .await
+                .expect("restock stored");
         }
         for (customer, cents) in customers {
-            self.client.deposit(customer, *cents).await.expect("deposit stored");
+            self.client
+                .deposit(customer, *cents)
+                .await
+                .expect("deposit stored");
         }
         for (sku, quantity, _) in skus {
             eventually(&format!("sku {sku} stocked"), SETTLE, || async move {
@@ -91,20 +107,28 @@ impl Suite {
             .await;
         }
         for (customer, cents) in customers {
-            eventually(&format!("customer {customer} funded"), SETTLE, || async move {
-                let account = self.client.account(customer).await.ok().flatten()?;
-                (account.balance_cents.0 >= *cents).then_some(())
-            })
+            eventually(
+                &format!("customer {customer} funded"),
+                SETTLE,
+                || async move {
+                    let account = self.client.account(customer).await.ok().flatten()?;
+                    (account.balance_cents.0 >= *cents).then_some(())
+                },
+            )
             .await;
         }
     }
 
     /// Waits until the order is `CONFIRMED` or `CANCELLED`.
     pub async fn settled(&self, order_id: &str) -> Order {
-        eventually(&format!("order {order_id} to settle"), SETTLE, || async move {
-            let order = self.client.order(order_id).await.ok().flatten()?;
-            (order.status != OrderStatus::Pending).then_some(order)
-        })
+        eventually(
+            &format!("order {order_id} to settle"),
+            SETTLE,
+            || async move {
+                let order = self.client.order(order_id).await.ok().flatten()?;
+                (order.status != OrderStatus::Pending).then_some(order)
+            },
+        )
         .await
     }
 
@@ -145,14 +169,25 @@ fn start_services(
         vars
     };
     let order = order_service::Config::from_env(&borrow(&env(&http[0]))).expect("valid config");
-    let inventory = inventory_service::Config::from_env(&borrow(&env(&http[1]))).expect("valid config");
+    let inventory =
+        inventory_service::Config::from_env(&borrow(&env(&http[1]))).expect("valid config");
     let payment = payment_service::Config::from_env(&borrow(&env(&http[2]))).expect("valid config");
-    let orchestrator = saga_orchestrator::Config::from_env(&borrow(&env(&http[3]))).expect("valid config");
+    let orchestrator =
+        saga_orchestrator::Config::from_env(&borrow(&env(&http[3]))).expect("valid config");
     vec![
         tokio::spawn(expect_clean(order_service::run(order, shutdown.clone()))),
-        tokio::spawn(expect_clean(inventory_service::run(inventory, shutdown.clone()))),
-        tokio::spawn(expect_clean(payment_service::run(payment, shutdown.clone()))),
-        tokio::spawn(expect_clean(saga_orchestrator::run(orchestrator, shutdown.clone()))),
+        tokio::spawn(expect_clean(inventory_service::run(
+            inventory,
+            shutdown.clone(),
+        ))),
+        tokio::spawn(expect_clean(payment_service::run(
+            payment,
+            shutdown.clone(),
+        ))),
+        tokio::spawn(expect_clean(saga_orchestrator::run(
+            orchestrator,
+            shutdown.clone(),
+        ))),
     ]
 }
 

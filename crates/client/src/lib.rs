@@ -79,7 +79,12 @@ impl Client {
     }
 
     /// Publishes a command and waits until JetStream has stored it.
-    pub async fn command(&self, subject: &str, headers: HeaderMap, body: Bytes) -> Result<PublishAck, ClientError> {
+    pub async fn command(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<PublishAck, ClientError> {
         self.send(subject, headers, body)
             .await?
             .await
@@ -87,13 +92,27 @@ impl Client {
     }
 
     /// `orders.cmd.place` with the given lines.
-    pub async fn place(&self, order_id: &str, customer_id: &str, items: &[(&str, u32)]) -> Result<PublishAck, ClientError> {
-        self.command(subjects::PLACE_ORDER, HeaderMap::new(), place_body(order_id, customer_id, items))
-            .await
+    pub async fn place(
+        &self,
+        order_id: &str,
+        customer_id: &str,
+        items: &[(&str, u32)],
+    ) -> Result<PublishAck, ClientError> {
+        self.command(
+            subjects::PLACE_ORDER,
+            HeaderMap::new(),
+            place_body(order_id, customer_id, items),
+        )
+        .await
     }
 
     /// `inventory.cmd.restock`.
-    pub async fn restock(&self, sku: &str, quantity: u64, unit_price_cents: Option<u64>) -> Result<PublishAck, ClientError> {
+    pub async fn restock(
+        &self,
+        sku: &str,
+        quantity: u64,
+        unit_price_cents: Option<u64>,
+    ) -> Result<PublishAck, ClientError> {
         let body = match unit_price_cents {
             Some(price) => json!({"sku": sku, "quantity": quantity, "unit_price_cents": price}),
             None => json!({"sku": sku, "quantity": quantity}),
@@ -103,7 +122,11 @@ impl Client {
     }
 
     /// `payments.cmd.deposit`.
-    pub async fn deposit(&self, customer_id: &str, amount_cents: u64) -> Result<PublishAck, ClientError> {
+    pub async fn deposit(
+        &self,
+        customer_id: &str,
+        amount_cents: u64,
+    ) -> Result<PublishAck, ClientError> {
         let body = json!({"customer_id": customer_id, "amount_cents": amount_cents});
         self.command(subjects::DEPOSIT, HeaderMap::new(), body.to_string().into())
             .await
@@ -111,23 +134,29 @@ impl Client {
 
     /// `orders.query.get`; `None` when there is no such order.
     pub async fn order(&self, order_id: &str) -> Result<Option<Order>, ClientError> {
-        self.query(subjects::GET_ORDER, &ByOrderRaw { order_id }).await
+        self.query(subjects::GET_ORDER, &ByOrderRaw { order_id })
+            .await
     }
 
     /// `inventory.query.stock`.
     pub async fn stock(&self, sku: &str) -> Result<Option<StockLevel>, ClientError> {
-        self.query(subjects::GET_STOCK, &json!({ "sku": sku })).await
+        self.query(subjects::GET_STOCK, &json!({ "sku": sku }))
+            .await
     }
 
     /// `payments.query.account`.
     pub async fn account(&self, customer_id: &str) -> Result<Option<Account>, ClientError> {
-        self.query(subjects::GET_ACCOUNT, &json!({ "customer_id": customer_id }))
-            .await
+        self.query(
+            subjects::GET_ACCOUNT,
+            &json!({ "customer_id": customer_id }),
+        )
+        .await
     }
 
     /// `saga.query.get`.
     pub async fn saga(&self, order_id: &str) -> Result<Option<SagaView>, ClientError> {
-        self.query(subjects::GET_SAGA, &ByOrderRaw { order_id }).await
+        self.query(subjects::GET_SAGA, &ByOrderRaw { order_id })
+            .await
     }
 
     /// Sends a request and returns the raw answer, headers included.
@@ -142,7 +171,11 @@ impl Client {
             .map_err(|e| fail(e.to_string()))
     }
 
-    async fn query<T: DeserializeOwned>(&self, subject: &str, request: &impl Serialize) -> Result<Option<T>, ClientError> {
+    async fn query<T: DeserializeOwned>(
+        &self,
+        subject: &str,
+        request: &impl Serialize,
+    ) -> Result<Option<T>, ClientError> {
         let body = serde_json::to_vec(request).expect("requests serialize");
         let answer = self.request(subject, body.into()).await?;
         if let Some(code) = service_error_code(&answer) {
@@ -195,4 +228,3 @@ pub fn place_body(order_id: &str, customer_id: &str, items: &[(&str, u32)]) -> B
 struct ByOrderRaw<'a> {
     order_id: &'a str,
 }
-

@@ -243,9 +243,8 @@ mod tests {
 
     #[test]
     fn order_id_is_optional() {
-        let order =
-            PlaceOrder::parse(br#"{"customer_id":"c","items":[{"sku":"s","quantity":1}]}"#)
-                .unwrap();
+        let order = PlaceOrder::parse(br#"{"customer_id":"c","items":[{"sku":"s","quantity":1}]}"#)
+            .unwrap();
         assert_eq!(order.order_id, None);
     }
 

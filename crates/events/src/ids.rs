@@ -128,7 +128,9 @@ impl From<Quantity> for u64 {
 
 /// An amount of money in integer cents. Never negative: balances and prices
 /// that would go below zero are refused by the domain, not wrapped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Cents(pub u64);
 

@@ -110,7 +110,10 @@ impl CommonConfig {
                 ))
             }
             (None, None, Some(_)) => {
-                return Err(ConfigError::new("NATS_USER", "must be set when NATS_PASSWORD is"))
+                return Err(ConfigError::new(
+                    "NATS_USER",
+                    "must be set when NATS_PASSWORD is",
+                ))
             }
             (None, None, None) => NatsAuth::None,
         };
@@ -130,18 +133,30 @@ impl CommonConfig {
         };
         let stream_replicas = parse_or(env, "STREAM_REPLICAS", 1usize)?;
         if !(1..=5).contains(&stream_replicas) {
-            return Err(ConfigError::new("STREAM_REPLICAS", "must be between 1 and 5"));
+            return Err(ConfigError::new(
+                "STREAM_REPLICAS",
+                "must be between 1 and 5",
+            ));
         }
         let grace_seconds = parse_or(env, "SHUTDOWN_GRACE_SECONDS", 25u64)?;
         if grace_seconds == 0 {
-            return Err(ConfigError::new("SHUTDOWN_GRACE_SECONDS", "must be positive"));
+            return Err(ConfigError::new(
+                "SHUTDOWN_GRACE_SECONDS",
+                "must be positive",
+            ));
         }
         Ok(Self {
-            service_name: env.var("OTEL_SERVICE_NAME").unwrap_or_else(|| binary.to_owned()),
+            service_name: env
+                .var("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| binary.to_owned()),
             nats_urls,
             nats_auth,
             nats_tls_ca,
-            http_addr: parse_or(env, "HTTP_ADDR", default_http_addr.parse().expect("valid default"))?,
+            http_addr: parse_or(
+                env,
+                "HTTP_ADDR",
+                default_http_addr.parse().expect("valid default"),
+            )?,
             log_format,
             log_filter: env.var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             otlp_endpoint: env.var("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -177,11 +192,11 @@ fn parse_urls(raw: &str) -> Result<Vec<String>, ConfigError> {
         return Err(ConfigError::new("NATS_URL", "no server URL given"));
     }
     for url in &urls {
-        if url
-            .parse::<async_nats::ServerAddr>()
-            .is_err()
-        {
-            return Err(ConfigError::new("NATS_URL", format!("not a NATS URL: {url:?}")));
+        if url.parse::<async_nats::ServerAddr>().is_err() {
+            return Err(ConfigError::new(
+                "NATS_URL",
+                format!("not a NATS URL: {url:?}"),
+            ));
         }
     }
     Ok(urls)
@@ -192,7 +207,10 @@ fn existing_file(var: &'static str, path: String) -> Result<PathBuf, ConfigError
     if path.is_file() {
         Ok(path)
     } else {
-        Err(ConfigError::new(var, format!("no such file: {}", path.display())))
+        Err(ConfigError::new(
+            var,
+            format!("no such file: {}", path.display()),
+        ))
     }
 }
 
@@ -245,7 +263,10 @@ mod tests {
 
     #[test]
     fn a_user_needs_a_password() {
-        assert_eq!(config(&[("NATS_USER", "u")]).unwrap_err().var, "NATS_PASSWORD");
+        assert_eq!(
+            config(&[("NATS_USER", "u")]).unwrap_err().var,
+            "NATS_PASSWORD"
+        );
         let c = config(&[("NATS_USER", "u"), ("NATS_PASSWORD", "p")]).unwrap();
         assert!(matches!(c.nats_auth, NatsAuth::UserPassword { .. }));
     }

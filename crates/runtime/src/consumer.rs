@@ -220,7 +220,12 @@ async fn release_prefetched(messages: &mut Messages) {
     }
 }
 
-async fn process<H: Handler>(ctx: &ConsumerContext, spec: &ConsumerSpec, handler: &H, message: Message) {
+async fn process<H: Handler>(
+    ctx: &ConsumerContext,
+    spec: &ConsumerSpec,
+    handler: &H,
+    message: Message,
+) {
     let started = Instant::now();
     let (delivered, stream_seq) = message
         .info()
@@ -252,12 +257,18 @@ async fn process<H: Handler>(ctx: &ConsumerContext, spec: &ConsumerSpec, handler
             }
             Err(HandleError::Retry(why)) => {
                 let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
-                let delay = crate::retry::jitter(Backoff::ceiling(spec.retry_base, spec.retry_cap, exponent));
+                let delay = crate::retry::jitter(Backoff::ceiling(
+                    spec.retry_base,
+                    spec.retry_cap,
+                    exponent,
+                ));
                 tracing::warn!(error = %why, ?delay, "handling failed, will retry");
                 nak(&message, Some(delay)).await;
                 Outcome::Retry
             }
-            Err(HandleError::Reject(why)) => dead_letter(ctx, spec, &message, &why, delivered).await,
+            Err(HandleError::Reject(why)) => {
+                dead_letter(ctx, spec, &message, &why, delivered).await
+            }
         }
     }
     .instrument(span)
@@ -308,7 +319,12 @@ async fn dead_letter(
     }
 }
 
-fn dead_letter_headers(message: &Message, spec: &ConsumerSpec, reason: &str, delivered: i64) -> HeaderMap {
+fn dead_letter_headers(
+    message: &Message,
+    spec: &ConsumerSpec,
+    reason: &str,
+    delivered: i64,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     // Keep the client's headers (a traceparent, say), but none of the
     // `Nats-*` ones: an expected-sequence check copied along would refuse
@@ -327,11 +343,23 @@ fn dead_letter_headers(message: &Message, spec: &ConsumerSpec, reason: &str, del
     // Dead-lettering the same delivery twice (a crash between the copy and
     // the term) stores one copy.
     headers.insert("Nats-Msg-Id", format!("dlq:{}:{seq}", spec.stream).as_str());
-    headers.insert(HeaderName::from_static("Dlq-Reason"), header_safe(reason).as_str());
-    headers.insert(HeaderName::from_static("Dlq-Original-Subject"), message.subject.as_str());
-    headers.insert(HeaderName::from_static("Dlq-Deliveries"), delivered.to_string().as_str());
+    headers.insert(
+        HeaderName::from_static("Dlq-Reason"),
+        header_safe(reason).as_str(),
+    );
+    headers.insert(
+        HeaderName::from_static("Dlq-Original-Subject"),
+        message.subject.as_str(),
+    );
+    headers.insert(
+        HeaderName::from_static("Dlq-Deliveries"),
+        delivered.to_string().as_str(),
+    );
     headers.insert(HeaderName::from_static("Dlq-Original-Stream"), spec.stream);
-    headers.insert(HeaderName::from_static("Dlq-Original-Sequence"), seq.to_string().as_str());
+    headers.insert(
+        HeaderName::from_static("Dlq-Original-Sequence"),
+        seq.to_string().as_str(),
+    );
     headers.insert(HeaderName::from_static("Dlq-Consumer"), spec.durable);
     headers
 }

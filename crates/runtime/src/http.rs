@@ -50,7 +50,9 @@ impl Readiness {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Result<(), String>>> {
-        self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

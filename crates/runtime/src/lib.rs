@@ -7,11 +7,11 @@ pub mod consumer;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+pub mod query;
 pub mod retry;
+pub mod service;
 pub mod store;
 pub mod telemetry;
-pub mod query;
-pub mod service;
 
 pub use consumer::{decode, ConsumerSpec, HandleError, Handler};
 pub use service::ServiceRuntime;

@@ -92,7 +92,9 @@ impl Metrics {
         self.handled
             .with_label_values(&[consumer, outcome.as_str()])
             .inc();
-        self.duration.with_label_values(&[consumer]).observe(seconds);
+        self.duration
+            .with_label_values(&[consumer])
+            .observe(seconds);
         if outcome == Outcome::DeadLetter {
             self.dead_letters.with_label_values(&[consumer]).inc();
         }

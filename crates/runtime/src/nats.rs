@@ -31,10 +31,9 @@ pub async fn connect(config: &CommonConfig) -> Result<Client, async_nats::Connec
         });
     options = match &config.nats_auth {
         NatsAuth::None => options,
-        NatsAuth::Credentials(path) => options
-            .credentials_file(path)
-            .await
-            .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e))?,
+        NatsAuth::Credentials(path) => options.credentials_file(path).await.map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e)
+        })?,
         NatsAuth::UserPassword { user, password } => {
             options.user_and_password(user.clone(), password.clone())
         }

@@ -62,7 +62,9 @@ pub struct Query {
 
 impl std::fmt::Debug for Query {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Query").field("subject", &self.subject).finish()
+        f.debug_struct("Query")
+            .field("subject", &self.subject)
+            .finish()
     }
 }
 
@@ -161,13 +163,22 @@ async fn respond(request: Request, answer: AnswerFn) {
 fn error_reply(error: &QueryError) -> (Bytes, HeaderMap) {
     let (status, code) = error.parts();
     let mut headers = HeaderMap::new();
-    headers.insert(HeaderName::from_static("Nats-Service-Error"), error.to_string().replace(['\r', '\n'], " ").as_str());
-    headers.insert(HeaderName::from_static("Nats-Service-Error-Code"), status.to_string().as_str());
+    headers.insert(
+        HeaderName::from_static("Nats-Service-Error"),
+        error.to_string().replace(['\r', '\n'], " ").as_str(),
+    );
+    headers.insert(
+        HeaderName::from_static("Nats-Service-Error-Code"),
+        status.to_string().as_str(),
+    );
     let body = ErrorBody {
         error: ErrorDetail {
             code: code.to_owned(),
             message: error.to_string(),
         },
     };
-    (serde_json::to_vec(&body).expect("serializes").into(), headers)
+    (
+        serde_json::to_vec(&body).expect("serializes").into(),
+        headers,
+    )
 }

@@ -107,7 +107,11 @@ impl ServiceRuntime {
     }
 
     /// Serves queries as the micro service named after this binary.
-    pub async fn serve_queries(&self, description: &str, queries: Vec<Query>) -> Result<(), StartError> {
+    pub async fn serve_queries(
+        &self,
+        description: &str,
+        queries: Vec<Query>,
+    ) -> Result<(), StartError> {
         query::serve(
             self.client.clone(),
             self.name,
@@ -142,7 +146,10 @@ impl ServiceRuntime {
         // Keep a little of the grace period for the drain.
         let work_grace = grace.saturating_sub(Duration::from_secs(2)).max(grace / 2);
         self.tasks.close();
-        if tokio::time::timeout(work_grace, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(work_grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("in-flight work outlived the grace period; it will be redelivered");
         }
         match tokio::time::timeout(Duration::from_secs(2), self.client.drain()).await {

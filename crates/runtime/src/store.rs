@@ -85,8 +85,10 @@ impl Append {
     /// Stores only if the last message on this subject has sequence `seq`
     /// (0: there is none).
     pub fn expect_last(mut self, seq: u64) -> Self {
-        self.headers
-            .insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, seq.to_string().as_str());
+        self.headers.insert(
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            seq.to_string().as_str(),
+        );
         self
     }
 
@@ -149,12 +151,11 @@ impl Store {
             Err(e) => return Err(StoreError::Unavailable(e.to_string())),
         };
         let subject = message.subject.to_string();
-        let value = serde_json::from_slice(&message.payload).map_err(|source| {
-            StoreError::Corrupt {
+        let value =
+            serde_json::from_slice(&message.payload).map_err(|source| StoreError::Corrupt {
                 subject: subject.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(Some(Versioned {
             seq: message.sequence,
             subject,
@@ -175,7 +176,10 @@ impl Store {
     pub async fn commit(&self, appends: Vec<Append>) -> Result<(), StoreError> {
         match appends.len() {
             0 => Ok(()),
-            1 => self.commit_one(appends.into_iter().next().expect("one append")).await,
+            1 => {
+                self.commit_one(appends.into_iter().next().expect("one append"))
+                    .await
+            }
             _ => self.commit_batch(appends).await,
         }
     }
@@ -266,7 +270,8 @@ where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     const ATTEMPTS: u32 = 12;
-    let mut backoff = crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
     let mut tries = 0;
     loop {
         match attempt().await {

@@ -21,5 +21,8 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
         Some((status, body))
     };
-    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
 }

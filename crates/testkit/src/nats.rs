@@ -87,7 +87,14 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let child = Command::new(nats_server_binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -98,7 +105,11 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not open port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not open port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -18,11 +18,18 @@ pub enum InventoryError {
     #[error("restocking sku {0} would overflow its stock")]
     Overflow(Sku),
     #[error("sku {sku} holds {reserved} reserved, fewer than the {wanted} the order holds")]
-    Inconsistent { sku: Sku, reserved: u64, wanted: u64 },
+    Inconsistent {
+        sku: Sku,
+        reserved: u64,
+        wanted: u64,
+    },
 }
 
 /// Applies a restock: adds the quantity and, when given, sets the price.
-pub fn restock(current: Option<&StockLevel>, command: &Restock) -> Result<StockLevel, InventoryError> {
+pub fn restock(
+    current: Option<&StockLevel>,
+    command: &Restock,
+) -> Result<StockLevel, InventoryError> {
     let sku = command.sku.clone();
     let (available, reserved, price) = match current {
         Some(level) => (level.available, level.reserved, level.unit_price_cents),
@@ -117,12 +124,18 @@ pub fn reserve(
 }
 
 /// The held stock leaves for good: `reserved` goes down.
-pub fn commit(lines: &[PricedLine], stock: &BTreeMap<Sku, StockLevel>) -> Result<Vec<StockLevel>, InventoryError> {
+pub fn commit(
+    lines: &[PricedLine],
+    stock: &BTreeMap<Sku, StockLevel>,
+) -> Result<Vec<StockLevel>, InventoryError> {
     settle(lines, stock, false)
 }
 
 /// The held stock is available again.
-pub fn release(lines: &[PricedLine], stock: &BTreeMap<Sku, StockLevel>) -> Result<Vec<StockLevel>, InventoryError> {
+pub fn release(
+    lines: &[PricedLine],
+    stock: &BTreeMap<Sku, StockLevel>,
+) -> Result<Vec<StockLevel>, InventoryError> {
     settle(lines, stock, true)
 }
 
@@ -196,7 +209,10 @@ mod tests {
             quantity: 5,
             unit_price_cents: None,
         };
-        assert_eq!(restock(None, &cmd), Err(InventoryError::PriceRequired(sku("a"))));
+        assert_eq!(
+            restock(None, &cmd),
+            Err(InventoryError::PriceRequired(sku("a")))
+        );
         let priced = Restock {
             unit_price_cents: Some(Cents(250)),
             ..cmd.clone()
@@ -210,15 +226,20 @@ mod tests {
     #[test]
     fn a_reservation_holds_and_prices_every_line() {
         let stock = stock(&[level("a", 5, 100), level("b", 1, 250)]);
-        let Reservation::Held { levels, event } =
-            reserve(&order(), &[line("a", 2), line("b", 1), line("a", 1)], &stock)
-        else {
+        let Reservation::Held { levels, event } = reserve(
+            &order(),
+            &[line("a", 2), line("b", 1), line("a", 1)],
+            &stock,
+        ) else {
             panic!("expected the stock to be held");
         };
         assert_eq!(levels[0].available, 2);
         assert_eq!(levels[0].reserved, 3);
         assert_eq!(levels[1].available, 0);
-        let InventoryEvent::Reserved { lines, total_cents, .. } = event else {
+        let InventoryEvent::Reserved {
+            lines, total_cents, ..
+        } = event
+        else {
             panic!("expected reserved");
         };
         assert_eq!(lines.len(), 3);
@@ -240,15 +261,20 @@ mod tests {
         let refused = reserve(&order(), &[line("zzz", 1)], &stock(&[]));
         assert!(matches!(
             refused,
-            Reservation::Refused(InventoryEvent::ReserveFailed { reason: CancelReason::UnknownSku, .. })
+            Reservation::Refused(InventoryEvent::ReserveFailed {
+                reason: CancelReason::UnknownSku,
+                ..
+            })
         ));
     }
 
     #[test]
     fn commit_and_release_undo_the_hold_differently() {
         let start = stock(&[level("a", 5, 100)]);
-        let Reservation::Held { levels, event: InventoryEvent::Reserved { lines, .. } } =
-            reserve(&order(), &[line("a", 2)], &start)
+        let Reservation::Held {
+            levels,
+            event: InventoryEvent::Reserved { lines, .. },
+        } = reserve(&order(), &[line("a", 2)], &start)
         else {
             panic!()
         };

@@ -43,9 +43,13 @@ impl Commands {
 impl Handler for Commands {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         if message.subject.as_str() != subjects::RESTOCK {
-            return Err(HandleError::Reject(format!("unknown command {}", message.subject)));
+            return Err(HandleError::Reject(format!(
+                "unknown command {}",
+                message.subject
+            )));
         }
-        let command = Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
+        let command =
+            Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
         let applied = subjects::applied("inventory", &command_key(message));
         let verdict = retry_conflicts(|| async {
             if self.store.last_seq(&applied).await? > 0 {
@@ -83,9 +87,15 @@ impl Handler for SagaSteps {
         let record: SagaRecord = decode(message)?;
         let order_id = &record.order_id;
         let verdict = match &record.command {
-            SagaCommand::ReserveStock { items } => retry_conflicts(|| self.reserve(order_id, items)).await?,
-            SagaCommand::CommitStock => retry_conflicts(|| self.settle(order_id, Settle::Commit)).await?,
-            SagaCommand::ReleaseStock => retry_conflicts(|| self.settle(order_id, Settle::Release)).await?,
+            SagaCommand::ReserveStock { items } => {
+                retry_conflicts(|| self.reserve(order_id, items)).await?
+            }
+            SagaCommand::CommitStock => {
+                retry_conflicts(|| self.settle(order_id, Settle::Commit)).await?
+            }
+            SagaCommand::ReleaseStock => {
+                retry_conflicts(|| self.settle(order_id, Settle::Release)).await?
+            }
             other => Err(format!("not an inventory command: {}", other.name())),
         };
         verdict.map_err(HandleError::Reject)
@@ -138,18 +148,26 @@ impl SagaSteps {
                     lines,
                 },
             ),
-            (Settle::Release, Some(InventoryEvent::Reserved { lines, .. })) => (lines.clone(), released(lines)),
+            (Settle::Release, Some(InventoryEvent::Reserved { lines, .. })) => {
+                (lines.clone(), released(lines))
+            }
             (Settle::Commit, Some(InventoryEvent::Committed { .. }))
             | (Settle::Release, Some(InventoryEvent::Released { .. })) => return Ok(Ok(())),
             // Nothing is held: record the release anyway, so that the saga
             // hears back and a reservation arriving late holds nothing.
-            (Settle::Release, None | Some(InventoryEvent::ReserveFailed { .. })) => (vec![], released(vec![])),
+            (Settle::Release, None | Some(InventoryEvent::ReserveFailed { .. })) => {
+                (vec![], released(vec![]))
+            }
             (Settle::Release, Some(InventoryEvent::Committed { .. })) => {
-                return Ok(Err(format!("order {order_id}: committed stock cannot be released")))
+                return Ok(Err(format!(
+                    "order {order_id}: committed stock cannot be released"
+                )))
             }
             (Settle::Commit, other) => {
                 let found = other.map_or("nothing", |e| e.type_name());
-                return Ok(Err(format!("order {order_id}: cannot commit, found {found}")));
+                return Ok(Err(format!(
+                    "order {order_id}: cannot commit, found {found}"
+                )));
             }
         };
         let (stock, seqs) = self.levels(lines.iter().map(|l| &l.sku)).await?;
@@ -173,7 +191,8 @@ impl SagaSteps {
     ) -> Result<(BTreeMap<Sku, StockLevel>, BTreeMap<Sku, u64>), StoreError> {
         let distinct: std::collections::BTreeSet<&Sku> = skus.collect();
         let read = try_join_all(distinct.into_iter().map(|sku| async move {
-            let level: Option<Versioned<StockLevel>> = self.store.last(&subjects::stock(sku)).await?;
+            let level: Option<Versioned<StockLevel>> =
+                self.store.last(&subjects::stock(sku)).await?;
             Ok::<_, StoreError>(level)
         }))
         .await?;
@@ -204,8 +223,11 @@ impl SagaSteps {
             })
             .collect();
         appends.push(
-            Append::json(subjects::inventory_event(order_id, event.type_name()), event)
-                .expect_last_on(&subjects::inventory_events(order_id), after),
+            Append::json(
+                subjects::inventory_event(order_id, event.type_name()),
+                event,
+            )
+            .expect_last_on(&subjects::inventory_events(order_id), after),
         );
         self.store.commit(appends).await
     }
@@ -216,7 +238,8 @@ pub fn get_stock_query(store: Store) -> Query {
     Query::json("stock", subjects::GET_STOCK, move |request: BySku| {
         let store = store.clone();
         async move {
-            let found: Option<Versioned<StockLevel>> = store.last(&subjects::stock(&request.sku)).await?;
+            let found: Option<Versioned<StockLevel>> =
+                store.last(&subjects::stock(&request.sku)).await?;
             found
                 .map(|v| v.value)
                 .ok_or_else(|| QueryError::NotFound(format!("no sku {}", request.sku)))

@@ -32,7 +32,10 @@ impl Config {
         let common = CommonConfig::from_env(env, NAME, "0.0.0.0:8082")?;
         let concurrency = parse_or(env, "INVENTORY_CONCURRENCY", 64usize)?;
         if concurrency == 0 {
-            return Err(ConfigError::new("INVENTORY_CONCURRENCY", "must be positive"));
+            return Err(ConfigError::new(
+                "INVENTORY_CONCURRENCY",
+                "must be positive",
+            ));
         }
         Ok(Self {
             common,
@@ -47,24 +50,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let provisioned = rt
         .ensure_stream(rt.stream_config(
             streams::INVENTORY,
-            &["inventory.cmd.>", "inventory.sku.>", "inventory.evt.>", "inventory.applied.>"],
+            &[
+                "inventory.cmd.>",
+                "inventory.sku.>",
+                "inventory.evt.>",
+                "inventory.applied.>",
+            ],
         ))
         .await
         && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .ensure_stream(runtime::nats::dead_letter_stream_config(
+                rt.config.stream_replicas,
+            ))
             .await;
     if provisioned {
         let store = Store::new(rt.js.clone(), streams::INVENTORY)
             .await
             .expect("a stream handle needs no I/O");
-        let commands = ConsumerSpec::new(streams::INVENTORY, "inventory-commands", vec!["inventory.cmd.>".to_owned()]);
+        let commands = ConsumerSpec::new(
+            streams::INVENTORY,
+            "inventory-commands",
+            vec!["inventory.cmd.>".to_owned()],
+        );
         rt.consume(commands, Arc::new(handlers::Commands::new(store.clone())));
         let mut saga = ConsumerSpec::new(
             streams::SAGA,
             "inventory-saga",
-            [command::RESERVE_STOCK, command::COMMIT_STOCK, command::RELEASE_STOCK]
-                .map(subjects::saga_command_filter)
-                .to_vec(),
+            [
+                command::RESERVE_STOCK,
+                command::COMMIT_STOCK,
+                command::RELEASE_STOCK,
+            ]
+            .map(subjects::saga_command_filter)
+            .to_vec(),
         );
         saga.concurrency = config.concurrency;
         rt.consume(saga, Arc::new(handlers::SagaSteps::new(store.clone())));

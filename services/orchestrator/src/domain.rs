@@ -42,7 +42,9 @@ impl SagaEvent {
 /// `now` stamps the history (RFC 3339).
 pub fn on_event(saga: Option<&SagaRecord>, event: &SagaEvent, now: &str) -> Option<SagaRecord> {
     match (saga, event) {
-        (None, SagaEvent::Order(e)) if e.order.status == OrderStatus::Pending => Some(start(&e.order, now)),
+        (None, SagaEvent::Order(e)) if e.order.status == OrderStatus::Pending => {
+            Some(start(&e.order, now))
+        }
         (None, _) => None,
         (Some(saga), event) => advance(saga, event, now),
     }
@@ -57,7 +59,9 @@ fn start(order: &Order, now: &str) -> SagaRecord {
             quantity: l.quantity,
         })
         .collect::<Vec<_>>();
-    let command = SagaCommand::ReserveStock { items: items.clone() };
+    let command = SagaCommand::ReserveStock {
+        items: items.clone(),
+    };
     SagaRecord {
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
@@ -76,7 +80,12 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
     use SagaState::*;
     let mut next = saga.clone();
     let (outcome, state, command) = match (saga.state, event) {
-        (Reserving, Inventory(InventoryEvent::Reserved { lines, total_cents, .. })) => {
+        (
+            Reserving,
+            Inventory(InventoryEvent::Reserved {
+                lines, total_cents, ..
+            }),
+        ) => {
             next.lines = Some(lines.clone());
             next.total_cents = Some(*total_cents);
             let charge = SagaCommand::ChargePayment {
@@ -87,21 +96,37 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
         }
         (Reserving, Inventory(InventoryEvent::ReserveFailed { reason, .. })) => {
             next.reason = Some(*reason);
-            (StepStatus::Failed, Cancelling, SagaCommand::CancelOrder { reason: *reason })
+            (
+                StepStatus::Failed,
+                Cancelling,
+                SagaCommand::CancelOrder { reason: *reason },
+            )
         }
-        (Charging, Payment(PaymentEvent::Charged { .. })) => (StepStatus::Succeeded, Committing, SagaCommand::CommitStock),
+        (Charging, Payment(PaymentEvent::Charged { .. })) => {
+            (StepStatus::Succeeded, Committing, SagaCommand::CommitStock)
+        }
         (Charging, Payment(PaymentEvent::Declined { reason, .. })) => {
             next.reason = Some(*reason);
             (StepStatus::Failed, Releasing, SagaCommand::ReleaseStock)
         }
         (Committing, Inventory(InventoryEvent::Committed { .. })) => {
             let (lines, total_cents) = (saga.lines.clone()?, saga.total_cents?);
-            (StepStatus::Succeeded, Confirming, SagaCommand::ConfirmOrder { lines, total_cents })
+            (
+                StepStatus::Succeeded,
+                Confirming,
+                SagaCommand::ConfirmOrder { lines, total_cents },
+            )
         }
-        (Refunding, Payment(PaymentEvent::Refunded { .. })) => (StepStatus::Succeeded, Releasing, SagaCommand::ReleaseStock),
+        (Refunding, Payment(PaymentEvent::Refunded { .. })) => {
+            (StepStatus::Succeeded, Releasing, SagaCommand::ReleaseStock)
+        }
         (Releasing, Inventory(InventoryEvent::Released { .. })) => {
             let reason = saga.reason?;
-            (StepStatus::Succeeded, Cancelling, SagaCommand::CancelOrder { reason })
+            (
+                StepStatus::Succeeded,
+                Cancelling,
+                SagaCommand::CancelOrder { reason },
+            )
         }
         (Confirming, Order(e)) if e.order.status == OrderStatus::Confirmed => {
             (StepStatus::Succeeded, Confirmed, SagaCommand::Finish)
@@ -113,7 +138,8 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
     };
     next.steps.push(step(saga.command.name(), outcome, now));
     if command != SagaCommand::Finish {
-        next.steps.push(step(command.name(), StepStatus::Requested, now));
+        next.steps
+            .push(step(command.name(), StepStatus::Requested, now));
     }
     next.state = state;
     next.command = command;

@@ -70,7 +70,8 @@ impl Saga {
         let transition = retry_conflicts(|| async {
             let current: Option<Versioned<SagaRecord>> = self.store.last(&records).await?;
             let now = OffsetDateTime::now_utc().format(&Rfc3339).expect("formats");
-            let Some(next) = domain::on_event(current.as_ref().map(|v| &v.value), event, &now) else {
+            let Some(next) = domain::on_event(current.as_ref().map(|v| &v.value), event, &now)
+            else {
                 return Ok(None);
             };
             let append = Append::json(subjects::saga_record(order_id, next.command.name()), &next)
@@ -109,10 +110,12 @@ pub fn get_saga_query(store: Store) -> Query {
     Query::json("get", subjects::GET_SAGA, move |request: ByOrder| {
         let store = store.clone();
         async move {
-            let found: Option<Versioned<SagaRecord>> = store.last(&subjects::saga_records(&request.order_id)).await?;
-            found
-                .map(|v| SagaView::from(v.value))
-                .ok_or_else(|| QueryError::NotFound(format!("no saga for order {}", request.order_id)))
+            let found: Option<Versioned<SagaRecord>> = store
+                .last(&subjects::saga_records(&request.order_id))
+                .await?;
+            found.map(|v| SagaView::from(v.value)).ok_or_else(|| {
+                QueryError::NotFound(format!("no saga for order {}", request.order_id))
+            })
         }
     })
 }

@@ -41,7 +41,10 @@ impl Config {
         }
         let concurrency = parse_or(env, "ORCHESTRATOR_CONCURRENCY", 64usize)?;
         if concurrency == 0 {
-            return Err(ConfigError::new("ORCHESTRATOR_CONCURRENCY", "must be positive"));
+            return Err(ConfigError::new(
+                "ORCHESTRATOR_CONCURRENCY",
+                "must be positive",
+            ));
         }
         Ok(Self {
             common,
@@ -58,20 +61,44 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         .ensure_stream(rt.stream_config(streams::SAGA, &["saga.log.>"]))
         .await
         && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .ensure_stream(runtime::nats::dead_letter_stream_config(
+                rt.config.stream_replicas,
+            ))
             .await;
     if provisioned {
         let store = Store::new(rt.js.clone(), streams::SAGA)
             .await
             .expect("a stream handle needs no I/O");
-        let saga = Saga::new(store.clone(), metrics::SagaMetrics::register(rt.metrics.registry()));
+        let saga = Saga::new(
+            store.clone(),
+            metrics::SagaMetrics::register(rt.metrics.registry()),
+        );
         let consumers = [
-            (streams::ORDERS, "saga-orders", vec!["orders.evt.*.*"], Source::Orders),
-            (streams::INVENTORY, "saga-inventory", vec!["inventory.evt.>"], Source::Inventory),
-            (streams::PAYMENTS, "saga-payments", vec!["payments.evt.>"], Source::Payments),
+            (
+                streams::ORDERS,
+                "saga-orders",
+                vec!["orders.evt.*.*"],
+                Source::Orders,
+            ),
+            (
+                streams::INVENTORY,
+                "saga-inventory",
+                vec!["inventory.evt.>"],
+                Source::Inventory,
+            ),
+            (
+                streams::PAYMENTS,
+                "saga-payments",
+                vec!["payments.evt.>"],
+                Source::Payments,
+            ),
         ];
         for (stream, durable, filters, source) in consumers {
-            let mut spec = ConsumerSpec::new(stream, durable, filters.into_iter().map(str::to_owned).collect());
+            let mut spec = ConsumerSpec::new(
+                stream,
+                durable,
+                filters.into_iter().map(str::to_owned).collect(),
+            );
             spec.concurrency = config.concurrency;
             rt.consume(spec, Arc::new(Events::new(source, saga.clone())));
         }

@@ -1,6 +1,8 @@
 //! The orchestrator's saga metrics (CONTRACT.md section 6).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct SagaMetrics {
@@ -12,15 +14,22 @@ pub struct SagaMetrics {
 
 impl SagaMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let started = IntCounter::new("jetsaga_sagas_started_total", "Sagas started.").expect("valid metric");
+        let started =
+            IntCounter::new("jetsaga_sagas_started_total", "Sagas started.").expect("valid metric");
         let completed = IntCounterVec::new(
-            Opts::new("jetsaga_sagas_completed_total", "Sagas completed, by outcome."),
+            Opts::new(
+                "jetsaga_sagas_completed_total",
+                "Sagas completed, by outcome.",
+            ),
             &["outcome"],
         )
         .expect("valid metric");
         let duration = HistogramVec::new(
-            HistogramOpts::new("jetsaga_saga_duration_seconds", "From order placed to saga completed.")
-                .buckets(runtime::metrics::LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "jetsaga_saga_duration_seconds",
+                "From order placed to saga completed.",
+            )
+            .buckets(runtime::metrics::LATENCY_BUCKETS.to_vec()),
             &["outcome"],
         )
         .expect("valid metric");

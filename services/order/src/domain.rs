@@ -135,7 +135,10 @@ mod tests {
             .unwrap()
             .unwrap()
             .order;
-        assert_eq!(confirm(Some(&confirmed), &id, &priced(), Cents(300)), Ok(None));
+        assert_eq!(
+            confirm(Some(&confirmed), &id, &priced(), Cents(300)),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -148,7 +151,10 @@ mod tests {
         assert_eq!(cancelled.reason, Some(CancelReason::OutOfStock));
         assert_eq!(cancelled.total_cents, None);
         assert!(confirm(Some(&cancelled), &id, &priced(), Cents(300)).is_err());
-        assert_eq!(cancel(Some(&cancelled), &id, CancelReason::OutOfStock, None), Ok(None));
+        assert_eq!(
+            cancel(Some(&cancelled), &id, CancelReason::OutOfStock, None),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -163,7 +169,13 @@ mod tests {
     #[test]
     fn derived_ids_are_stable_per_message() {
         assert_eq!(derive_order_id(None, 42).as_str(), "o-s42");
-        assert_eq!(derive_order_id(Some("abc"), 1), derive_order_id(Some("abc"), 2));
-        assert_ne!(derive_order_id(Some("abc"), 1), derive_order_id(Some("abd"), 1));
+        assert_eq!(
+            derive_order_id(Some("abc"), 1),
+            derive_order_id(Some("abc"), 2)
+        );
+        assert_ne!(
+            derive_order_id(Some("abc"), 1),
+            derive_order_id(Some("abd"), 1)
+        );
     }
 }

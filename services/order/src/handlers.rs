@@ -30,7 +30,8 @@ impl Place {
         tracing::info!(errors = ?rejected.errors, "order rejected");
         // Deduplicated by the stream if this delivery is handled twice.
         let msg_id = format!("rejected:{}", stream_sequence(message));
-        let append = Append::json(subjects::ORDER_REJECTED, &rejected).header("Nats-Msg-Id", &msg_id);
+        let append =
+            Append::json(subjects::ORDER_REJECTED, &rejected).header("Nats-Msg-Id", &msg_id);
         Ok(self.store.commit(vec![append]).await?)
     }
 }
@@ -99,10 +100,7 @@ impl SagaSteps {
                     domain::confirm(order, order_id, lines, *total_cents)
                 }
                 SagaCommand::CancelOrder { reason } => {
-                    let priced = record
-                        .lines
-                        .as_deref()
-                        .zip(record.total_cents);
+                    let priced = record.lines.as_deref().zip(record.total_cents);
                     domain::cancel(order, order_id, *reason, priced)
                 }
                 other => return Ok(Err(format!("not an order command: {}", other.name()))),
@@ -133,18 +131,15 @@ impl Handler for SagaSteps {
 
 /// `orders.query.get`.
 pub fn get_order_query(store: Store) -> Query {
-    Query::json(
-        "get",
-        subjects::GET_ORDER,
-        move |request: ByOrder| {
-            let store = store.clone();
-            async move {
-                let found: Option<Versioned<OrderEvent>> =
-                    store.last(&subjects::order_events(&request.order_id)).await?;
-                found
-                    .map(|v| v.value.order)
-                    .ok_or_else(|| QueryError::NotFound(format!("no order {}", request.order_id)))
-            }
-        },
-    )
+    Query::json("get", subjects::GET_ORDER, move |request: ByOrder| {
+        let store = store.clone();
+        async move {
+            let found: Option<Versioned<OrderEvent>> = store
+                .last(&subjects::order_events(&request.order_id))
+                .await?;
+            found
+                .map(|v| v.value.order)
+                .ok_or_else(|| QueryError::NotFound(format!("no order {}", request.order_id)))
+        }
+    })
 }

@@ -48,7 +48,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         .ensure_stream(rt.stream_config(streams::ORDERS, &["orders.cmd.>", "orders.evt.>"]))
         .await
         && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .ensure_stream(runtime::nats::dead_letter_stream_config(
+                rt.config.stream_replicas,
+            ))
             .await;
     if provisioned {
         let store = Store::new(rt.js.clone(), streams::ORDERS)

@@ -27,7 +27,10 @@ pub fn deposit(current: Option<&Account>, command: &Deposit) -> Result<Account, 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
     /// Taken: the new account and `charged`.
-    Taken { account: Account, event: PaymentEvent },
+    Taken {
+        account: Account,
+        event: PaymentEvent,
+    },
     /// Not taken: `declined`.
     Declined(PaymentEvent),
 }
@@ -98,16 +101,27 @@ mod tests {
         };
         let opened = deposit(None, &cmd).unwrap();
         assert_eq!(opened.balance_cents, Cents(500));
-        assert_eq!(deposit(Some(&opened), &cmd).unwrap().balance_cents, Cents(1000));
+        assert_eq!(
+            deposit(Some(&opened), &cmd).unwrap().balance_cents,
+            Cents(1000)
+        );
     }
 
     #[test]
     fn a_charge_within_the_balance_is_taken() {
-        let Charge::Taken { account, event } = charge(&order(), &customer(), Some(&account(1000)), Cents(999)) else {
+        let Charge::Taken { account, event } =
+            charge(&order(), &customer(), Some(&account(1000)), Cents(999))
+        else {
             panic!("expected the charge to be taken");
         };
         assert_eq!(account.balance_cents, Cents(1));
-        assert!(matches!(event, PaymentEvent::Charged { amount_cents: Cents(999), .. }));
+        assert!(matches!(
+            event,
+            PaymentEvent::Charged {
+                amount_cents: Cents(999),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -115,13 +129,19 @@ mod tests {
         for current in [Some(account(998)), None] {
             assert!(matches!(
                 charge(&order(), &customer(), current.as_ref(), Cents(999)),
-                Charge::Declined(PaymentEvent::Declined { reason: CancelReason::InsufficientFunds, .. })
+                Charge::Declined(PaymentEvent::Declined {
+                    reason: CancelReason::InsufficientFunds,
+                    ..
+                })
             ));
         }
     }
 
     #[test]
     fn a_refund_restores_the_balance() {
-        assert_eq!(refund(&account(1), Cents(999)).unwrap().balance_cents, Cents(1000));
+        assert_eq!(
+            refund(&account(1), Cents(999)).unwrap().balance_cents,
+            Cents(1000)
+        );
     }
 }

@@ -38,9 +38,13 @@ impl Commands {
 impl Handler for Commands {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         if message.subject.as_str() != subjects::DEPOSIT {
-            return Err(HandleError::Reject(format!("unknown command {}", message.subject)));
+            return Err(HandleError::Reject(format!(
+                "unknown command {}",
+                message.subject
+            )));
         }
-        let command = Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
+        let command =
+            Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
         let applied = subjects::applied("payments", &command_key(message));
         let verdict = retry_conflicts(|| async {
             if self.store.last_seq(&applied).await? > 0 {
@@ -96,24 +100,46 @@ impl SagaSteps {
         Self { store }
     }
 
-    async fn charge(&self, order_id: &OrderId, customer_id: &CustomerId, amount: Cents) -> Result<Verdict, StoreError> {
-        if self.store.last_seq(&subjects::payment_events(order_id)).await? > 0 {
+    async fn charge(
+        &self,
+        order_id: &OrderId,
+        customer_id: &CustomerId,
+        amount: Cents,
+    ) -> Result<Verdict, StoreError> {
+        if self
+            .store
+            .last_seq(&subjects::payment_events(order_id))
+            .await?
+            > 0
+        {
             // Decided before (or refunded before it was ever charged).
             return Ok(Ok(()));
         }
-        let current: Option<Versioned<Account>> = self.store.last(&subjects::account(customer_id)).await?;
+        let current: Option<Versioned<Account>> =
+            self.store.last(&subjects::account(customer_id)).await?;
         let seq = current.as_ref().map_or(0, |v| v.seq);
-        let (account, event) = match domain::charge(order_id, customer_id, current.as_ref().map(|v| &v.value), amount) {
+        let (account, event) = match domain::charge(
+            order_id,
+            customer_id,
+            current.as_ref().map(|v| &v.value),
+            amount,
+        ) {
             Charge::Taken { account, event } => (Some(account), event),
             Charge::Declined(event) => (None, event),
         };
-        self.write(order_id, account.as_ref().map(|a| (a, seq)), &event, 0).await?;
+        self.write(order_id, account.as_ref().map(|a| (a, seq)), &event, 0)
+            .await?;
         tracing::info!(%order_id, %customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
         Ok(Ok(()))
     }
 
-    async fn refund(&self, order_id: &OrderId, customer_id: &CustomerId) -> Result<Verdict, StoreError> {
-        let last: Option<Versioned<PaymentEvent>> = self.store.last(&subjects::payment_events(order_id)).await?;
+    async fn refund(
+        &self,
+        order_id: &OrderId,
+        customer_id: &CustomerId,
+    ) -> Result<Verdict, StoreError> {
+        let last: Option<Versioned<PaymentEvent>> =
+            self.store.last(&subjects::payment_events(order_id)).await?;
         let (after, charged) = match &last {
             Some(Versioned {
                 value: PaymentEvent::Refunded { .. },
@@ -132,8 +158,14 @@ impl SagaSteps {
         let account = if charged == Cents::ZERO {
             None
         } else {
-            let Some(current) = self.store.last::<Account>(&subjects::account(customer_id)).await? else {
-                return Ok(Err(format!("order {order_id}: charged customer {customer_id} has no account")));
+            let Some(current) = self
+                .store
+                .last::<Account>(&subjects::account(customer_id))
+                .await?
+            else {
+                return Ok(Err(format!(
+                    "order {order_id}: charged customer {customer_id} has no account"
+                )));
             };
             match domain::refund(&current.value, charged) {
                 Ok(account) => Some((account, current.seq)),
@@ -145,7 +177,13 @@ impl SagaSteps {
             customer_id: customer_id.clone(),
             amount_cents: charged,
         };
-        self.write(order_id, account.as_ref().map(|(a, s)| (a, *s)), &event, after).await?;
+        self.write(
+            order_id,
+            account.as_ref().map(|(a, s)| (a, *s)),
+            &event,
+            after,
+        )
+        .await?;
         tracing::info!(%order_id, %customer_id, amount = charged.0, "refunded");
         Ok(Ok(()))
     }
@@ -161,7 +199,9 @@ impl SagaSteps {
     ) -> Result<(), StoreError> {
         let mut appends = Vec::with_capacity(2);
         if let Some((account, seq)) = account {
-            appends.push(Append::json(subjects::account(&account.customer_id), account).expect_last(seq));
+            appends.push(
+                Append::json(subjects::account(&account.customer_id), account).expect_last(seq),
+            );
         }
         appends.push(
             Append::json(subjects::payment_event(order_id, event.type_name()), event)
@@ -173,13 +213,18 @@ impl SagaSteps {
 
 /// `payments.query.account`.
 pub fn get_account_query(store: Store) -> Query {
-    Query::json("account", subjects::GET_ACCOUNT, move |request: ByCustomer| {
-        let store = store.clone();
-        async move {
-            let found: Option<Versioned<Account>> = store.last(&subjects::account(&request.customer_id)).await?;
-            found
-                .map(|v| v.value)
-                .ok_or_else(|| QueryError::NotFound(format!("no account for customer {}", request.customer_id)))
-        }
-    })
+    Query::json(
+        "account",
+        subjects::GET_ACCOUNT,
+        move |request: ByCustomer| {
+            let store = store.clone();
+            async move {
+                let found: Option<Versioned<Account>> =
+                    store.last(&subjects::account(&request.customer_id)).await?;
+                found.map(|v| v.value).ok_or_else(|| {
+                    QueryError::NotFound(format!("no account for customer {}", request.customer_id))
+                })
+            }
+        },
+    )
 }

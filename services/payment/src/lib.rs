@@ -47,17 +47,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let provisioned = rt
         .ensure_stream(rt.stream_config(
             streams::PAYMENTS,
-            &["payments.cmd.>", "payments.account.>", "payments.evt.>", "payments.applied.>"],
+            &[
+                "payments.cmd.>",
+                "payments.account.>",
+                "payments.evt.>",
+                "payments.applied.>",
+            ],
         ))
         .await
         && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(rt.config.stream_replicas))
+            .ensure_stream(runtime::nats::dead_letter_stream_config(
+                rt.config.stream_replicas,
+            ))
             .await;
     if provisioned {
         let store = Store::new(rt.js.clone(), streams::PAYMENTS)
             .await
             .expect("a stream handle needs no I/O");
-        let commands = ConsumerSpec::new(streams::PAYMENTS, "payment-commands", vec!["payments.cmd.>".to_owned()]);
+        let commands = ConsumerSpec::new(
+            streams::PAYMENTS,
+            "payment-commands",
+            vec!["payments.cmd.>".to_owned()],
+        );
         rt.consume(commands, Arc::new(handlers::Commands::new(store.clone())));
         let mut saga = ConsumerSpec::new(
             streams::SAGA,

@@ -11,38 +11,90 @@ use futures::StreamExt;
 #[tokio::test]
 async fn every_kind_of_invalid_order_is_rejected_with_all_its_errors() {
     let suite = Suite::start().await;
-    let mut rejected = suite.client.nats().subscribe("orders.evt.rejected").await.unwrap();
+    let mut rejected = suite
+        .client
+        .nats()
+        .subscribe("orders.evt.rejected")
+        .await
+        .unwrap();
     suite.client.nats().flush().await.unwrap();
     let many_lines = vec![r#"{"sku":"s","quantity":1}"#; 101].join(",");
     let cases: Vec<(String, Vec<&str>)> = vec![
-        (r#"{"order_id":"bad-1","customer_id":"c","items":[]}"#.into(), vec!["items: must not be empty"]),
-        (r#"{"order_id":"bad-2","customer_id":"c","items":[{"sku":"s","quantity":0}]}"#.into(), vec!["items[0].quantity"]),
-        (r#"{"order_id":"bad-3","customer_id":"c","items":[{"sku":"s","quantity":10001}]}"#.into(), vec!["items[0].quantity"]),
-        (r#"{"order_id":"o.1","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#.into(), vec!["order_id"]),
-        (r#"{"order_id":"o 1","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#.into(), vec!["order_id"]),
-        (r#"{"order_id":"o*","customer_id":"c","items":[{"sku":"s>","quantity":1}]}"#.into(), vec!["order_id", "items[0].sku"]),
-        (format!(r#"{{"order_id":"bad-4","customer_id":"c","items":[{many_lines}]}}"#), vec!["at most 100 lines"]),
-        (r#"{"order_id":"bad-5","items":[{"sku":"s","quantity":1}]}"#.into(), vec!["customer_id: is required"]),
+        (
+            r#"{"order_id":"bad-1","customer_id":"c","items":[]}"#.into(),
+            vec!["items: must not be empty"],
+        ),
+        (
+            r#"{"order_id":"bad-2","customer_id":"c","items":[{"sku":"s","quantity":0}]}"#.into(),
+            vec!["items[0].quantity"],
+        ),
+        (
+            r#"{"order_id":"bad-3","customer_id":"c","items":[{"sku":"s","quantity":10001}]}"#
+                .into(),
+            vec!["items[0].quantity"],
+        ),
+        (
+            r#"{"order_id":"o.1","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#.into(),
+            vec!["order_id"],
+        ),
+        (
+            r#"{"order_id":"o 1","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#.into(),
+            vec!["order_id"],
+        ),
+        (
+            r#"{"order_id":"o*","customer_id":"c","items":[{"sku":"s>","quantity":1}]}"#.into(),
+            vec!["order_id", "items[0].sku"],
+        ),
+        (
+            format!(r#"{{"order_id":"bad-4","customer_id":"c","items":[{many_lines}]}}"#),
+            vec!["at most 100 lines"],
+        ),
+        (
+            r#"{"order_id":"bad-5","items":[{"sku":"s","quantity":1}]}"#.into(),
+            vec!["customer_id: is required"],
+        ),
         (
             r#"{"order_id":"bad-6","customer_id":"a b","items":[{"quantity":-1}]}"#.into(),
-            vec!["customer_id", "items[0].sku: is required", "items[0].quantity"],
+            vec![
+                "customer_id",
+                "items[0].sku: is required",
+                "items[0].quantity",
+            ],
         ),
     ];
     for (body, expected) in &cases {
-        suite.client.command("orders.cmd.place", HeaderMap::new(), body.clone().into()).await.unwrap();
-        let event = tokio::time::timeout(SETTLE, rejected.next()).await.unwrap().unwrap();
+        suite
+            .client
+            .command("orders.cmd.place", HeaderMap::new(), body.clone().into())
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(SETTLE, rejected.next())
+            .await
+            .unwrap()
+            .unwrap();
         let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
         assert_eq!(event["type"], "rejected");
-        let errors: Vec<&str> = event["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+        let errors: Vec<&str> = event["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
         assert_eq!(errors.len(), expected.len(), "{body}: {errors:?}");
         for needle in expected {
-            assert!(errors.iter().any(|e| e.contains(needle)), "{body}: {needle:?} not in {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{body}: {needle:?} not in {errors:?}"
+            );
         }
         let sent: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(event["order_id"], sent["order_id"]);
     }
     for id in ["bad-1", "bad-2", "bad-3", "bad-4", "bad-5", "bad-6"] {
-        assert!(suite.client.order(id).await.unwrap().is_none(), "{id} was created");
+        assert!(
+            suite.client.order(id).await.unwrap().is_none(),
+            "{id} was created"
+        );
     }
     suite.stop().await;
 }
@@ -53,17 +105,31 @@ async fn a_poison_message_is_dead_lettered_and_the_next_order_goes_through() {
     suite.seed(&[("sku-1", 5, 100)], &[("c-1", 10_000)]).await;
 
     for poison in ["this is not json", "[1, 2, 3]"] {
-        suite.client.command("orders.cmd.place", HeaderMap::new(), poison.into()).await.unwrap();
+        suite
+            .client
+            .command("orders.cmd.place", HeaderMap::new(), poison.into())
+            .await
+            .unwrap();
     }
-    suite.client.place("o-after", "c-1", &[("sku-1", 1)]).await.unwrap();
-    assert_eq!(suite.settled("o-after").await.status, OrderStatus::Confirmed);
+    suite
+        .client
+        .place("o-after", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        suite.settled("o-after").await.status,
+        OrderStatus::Confirmed
+    );
 
     let letters = dead_letters(&suite, "dlq.order-service.orders.cmd.place", 2).await;
     assert_eq!(letters[0].0, "this is not json", "the body is unchanged");
     assert_eq!(letters[1].0, "[1, 2, 3]");
     for (_, headers) in &letters {
         assert!(headers.get("Dlq-Reason").unwrap().as_str().contains("JSON"));
-        assert_eq!(headers.get("Dlq-Original-Subject").unwrap().as_str(), "orders.cmd.place");
+        assert_eq!(
+            headers.get("Dlq-Original-Subject").unwrap().as_str(),
+            "orders.cmd.place"
+        );
         assert_eq!(headers.get("Dlq-Deliveries").unwrap().as_str(), "1");
     }
     suite.stop().await;
@@ -73,20 +139,43 @@ async fn a_poison_message_is_dead_lettered_and_the_next_order_goes_through() {
 async fn an_unusable_restock_or_deposit_is_dead_lettered_with_its_reason() {
     let suite = Suite::start().await;
     let bad = [
-        ("inventory.cmd.restock", r#"{"sku": "new-sku", "quantity": 5}"#, "needs a unit_price_cents"),
-        ("inventory.cmd.restock", r#"{"sku": "s", "quantity": 0, "unit_price_cents": 1}"#, "quantity"),
-        ("payments.cmd.deposit", r#"{"customer_id": "c.1", "amount_cents": 5}"#, "A-Z a-z 0-9"),
-        ("payments.cmd.deposit", r#"{"customer_id": "c-1", "amount_cents": -5}"#, "amount_cents"),
+        (
+            "inventory.cmd.restock",
+            r#"{"sku": "new-sku", "quantity": 5}"#,
+            "needs a unit_price_cents",
+        ),
+        (
+            "inventory.cmd.restock",
+            r#"{"sku": "s", "quantity": 0, "unit_price_cents": 1}"#,
+            "quantity",
+        ),
+        (
+            "payments.cmd.deposit",
+            r#"{"customer_id": "c.1", "amount_cents": 5}"#,
+            "A-Z a-z 0-9",
+        ),
+        (
+            "payments.cmd.deposit",
+            r#"{"customer_id": "c-1", "amount_cents": -5}"#,
+            "amount_cents",
+        ),
     ];
     for (subject, body, _) in &bad {
-        suite.client.command(subject, HeaderMap::new(), (*body).into()).await.unwrap();
+        suite
+            .client
+            .command(subject, HeaderMap::new(), (*body).into())
+            .await
+            .unwrap();
     }
     let restocks = dead_letters(&suite, "dlq.inventory-service.inventory.cmd.restock", 2).await;
     let deposits = dead_letters(&suite, "dlq.payment-service.payments.cmd.deposit", 2).await;
     let letters: Vec<_> = restocks.iter().chain(&deposits).collect();
     for (_, sent, reason) in &bad {
         // Handled concurrently: find each by its unchanged body.
-        let (_, headers) = letters.iter().find(|(body, _)| body == sent).expect("dead-lettered");
+        let (_, headers) = letters
+            .iter()
+            .find(|(body, _)| body == sent)
+            .expect("dead-lettered");
         let why = headers.get("Dlq-Reason").unwrap().as_str();
         assert!(why.contains(reason), "{why:?} should mention {reason:?}");
     }
@@ -100,17 +189,24 @@ async fn an_unusable_restock_or_deposit_is_dead_lettered_with_its_reason() {
 async fn dead_letters(suite: &Suite, subject: &str, count: usize) -> Vec<(String, HeaderMap)> {
     let js = async_nats::jetstream::new(suite.client.nats().clone());
     let dlq: Stream = js.get_stream(streams::DLQ).await.unwrap();
-    e2e::testkit::eventually(&format!("{count} dead letters on {subject}"), SETTLE, || {
-        let dlq = dlq.clone();
-        async move {
-            let mut found = Vec::new();
-            let mut seq = 1;
-            while let Ok(message) = dlq.direct_get_next_for_subject(subject, Some(seq)).await {
-                seq = message.sequence + 1;
-                found.push((String::from_utf8(message.payload.to_vec()).unwrap(), message.headers));
+    e2e::testkit::eventually(
+        &format!("{count} dead letters on {subject}"),
+        SETTLE,
+        || {
+            let dlq = dlq.clone();
+            async move {
+                let mut found = Vec::new();
+                let mut seq = 1;
+                while let Ok(message) = dlq.direct_get_next_for_subject(subject, Some(seq)).await {
+                    seq = message.sequence + 1;
+                    found.push((
+                        String::from_utf8(message.payload.to_vec()).unwrap(),
+                        message.headers,
+                    ));
+                }
+                (found.len() >= count).then_some(found)
             }
-            (found.len() >= count).then_some(found)
-        }
-    })
+        },
+    )
     .await
 }

@@ -30,7 +30,9 @@ mod tempfile_path {
 
 fn spawn(name: &'static str, nats_url: &str) -> Process {
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let log = tempfile_path::Log(std::env::temp_dir().join(format!("jetsaga-{name}-{}.log", free_port())));
+    let log = tempfile_path::Log(
+        std::env::temp_dir().join(format!("jetsaga-{name}-{}.log", free_port())),
+    );
     let child = Command::new(binary(name))
         .env_clear()
         .env("NATS_URL", nats_url)
@@ -42,13 +44,21 @@ fn spawn(name: &'static str, nats_url: &str) -> Process {
         .stderr(std::fs::File::create(&log.0).unwrap())
         .spawn()
         .unwrap();
-    Process { name, child, http, log }
+    Process {
+        name,
+        child,
+        http,
+        log,
+    }
 }
 
 #[tokio::test]
 async fn the_binaries_run_a_saga_and_exit_zero_on_sigterm() {
     let nats = NatsServer::start();
-    let mut processes: Vec<Process> = SERVICES.iter().map(|name| spawn(name, &nats.url())).collect();
+    let mut processes: Vec<Process> = SERVICES
+        .iter()
+        .map(|name| spawn(name, &nats.url()))
+        .collect();
     for p in &processes {
         let addr = p.http;
         eventually(&format!("{} ready", p.name), SETTLE, || async move {
@@ -76,24 +86,39 @@ async fn the_binaries_run_a_saga_and_exit_zero_on_sigterm() {
 
     for p in &mut processes {
         let pid = p.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let started = Instant::now();
         let status = loop {
             if let Some(status) = p.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "{} did not stop", p.name);
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} did not stop",
+                p.name
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(status.code(), Some(0), "{} exit status", p.name);
         let log = std::fs::read_to_string(&p.log.0).unwrap();
         assert!(log.lines().count() > 2, "{} logged nothing", p.name);
         for line in log.lines() {
-            let entry: serde_json::Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", p.name));
-            assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{line}");
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", p.name));
+            assert!(
+                entry["level"].is_string() && entry["timestamp"].is_string(),
+                "{line}"
+            );
         }
-        assert!(log.contains("\"stopped\""), "{} did not log a clean stop", p.name);
+        assert!(
+            log.contains("\"stopped\""),
+            "{} did not log a clean stop",
+            p.name
+        );
     }
 }
 
@@ -107,10 +132,21 @@ fn invalid_configuration_exits_64_naming_the_variable() {
         ("saga-orchestrator", "NATS_URL", "http://[::1"),
     ];
     for (name, var, value) in cases {
-        let output = Command::new(binary(name)).env_clear().env(var, value).output().unwrap();
+        let output = Command::new(binary(name))
+            .env_clear()
+            .env(var, value)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(64), "{name} with {var}={value}");
         let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "{name}: one line, got {stderr:?}");
-        assert!(stderr.contains(var), "{name}: {stderr:?} does not name {var}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{name}: one line, got {stderr:?}"
+        );
+        assert!(
+            stderr.contains(var),
+            "{name}: {stderr:?} does not name {var}"
+        );
     }
 }

@@ -10,13 +10,27 @@ use events::{Cents, OrderStatus};
 #[tokio::test]
 async fn placing_the_same_order_id_twice_creates_one_order() {
     let suite = Suite::start().await;
-    suite.seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000)]).await;
+    suite
+        .seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000)])
+        .await;
 
-    suite.client.place("o-1", "c-1", &[("sku-1", 1)]).await.unwrap();
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
     suite.settled("o-1").await;
     // Again, even with other lines: the order exists, nothing new is made.
-    suite.client.place("o-1", "c-1", &[("sku-1", 5)]).await.unwrap();
-    suite.client.place("o-2", "c-1", &[("sku-1", 1)]).await.unwrap();
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 5)])
+        .await
+        .unwrap();
+    suite
+        .client
+        .place("o-2", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
     suite.settled("o-2").await;
 
     let order = suite.client.order("o-1").await.unwrap().unwrap();
@@ -38,14 +52,44 @@ async fn a_command_sent_again_with_its_msg_id_is_applied_once() {
     deposit_headers.insert("Nats-Msg-Id", "deposit-42");
     let deposit = r#"{"customer_id": "c-1", "amount_cents": 700}"#;
     for _ in 0..3 {
-        suite.client.command("inventory.cmd.restock", headers.clone(), restock.into()).await.unwrap();
-        suite.client.command("payments.cmd.deposit", deposit_headers.clone(), deposit.into()).await.unwrap();
+        suite
+            .client
+            .command("inventory.cmd.restock", headers.clone(), restock.into())
+            .await
+            .unwrap();
+        suite
+            .client
+            .command(
+                "payments.cmd.deposit",
+                deposit_headers.clone(),
+                deposit.into(),
+            )
+            .await
+            .unwrap();
     }
     // A marker command behind them: once it is applied, so are they.
     suite.seed(&[("marker", 1, 1)], &[("marker", 1)]).await;
 
-    assert_eq!(suite.client.stock("sku-1").await.unwrap().unwrap().available, 5);
-    assert_eq!(suite.client.account("c-1").await.unwrap().unwrap().balance_cents, Cents(700));
+    assert_eq!(
+        suite
+            .client
+            .stock("sku-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .available,
+        5
+    );
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(700)
+    );
     suite.stop().await;
 }
 
@@ -54,26 +98,49 @@ async fn a_command_sent_again_with_its_msg_id_is_applied_once() {
 #[tokio::test]
 async fn saga_commands_delivered_again_change_nothing() {
     let suite = Suite::start().await;
-    suite.seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000), ("c-2", 500)]).await;
-    suite.client.place("o-ok", "c-1", &[("sku-1", 2)]).await.unwrap();
-    suite.client.place("o-declined", "c-2", &[("sku-1", 2)]).await.unwrap();
+    suite
+        .seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000), ("c-2", 500)])
+        .await;
+    suite
+        .client
+        .place("o-ok", "c-1", &[("sku-1", 2)])
+        .await
+        .unwrap();
+    suite
+        .client
+        .place("o-declined", "c-2", &[("sku-1", 2)])
+        .await
+        .unwrap();
     assert_eq!(suite.settled("o-ok").await.status, OrderStatus::Confirmed);
-    assert_eq!(suite.settled("o-declined").await.status, OrderStatus::Cancelled);
+    assert_eq!(
+        suite.settled("o-declined").await.status,
+        OrderStatus::Cancelled
+    );
 
     let js = async_nats::jetstream::new(suite.client.nats().clone());
     let saga = js.get_stream(streams::SAGA).await.unwrap();
     let last = saga.cached_info().state.last_sequence;
     for seq in 1..=last {
         let record = saga.get_raw_message(seq).await.unwrap();
-        js.publish(record.subject.to_string(), record.payload).await.unwrap().await.unwrap();
+        js.publish(record.subject.to_string(), record.payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     for consumer in ["inventory-saga", "payment-saga", "order-saga"] {
         eventually(&format!("{consumer} to handle the copies"), SETTLE, || {
             let saga = saga.clone();
             async move {
-                let mut c = saga.get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer).await.ok()?;
+                let mut c = saga
+                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
+                    .await
+                    .ok()?;
                 let info = c.info().await.ok()?;
-                (info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= last).then_some(())
+                (info.num_pending == 0
+                    && info.num_ack_pending == 0
+                    && info.delivered.stream_sequence >= last)
+                    .then_some(())
             }
         })
         .await;
@@ -81,10 +148,40 @@ async fn saga_commands_delivered_again_change_nothing() {
 
     let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
     assert_eq!((stock.available, stock.reserved), (8, 0));
-    assert_eq!(suite.client.account("c-1").await.unwrap().unwrap().balance_cents, Cents(98_000));
-    assert_eq!(suite.client.account("c-2").await.unwrap().unwrap().balance_cents, Cents(500));
-    assert_eq!(suite.client.order("o-ok").await.unwrap().unwrap().status, OrderStatus::Confirmed);
-    assert_eq!(suite.client.order("o-declined").await.unwrap().unwrap().status, OrderStatus::Cancelled);
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(98_000)
+    );
+    assert_eq!(
+        suite
+            .client
+            .account("c-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(500)
+    );
+    assert_eq!(
+        suite.client.order("o-ok").await.unwrap().unwrap().status,
+        OrderStatus::Confirmed
+    );
+    assert_eq!(
+        suite
+            .client
+            .order("o-declined")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Cancelled
+    );
     // Nothing was dead-lettered either: duplicates are normal traffic.
     let dlq = js.get_stream(streams::DLQ).await.unwrap();
     assert_eq!(dlq.cached_info().state.messages, 0);

@@ -9,9 +9,21 @@ use events::OrderStatus;
 async fn metrics_count_what_happened() {
     let suite = Suite::start().await;
     suite.seed(&[("sku-1", 1, 100)], &[("c-1", 10_000)]).await;
-    suite.client.place("o-1", "c-1", &[("sku-1", 1)]).await.unwrap();
-    suite.client.place("o-2", "c-1", &[("sku-1", 1)]).await.unwrap();
-    suite.client.command("orders.cmd.place", HeaderMap::new(), "garbage".into()).await.unwrap();
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    suite
+        .client
+        .place("o-2", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    suite
+        .client
+        .command("orders.cmd.place", HeaderMap::new(), "garbage".into())
+        .await
+        .unwrap();
     assert_eq!(suite.settled("o-1").await.status, OrderStatus::Confirmed);
     assert_eq!(suite.settled("o-2").await.status, OrderStatus::Cancelled);
 
@@ -33,7 +45,9 @@ async fn metrics_count_what_happened() {
     ] {
         assert!(text.contains(line), "orchestrator metrics lack {line:?}");
     }
-    let (_, text) = http_get(suite.http_of("order-service"), "/metrics").await.unwrap();
+    let (_, text) = http_get(suite.http_of("order-service"), "/metrics")
+        .await
+        .unwrap();
     for line in [
         "jetsaga_messages_handled_total{consumer=\"order-place\",outcome=\"ok\"} 2",
         "jetsaga_messages_handled_total{consumer=\"order-place\",outcome=\"dead_letter\"} 1",
@@ -57,20 +71,35 @@ async fn readiness_follows_the_nats_connection_and_health_does_not() {
     suite.nats.kill();
     for service in SERVICES {
         let addr = suite.http_of(service);
-        let body = eventually(&format!("{service} to report NATS down"), SETTLE, || async move {
-            let (status, body) = http_get(addr, "/readyz").await?;
-            (status == 503).then_some(body)
-        })
+        let body = eventually(
+            &format!("{service} to report NATS down"),
+            SETTLE,
+            || async move {
+                let (status, body) = http_get(addr, "/readyz").await?;
+                (status == 503).then_some(body)
+            },
+        )
         .await;
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(body["failing"]["nats"].is_string(), "{service}: {body}");
-        assert_eq!(http_get(addr, "/healthz").await.unwrap().0, 200, "{service} must stay live");
+        assert_eq!(
+            http_get(addr, "/healthz").await.unwrap().0,
+            200,
+            "{service} must stay live"
+        );
     }
 
     suite.nats.restart();
     suite.wait_ready().await;
     suite.seed(&[("sku-1", 1, 100)], &[("c-1", 10_000)]).await;
-    suite.client.place("o-after-outage", "c-1", &[("sku-1", 1)]).await.unwrap();
-    assert_eq!(suite.settled("o-after-outage").await.status, OrderStatus::Confirmed);
+    suite
+        .client
+        .place("o-after-outage", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        suite.settled("o-after-outage").await.status,
+        OrderStatus::Confirmed
+    );
     suite.stop().await;
 }

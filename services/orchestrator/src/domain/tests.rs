@@ -138,9 +138,19 @@ fn the_happy_path_reserves_charges_commits_and_confirms() {
         ]
     );
     assert_eq!(saga.total_cents, Some(Cents(1000)));
-    let history: Vec<_> = saga.steps.iter().map(|s| (s.name.as_str(), s.status)).collect();
-    assert_eq!(history.first(), Some(&("reserve_stock", StepStatus::Requested)));
-    assert_eq!(history.last(), Some(&("confirm_order", StepStatus::Succeeded)));
+    let history: Vec<_> = saga
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        history.first(),
+        Some(&("reserve_stock", StepStatus::Requested))
+    );
+    assert_eq!(
+        history.last(),
+        Some(&("confirm_order", StepStatus::Succeeded))
+    );
 }
 
 #[test]
@@ -161,7 +171,14 @@ fn no_stock_cancels_with_nothing_to_compensate() {
     let saga = saga.unwrap();
     assert_eq!(saga.state, SagaState::Cancelled);
     assert_eq!(saga.reason, Some(CancelReason::OutOfStock));
-    assert_eq!(commands, [command::RESERVE_STOCK, command::CANCEL_ORDER, command::FINISH]);
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
 }
 
 #[test]
