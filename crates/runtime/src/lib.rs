@@ -2,6 +2,7 @@
 //! JetStream provisioning, the event store, the consumer loop, the query
 //! endpoints, logging, the HTTP sidecar, and the service lifecycle.
 
+pub mod aggregate;
 pub mod config;
 pub mod consumer;
 pub mod http;

@@ -121,6 +121,8 @@ pub struct Store {
 struct BatchReply {
     #[serde(default)]
     error: Option<ApiError>,
+    #[serde(default)]
+    seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -172,26 +174,29 @@ impl Store {
         }
     }
 
-    /// Stores every append, atomically: all of them or none.
-    pub async fn commit(&self, appends: Vec<Append>) -> Result<(), StoreError> {
-        match appends.len() {
-            0 => Ok(()),
+    /// Stores every append, atomically: all of them or none. Returns the
+    /// stream sequence of each, in order (a batch is stored contiguously).
+    pub async fn commit(&self, appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
+        let count = appends.len() as u64;
+        let last = match appends.len() {
+            0 => return Ok(vec![]),
             1 => {
                 self.commit_one(appends.into_iter().next().expect("one append"))
-                    .await
+                    .await?
             }
-            _ => self.commit_batch(appends).await,
-        }
+            _ => self.commit_batch(appends).await?,
+        };
+        Ok((last + 1 - count..=last).collect())
     }
 
-    async fn commit_one(&self, append: Append) -> Result<(), StoreError> {
+    async fn commit_one(&self, append: Append) -> Result<u64, StoreError> {
         let ack = self
             .js
             .publish_with_headers(append.subject, append.headers, append.payload)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         match ack.await {
-            Ok(_) => Ok(()),
+            Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 Err(StoreError::Conflict(e.to_string()))
             }
@@ -201,11 +206,13 @@ impl Store {
 
     /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the
     /// messages only when the last one, carrying the commit header, arrives
-    /// and every expected-sequence check of the batch holds.
-    async fn commit_batch(&self, appends: Vec<Append>) -> Result<(), StoreError> {
+    /// and every expected-sequence check of the batch holds. Returns the
+    /// sequence of the last message.
+    async fn commit_batch(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
         let client = self.js.client();
         let batch_id = batch_id();
         let count = appends.len();
+        let mut committed = None;
         for (i, mut append) in appends.into_iter().enumerate() {
             append.headers.insert(NATS_BATCH_ID, batch_id.as_str());
             append
@@ -227,7 +234,7 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Unavailable("batch write timed out".to_owned()))?
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                batch_outcome(&reply.payload)?;
+                committed = batch_outcome(&reply.payload)?.or(committed);
             } else {
                 client
                     .publish_with_headers(append.subject, append.headers, append.payload)
@@ -235,18 +242,22 @@ impl Store {
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             }
         }
-        Ok(())
+        committed.ok_or_else(|| {
+            StoreError::Unavailable("the batch commit was not acknowledged".to_owned())
+        })
     }
 }
 
-fn batch_outcome(reply: &[u8]) -> Result<(), StoreError> {
+/// The last sequence of a committed batch, `None` for the opening
+/// acknowledgement, or the error that refused the batch.
+fn batch_outcome(reply: &[u8]) -> Result<Option<u64>, StoreError> {
     if reply.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let reply: BatchReply = serde_json::from_slice(reply)
         .map_err(|e| StoreError::Unavailable(format!("unreadable batch reply: {e}")))?;
     match reply.error {
-        None => Ok(()),
+        None => Ok(Some(reply.seq)),
         Some(e) if e.err_code == WRONG_LAST_SEQUENCE => Err(StoreError::Conflict(e.description)),
         Some(e) => Err(StoreError::Unavailable(format!(
             "batch refused ({}): {}",

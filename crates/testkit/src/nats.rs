@@ -49,9 +49,14 @@ impl NatsServer {
 
     /// Starts a server with extra command-line arguments.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_on(free_port(), extra_args)
+    }
+
+    /// Starts a server on `port`, with extra command-line arguments.
+    pub fn start_on(port: u16, extra_args: &[&str]) -> Self {
         let mut server = Self {
             child: None,
-            port: free_port(),
+            port,
             store: tempfile::tempdir().expect("a temporary folder"),
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
         };

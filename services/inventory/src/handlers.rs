@@ -8,9 +8,11 @@
 //! concurrent change to a sku makes the batch fail as a whole, and the
 //! handler reads and decides again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_nats::jetstream::Message;
+use bytes::Bytes;
 use events::commands::Restock;
 use events::inventory::{InventoryEvent, StockLevel};
 use events::query::BySku;
@@ -18,6 +20,7 @@ use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{LineItem, OrderId, PricedLine, Sku};
 use futures::future::try_join_all;
+use runtime::aggregate::Aggregates;
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -28,15 +31,60 @@ use crate::domain::{self, Reservation};
 /// An attempt's verdict: done, or a command that can never apply.
 type Verdict = Result<(), String>;
 
+/// The skus' levels, held and remembered by this process.
+pub type Stock = Aggregates<StockLevel>;
+
 /// `inventory.cmd.>`: restocks.
 #[derive(Debug)]
 pub struct Commands {
-    store: Store,
+    stock: Arc<Stock>,
 }
 
 impl Commands {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(stock: Arc<Stock>) -> Self {
+        Self { stock }
+    }
+
+    async fn restock(
+        &self,
+        command: &Restock,
+        applied: &str,
+        body: &Bytes,
+    ) -> Result<Verdict, StoreError> {
+        let subject = subjects::stock(&command.sku);
+        let _turn = self.stock.hold([subject.as_str()]).await;
+        let current = self.stock.read(&subject).await?;
+        let level = match domain::restock(current.as_ref().map(|v| &v.value), command) {
+            Ok(level) => level,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let written = self
+            .stock
+            .store()
+            .commit(vec![
+                Append::json(&subject, &level).expect_last(current.map_or(0, |v| v.seq)),
+                Append::raw(applied.to_owned(), body.clone()).expect_last(0),
+            ])
+            .await;
+        match written {
+            Ok(seqs) => {
+                tracing::info!(sku = %level.sku, available = level.available, "restocked");
+                self.stock.remember(Versioned {
+                    seq: seqs[0],
+                    subject,
+                    value: level,
+                });
+                Ok(Ok(()))
+            }
+            Err(StoreError::Conflict(why)) => {
+                self.stock.forget(&subject);
+                if self.stock.store().last_seq(applied).await? > 0 {
+                    return Ok(Ok(())); // applied before: a redelivery
+                }
+                Err(StoreError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -51,27 +99,8 @@ impl Handler for Commands {
         let command =
             Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
         let applied = subjects::applied("inventory", &command_key(message));
-        let verdict = retry_conflicts(|| async {
-            if self.store.last_seq(&applied).await? > 0 {
-                return Ok(Ok(()));
-            }
-            let current: Option<Versioned<StockLevel>> =
-                self.store.last(&subjects::stock(&command.sku)).await?;
-            let level = match domain::restock(current.as_ref().map(|v| &v.value), &command) {
-                Ok(level) => level,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            self.store
-                .commit(vec![
-                    Append::json(subjects::stock(&command.sku), &level)
-                        .expect_last(current.map_or(0, |v| v.seq)),
-                    Append::raw(applied.clone(), message.payload.clone()).expect_last(0),
-                ])
-                .await?;
-            tracing::info!(sku = %level.sku, available = level.available, "restocked");
-            Ok(Ok(()))
-        })
-        .await?;
+        let verdict =
+            retry_conflicts(|| self.restock(&command, &applied, &message.payload)).await?;
         verdict.map_err(HandleError::Reject)
     }
 }
@@ -79,7 +108,7 @@ impl Handler for Commands {
 /// The saga's `reserve_stock`, `commit_stock` and `release_stock`.
 #[derive(Debug)]
 pub struct SagaSteps {
-    store: Store,
+    stock: Arc<Stock>,
 }
 
 impl Handler for SagaSteps {
@@ -108,31 +137,71 @@ enum Settle {
     Release,
 }
 
+/// The levels of some skus, with the sequences they were read at.
+#[derive(Debug, Default)]
+struct Levels {
+    stock: BTreeMap<Sku, StockLevel>,
+    seqs: BTreeMap<Sku, u64>,
+}
+
 impl SagaSteps {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(stock: Arc<Stock>) -> Self {
+        Self { stock }
+    }
+
+    fn store(&self) -> &Store {
+        self.stock.store()
     }
 
     async fn reserve(&self, order_id: &OrderId, items: &[LineItem]) -> Result<Verdict, StoreError> {
-        let events = subjects::inventory_events(order_id);
-        if self.store.last_seq(&events).await? > 0 {
-            // Decided before (or released before it was ever held).
-            return Ok(Ok(()));
+        let skus: BTreeSet<&Sku> = items.iter().map(|l| &l.sku).collect();
+        let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
+        let _turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
+        let mut levels = self.levels(&skus).await?;
+        let mut decision = domain::reserve(order_id, items, &levels.stock);
+        if matches!(decision, Reservation::Refused(_)) {
+            // A refusal writes no sku, so no sequence check would catch a
+            // stale memory: refuse only on what the store says now.
+            self.forget(&subjects);
+            levels = self.levels(&skus).await?;
+            decision = domain::reserve(order_id, items, &levels.stock);
         }
-        let (stock, seqs) = self.levels(items.iter().map(|l| &l.sku)).await?;
-        let (levels, event) = match domain::reserve(order_id, items, &stock) {
+        let (changed, event) = match decision {
             Reservation::Held { levels, event } => (levels, event),
             Reservation::Refused(event) => (vec![], event),
         };
-        self.write(order_id, &levels, &seqs, &event, 0).await?;
-        tracing::info!(%order_id, outcome = event.type_name(), "reservation decided");
-        Ok(Ok(()))
+        // Expecting no inventory event for the order yet makes a repeated
+        // reservation fail as a whole: no read needed to be idempotent.
+        match self
+            .write(order_id, &changed, &levels.seqs, &event, 0)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%order_id, outcome = event.type_name(), "reservation decided");
+                Ok(Ok(()))
+            }
+            Err(StoreError::Conflict(why)) => {
+                self.forget(&subjects);
+                if self
+                    .store()
+                    .last_seq(&subjects::inventory_events(order_id))
+                    .await?
+                    > 0
+                {
+                    return Ok(Ok(())); // decided before, or released before it was held
+                }
+                Err(StoreError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn settle(&self, order_id: &OrderId, settle: Settle) -> Result<Verdict, StoreError> {
-        let events = subjects::inventory_events(order_id);
-        let last: Option<Versioned<InventoryEvent>> = self.store.last(&events).await?;
-        let (seq, last) = match last {
+        let last: Option<Versioned<InventoryEvent>> = self
+            .store()
+            .last(&subjects::inventory_events(order_id))
+            .await?;
+        let (after, last) = match last {
             Some(v) => (v.seq, Some(v.value)),
             None => (0, None),
         };
@@ -170,39 +239,59 @@ impl SagaSteps {
                 )));
             }
         };
-        let (stock, seqs) = self.levels(lines.iter().map(|l| &l.sku)).await?;
-        let levels = match settle {
-            Settle::Commit => domain::commit(&lines, &stock),
-            Settle::Release => domain::release(&lines, &stock),
+        let skus: BTreeSet<&Sku> = lines.iter().map(|l| &l.sku).collect();
+        let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
+        let _turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
+        let settle_on = |levels: &Levels| match settle {
+            Settle::Commit => domain::commit(&lines, &levels.stock),
+            Settle::Release => domain::release(&lines, &levels.stock),
         };
-        let levels = match levels {
-            Ok(levels) => levels,
+        let mut levels = self.levels(&skus).await?;
+        let mut settled = settle_on(&levels);
+        if settled.is_err() {
+            // Perhaps only what this process remembered was stale.
+            self.forget(&subjects);
+            levels = self.levels(&skus).await?;
+            settled = settle_on(&levels);
+        }
+        let changed = match settled {
+            Ok(changed) => changed,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        self.write(order_id, &levels, &seqs, &event, seq).await?;
-        tracing::info!(%order_id, outcome = event.type_name(), "reservation settled");
-        Ok(Ok(()))
+        match self
+            .write(order_id, &changed, &levels.seqs, &event, after)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%order_id, outcome = event.type_name(), "reservation settled");
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                self.forget(&subjects);
+                Err(e)
+            }
+        }
     }
 
-    /// The current level of each sku, with the sequence it was read at.
-    async fn levels<'a>(
-        &self,
-        skus: impl Iterator<Item = &'a Sku>,
-    ) -> Result<(BTreeMap<Sku, StockLevel>, BTreeMap<Sku, u64>), StoreError> {
-        let distinct: std::collections::BTreeSet<&Sku> = skus.collect();
-        let read = try_join_all(distinct.into_iter().map(|sku| async move {
-            let level: Option<Versioned<StockLevel>> =
-                self.store.last(&subjects::stock(sku)).await?;
-            Ok::<_, StoreError>(level)
-        }))
+    /// The current level of each sku (as remembered, or read).
+    async fn levels(&self, skus: &BTreeSet<&Sku>) -> Result<Levels, StoreError> {
+        let read = try_join_all(
+            skus.iter()
+                .map(|sku| self.stock.read_owned(subjects::stock(sku))),
+        )
         .await?;
-        let mut stock = BTreeMap::new();
-        let mut seqs = BTreeMap::new();
+        let mut levels = Levels::default();
         for level in read.into_iter().flatten() {
-            seqs.insert(level.value.sku.clone(), level.seq);
-            stock.insert(level.value.sku.clone(), level.value);
+            levels.seqs.insert(level.value.sku.clone(), level.seq);
+            levels.stock.insert(level.value.sku.clone(), level.value);
         }
-        Ok((stock, seqs))
+        Ok(levels)
+    }
+
+    fn forget(&self, subjects: &[String]) {
+        for subject in subjects {
+            self.stock.forget(subject);
+        }
     }
 
     /// One atomic batch: the sku levels, each checked against the sequence
@@ -210,12 +299,12 @@ impl SagaSteps {
     async fn write(
         &self,
         order_id: &OrderId,
-        levels: &[StockLevel],
+        changed: &[StockLevel],
         seqs: &BTreeMap<Sku, u64>,
         event: &InventoryEvent,
         after: u64,
     ) -> Result<(), StoreError> {
-        let mut appends: Vec<Append> = levels
+        let mut appends: Vec<Append> = changed
             .iter()
             .map(|level| {
                 Append::json(subjects::stock(&level.sku), level)
@@ -229,7 +318,15 @@ impl SagaSteps {
             )
             .expect_last_on(&subjects::inventory_events(order_id), after),
         );
-        self.store.commit(appends).await
+        let stored = self.store().commit(appends).await?;
+        for (level, seq) in changed.iter().zip(stored) {
+            self.stock.remember(Versioned {
+                seq,
+                subject: subjects::stock(&level.sku),
+                value: level.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

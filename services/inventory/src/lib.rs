@@ -25,6 +25,8 @@ pub struct Config {
     pub common: CommonConfig,
     /// `INVENTORY_CONCURRENCY`: saga steps handled at once.
     pub concurrency: usize,
+    /// `INVENTORY_CACHE_SKUS`: sku levels remembered between writes.
+    pub cache_capacity: usize,
 }
 
 impl Config {
@@ -37,9 +39,11 @@ impl Config {
                 "must be positive",
             ));
         }
+        let cache_capacity = parse_or(env, "INVENTORY_CACHE_SKUS", 100_000usize)?;
         Ok(Self {
             common,
             concurrency,
+            cache_capacity,
         })
     }
 }
@@ -67,12 +71,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let store = Store::new(rt.js.clone(), streams::INVENTORY)
             .await
             .expect("a stream handle needs no I/O");
+        let stock = Arc::new(handlers::Stock::new(store.clone(), config.cache_capacity));
         let commands = ConsumerSpec::new(
             streams::INVENTORY,
             "inventory-commands",
             vec!["inventory.cmd.>".to_owned()],
         );
-        rt.consume(commands, Arc::new(handlers::Commands::new(store.clone())));
+        rt.consume(commands, Arc::new(handlers::Commands::new(stock.clone())));
         let mut saga = ConsumerSpec::new(
             streams::SAGA,
             "inventory-saga",
@@ -85,7 +90,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             .to_vec(),
         );
         saga.concurrency = config.concurrency;
-        rt.consume(saga, Arc::new(handlers::SagaSteps::new(store.clone())));
+        rt.consume(saga, Arc::new(handlers::SagaSteps::new(stock)));
         rt.serve_queries(
             "jetsaga inventory: stock levels and prices",
             vec![handlers::get_stock_query(store)],

@@ -32,7 +32,8 @@ impl Place {
         let msg_id = format!("rejected:{}", stream_sequence(message));
         let append =
             Append::json(subjects::ORDER_REJECTED, &rejected).header("Nats-Msg-Id", &msg_id);
-        Ok(self.store.commit(vec![append]).await?)
+        self.store.commit(vec![append]).await?;
+        Ok(())
     }
 }
 
@@ -61,7 +62,7 @@ impl Handler for Place {
         let append = Append::json(subjects::order_event(&order_id, "placed"), &placed)
             .expect_last_on(&filter, 0);
         match self.store.commit(vec![append]).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(%order_id, "order placed");
                 Ok(())
             }

@@ -6,13 +6,17 @@
 //! payment event (checked against the order's previous one): a charge is
 //! taken at most once per order, whatever is redelivered or races.
 
+use std::sync::Arc;
+
 use async_nats::jetstream::Message;
+use bytes::Bytes;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
 use events::query::ByCustomer;
 use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
+use runtime::aggregate::Aggregates;
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -23,15 +27,60 @@ use crate::domain::{self, Charge};
 /// An attempt's verdict: done, or a command that can never apply.
 type Verdict = Result<(), String>;
 
+/// The customers' accounts, held and remembered by this process.
+pub type Accounts = Aggregates<Account>;
+
 /// `payments.cmd.>`: deposits.
 #[derive(Debug)]
 pub struct Commands {
-    store: Store,
+    accounts: Arc<Accounts>,
 }
 
 impl Commands {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(accounts: Arc<Accounts>) -> Self {
+        Self { accounts }
+    }
+
+    async fn deposit(
+        &self,
+        command: &Deposit,
+        applied: &str,
+        body: &Bytes,
+    ) -> Result<Verdict, StoreError> {
+        let subject = subjects::account(&command.customer_id);
+        let _turn = self.accounts.hold([subject.as_str()]).await;
+        let current = self.accounts.read(&subject).await?;
+        let account = match domain::deposit(current.as_ref().map(|v| &v.value), command) {
+            Ok(account) => account,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let written = self
+            .accounts
+            .store()
+            .commit(vec![
+                Append::json(&subject, &account).expect_last(current.map_or(0, |v| v.seq)),
+                Append::raw(applied.to_owned(), body.clone()).expect_last(0),
+            ])
+            .await;
+        match written {
+            Ok(seqs) => {
+                tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
+                self.accounts.remember(Versioned {
+                    seq: seqs[0],
+                    subject,
+                    value: account,
+                });
+                Ok(Ok(()))
+            }
+            Err(StoreError::Conflict(why)) => {
+                self.accounts.forget(&subject);
+                if self.accounts.store().last_seq(applied).await? > 0 {
+                    return Ok(Ok(())); // applied before: a redelivery
+                }
+                Err(StoreError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -46,27 +95,8 @@ impl Handler for Commands {
         let command =
             Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
         let applied = subjects::applied("payments", &command_key(message));
-        let verdict = retry_conflicts(|| async {
-            if self.store.last_seq(&applied).await? > 0 {
-                return Ok(Ok(()));
-            }
-            let current: Option<Versioned<Account>> =
-                self.store.last(&subjects::account(&command.customer_id)).await?;
-            let account = match domain::deposit(current.as_ref().map(|v| &v.value), &command) {
-                Ok(account) => account,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            self.store
-                .commit(vec![
-                    Append::json(subjects::account(&command.customer_id), &account)
-                        .expect_last(current.map_or(0, |v| v.seq)),
-                    Append::raw(applied.clone(), message.payload.clone()).expect_last(0),
-                ])
-                .await?;
-            tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
-            Ok(Ok(()))
-        })
-        .await?;
+        let verdict =
+            retry_conflicts(|| self.deposit(&command, &applied, &message.payload)).await?;
         verdict.map_err(HandleError::Reject)
     }
 }
@@ -74,7 +104,7 @@ impl Handler for Commands {
 /// The saga's `charge_payment` and `refund_payment`.
 #[derive(Debug)]
 pub struct SagaSteps {
-    store: Store,
+    accounts: Arc<Accounts>,
 }
 
 impl Handler for SagaSteps {
@@ -96,8 +126,12 @@ impl Handler for SagaSteps {
 }
 
 impl SagaSteps {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(accounts: Arc<Accounts>) -> Self {
+        Self { accounts }
+    }
+
+    fn store(&self) -> &Store {
+        self.accounts.store()
     }
 
     async fn charge(
@@ -106,31 +140,56 @@ impl SagaSteps {
         customer_id: &CustomerId,
         amount: Cents,
     ) -> Result<Verdict, StoreError> {
-        if self
-            .store
-            .last_seq(&subjects::payment_events(order_id))
-            .await?
-            > 0
-        {
-            // Decided before (or refunded before it was ever charged).
-            return Ok(Ok(()));
-        }
-        let current: Option<Versioned<Account>> =
-            self.store.last(&subjects::account(customer_id)).await?;
-        let seq = current.as_ref().map_or(0, |v| v.seq);
-        let (account, event) = match domain::charge(
+        let subject = subjects::account(customer_id);
+        let _turn = self.accounts.hold([subject.as_str()]).await;
+        let mut current = self.accounts.read(&subject).await?;
+        let mut decision = domain::charge(
             order_id,
             customer_id,
             current.as_ref().map(|v| &v.value),
             amount,
-        ) {
+        );
+        if matches!(decision, Charge::Declined(_)) {
+            // A decline writes no balance, so no sequence check would catch
+            // a stale memory: decline only on what the store says now.
+            self.accounts.forget(&subject);
+            current = self.accounts.read(&subject).await?;
+            decision = domain::charge(
+                order_id,
+                customer_id,
+                current.as_ref().map(|v| &v.value),
+                amount,
+            );
+        }
+        let seq = current.as_ref().map_or(0, |v| v.seq);
+        let (account, event) = match decision {
             Charge::Taken { account, event } => (Some(account), event),
             Charge::Declined(event) => (None, event),
         };
-        self.write(order_id, account.as_ref().map(|a| (a, seq)), &event, 0)
-            .await?;
-        tracing::info!(%order_id, %customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
-        Ok(Ok(()))
+        // Expecting no payment event for the order yet makes a repeated
+        // charge fail as a whole: no read needed to be idempotent.
+        match self
+            .write(order_id, account.map(|a| (a, seq)), &event, 0)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%order_id, %customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
+                Ok(Ok(()))
+            }
+            Err(StoreError::Conflict(why)) => {
+                self.accounts.forget(&subject);
+                if self
+                    .store()
+                    .last_seq(&subjects::payment_events(order_id))
+                    .await?
+                    > 0
+                {
+                    return Ok(Ok(())); // decided before, or refunded before it was charged
+                }
+                Err(StoreError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn refund(
@@ -138,8 +197,10 @@ impl SagaSteps {
         order_id: &OrderId,
         customer_id: &CustomerId,
     ) -> Result<Verdict, StoreError> {
-        let last: Option<Versioned<PaymentEvent>> =
-            self.store.last(&subjects::payment_events(order_id)).await?;
+        let last: Option<Versioned<PaymentEvent>> = self
+            .store()
+            .last(&subjects::payment_events(order_id))
+            .await?;
         let (after, charged) = match &last {
             Some(Versioned {
                 value: PaymentEvent::Refunded { .. },
@@ -155,14 +216,17 @@ impl SagaSteps {
             Some(Versioned { seq, .. }) => (*seq, Cents::ZERO),
             None => (0, Cents::ZERO),
         };
+        let event = PaymentEvent::Refunded {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            amount_cents: charged,
+        };
+        let subject = subjects::account(customer_id);
+        let _turn = self.accounts.hold([subject.as_str()]).await;
         let account = if charged == Cents::ZERO {
             None
         } else {
-            let Some(current) = self
-                .store
-                .last::<Account>(&subjects::account(customer_id))
-                .await?
-            else {
+            let Some(current) = self.accounts.read(&subject).await? else {
                 return Ok(Err(format!(
                     "order {order_id}: charged customer {customer_id} has no account"
                 )));
@@ -172,20 +236,16 @@ impl SagaSteps {
                 Err(e) => return Ok(Err(e.to_string())),
             }
         };
-        let event = PaymentEvent::Refunded {
-            order_id: order_id.clone(),
-            customer_id: customer_id.clone(),
-            amount_cents: charged,
-        };
-        self.write(
-            order_id,
-            account.as_ref().map(|(a, s)| (a, *s)),
-            &event,
-            after,
-        )
-        .await?;
-        tracing::info!(%order_id, %customer_id, amount = charged.0, "refunded");
-        Ok(Ok(()))
+        match self.write(order_id, account, &event, after).await {
+            Ok(()) => {
+                tracing::info!(%order_id, %customer_id, amount = charged.0, "refunded");
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                self.accounts.forget(&subject);
+                Err(e)
+            }
+        }
     }
 
     /// One atomic batch: the account (when it changes), checked against the
@@ -193,21 +253,29 @@ impl SagaSteps {
     async fn write(
         &self,
         order_id: &OrderId,
-        account: Option<(&Account, u64)>,
+        account: Option<(Account, u64)>,
         event: &PaymentEvent,
         after: u64,
     ) -> Result<(), StoreError> {
         let mut appends = Vec::with_capacity(2);
-        if let Some((account, seq)) = account {
+        if let Some((account, seq)) = &account {
             appends.push(
-                Append::json(subjects::account(&account.customer_id), account).expect_last(seq),
+                Append::json(subjects::account(&account.customer_id), account).expect_last(*seq),
             );
         }
         appends.push(
             Append::json(subjects::payment_event(order_id, event.type_name()), event)
                 .expect_last_on(&subjects::payment_events(order_id), after),
         );
-        self.store.commit(appends).await
+        let stored = self.store().commit(appends).await?;
+        if let Some((account, _)) = account {
+            self.accounts.remember(Versioned {
+                seq: stored[0],
+                subject: subjects::account(&account.customer_id),
+                value: account,
+            });
+        }
+        Ok(())
     }
 }
 

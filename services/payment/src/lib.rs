@@ -25,6 +25,8 @@ pub struct Config {
     pub common: CommonConfig,
     /// `PAYMENT_CONCURRENCY`: saga steps handled at once.
     pub concurrency: usize,
+    /// `PAYMENT_CACHE_ACCOUNTS`: balances remembered between writes.
+    pub cache_capacity: usize,
 }
 
 impl Config {
@@ -34,9 +36,11 @@ impl Config {
         if concurrency == 0 {
             return Err(ConfigError::new("PAYMENT_CONCURRENCY", "must be positive"));
         }
+        let cache_capacity = parse_or(env, "PAYMENT_CACHE_ACCOUNTS", 100_000usize)?;
         Ok(Self {
             common,
             concurrency,
+            cache_capacity,
         })
     }
 }
@@ -64,12 +68,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let store = Store::new(rt.js.clone(), streams::PAYMENTS)
             .await
             .expect("a stream handle needs no I/O");
+        let accounts = Arc::new(handlers::Accounts::new(
+            store.clone(),
+            config.cache_capacity,
+        ));
         let commands = ConsumerSpec::new(
             streams::PAYMENTS,
             "payment-commands",
             vec!["payments.cmd.>".to_owned()],
         );
-        rt.consume(commands, Arc::new(handlers::Commands::new(store.clone())));
+        rt.consume(
+            commands,
+            Arc::new(handlers::Commands::new(accounts.clone())),
+        );
         let mut saga = ConsumerSpec::new(
             streams::SAGA,
             "payment-saga",
@@ -78,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 .to_vec(),
         );
         saga.concurrency = config.concurrency;
-        rt.consume(saga, Arc::new(handlers::SagaSteps::new(store.clone())));
+        rt.consume(saga, Arc::new(handlers::SagaSteps::new(accounts)));
         rt.serve_queries(
             "jetsaga payments: customer balances",
             vec![handlers::get_account_query(store)],

@@ -1,0 +1,114 @@
+//! Hot aggregates, held and remembered by one process.
+//!
+//! Optimistic concurrency alone turns a hot sku into a storm of conflicts:
+//! every racing writer reads, loses, and reads again. So within a process,
+//! writers of one aggregate take turns (striped locks, taken in a fixed
+//! order so multi-aggregate writes cannot deadlock), and the last state
+//! written or read is remembered, so the common path does no read at all.
+//! The expected-sequence checks stay on every write: another replica's
+//! write makes ours fail, we forget what we remembered, and read again.
+//! The cache is only ever a guess that the store confirms.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use tokio::sync::OwnedMutexGuard;
+
+use crate::store::{Store, StoreError, Versioned};
+
+/// Lock stripes: aggregates that share a stripe take turns needlessly, but
+/// memory stays fixed however many aggregates there are.
+const STRIPES: usize = 1024;
+
+/// The aggregates of one kind (skus, accounts) in one stream.
+#[derive(Debug)]
+pub struct Aggregates<T> {
+    store: Store,
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+    cache: Mutex<HashMap<String, Versioned<T>>>,
+    capacity: usize,
+}
+
+/// Turns held on some aggregates; released on drop.
+#[derive(Debug)]
+pub struct Held {
+    _guards: Vec<OwnedMutexGuard<()>>,
+}
+
+impl<T: Clone + DeserializeOwned> Aggregates<T> {
+    /// Remembers at most `capacity` aggregates.
+    pub fn new(store: Store, capacity: usize) -> Self {
+        Self {
+            store,
+            stripes: (0..STRIPES).map(|_| Arc::default()).collect(),
+            cache: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Takes this process's turn on every aggregate of `subjects`.
+    pub async fn hold<'a>(&self, subjects: impl IntoIterator<Item = &'a str>) -> Held {
+        let mut stripes: Vec<usize> = subjects.into_iter().map(stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            guards.push(self.stripes[i].clone().lock_owned().await);
+        }
+        Held { _guards: guards }
+    }
+
+    /// The aggregate as last seen by this process, or read from the store.
+    /// An absent aggregate is never remembered: it may be created elsewhere.
+    pub async fn read(&self, subject: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        if let Some(hit) = self.lock().get(subject) {
+            return Ok(Some(hit.clone()));
+        }
+        let read: Option<Versioned<T>> = self.store.last(subject).await?;
+        if let Some(v) = &read {
+            self.remember(v.clone());
+        }
+        Ok(read)
+    }
+
+    /// [`Aggregates::read`] of an owned subject, for concurrent reads.
+    pub async fn read_owned(&self, subject: String) -> Result<Option<Versioned<T>>, StoreError> {
+        self.read(&subject).await
+    }
+
+    /// Records the state just written (or read) at `seq`.
+    pub fn remember(&self, value: Versioned<T>) {
+        let mut cache = self.lock();
+        if cache.len() >= self.capacity && !cache.contains_key(&value.subject) {
+            // Bounded, not clever: drop any one entry; it is read again
+            // when needed.
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(value.subject.clone(), value);
+    }
+
+    /// Drops what is remembered of `subject`, after a conflict showed it
+    /// stale.
+    pub fn forget(&self, subject: &str) {
+        self.lock().remove(subject);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned<T>>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn stripe(subject: &str) -> usize {
+    let mut hasher = DefaultHasher::new();
+    subject.hash(&mut hasher);
+    (hasher.finish() % STRIPES as u64) as usize
+}

@@ -1,0 +1,224 @@
+//! `sagactl`: the jetsaga operator CLI. Place and follow orders, look up
+//! stock and balances, watch the order events, seed a catalogue, generate
+//! load, and run the whole demo.
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
+
+mod demo;
+mod load;
+mod output;
+mod seed;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use jetsaga_client::Client;
+
+use crate::output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sagactl",
+    version,
+    about = "Operate and exercise a jetsaga deployment"
+)]
+struct Cli {
+    /// NATS server URL, or a comma-separated list of them.
+    #[arg(
+        long,
+        global = true,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Place an order: `sagactl place --customer c-7 sku-1:2 sku-2:1`.
+    Place {
+        /// Lines as `sku:quantity`.
+        #[arg(required = true)]
+        items: Vec<String>,
+        #[arg(long)]
+        customer: String,
+        /// Without it, the order service derives one.
+        #[arg(long)]
+        order_id: Option<String>,
+        /// Wait until the order is confirmed or cancelled, and show it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show an order and its saga's history.
+    Get { order_id: String },
+    /// Show a sku's stock and price.
+    Stock { sku: String },
+    /// Show a customer's balance.
+    Account { customer_id: String },
+    /// Follow the order events (`orders.evt.>`) as they happen.
+    Watch,
+    /// Stock a catalogue and fund customers.
+    Seed(seed::SeedArgs),
+    /// Place many orders and measure how they go.
+    Load(load::LoadArgs),
+    /// Run the whole suite locally and put orders through it.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    match run(cli, &out).await {
+        Ok(code) => code,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The exit code of a lookup that found nothing.
+const NOT_FOUND: u8 = 3;
+
+async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
+    if let Command::Demo(args) = cli.command {
+        return demo::run(args, out).await.map(|()| ExitCode::SUCCESS);
+    }
+    let client = Client::connect(&cli.nats_url)
+        .await
+        .with_context(|| format!("connecting to {}", cli.nats_url))?;
+    match cli.command {
+        Command::Place {
+            items,
+            customer,
+            order_id,
+            wait,
+        } => place(&client, out, items, customer, order_id, wait).await,
+        Command::Get { order_id } => {
+            let Some(order) = client.order(&order_id).await? else {
+                out.not_found(&format!("order {order_id}"));
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            let saga = client.saga(&order_id).await?;
+            out.order(&order, saga.as_ref());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stock { sku } => match client.stock(&sku).await? {
+            Some(level) => {
+                out.value(&level, || {
+                    format!(
+                        "{}: {} available, {} reserved, {} each",
+                        level.sku, level.available, level.reserved, level.unit_price_cents
+                    )
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                out.not_found(&format!("sku {sku}"));
+                Ok(ExitCode::from(NOT_FOUND))
+            }
+        },
+        Command::Account { customer_id } => match client.account(&customer_id).await? {
+            Some(account) => {
+                out.value(&account, || {
+                    format!("{}: {}", account.customer_id, account.balance_cents)
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                out.not_found(&format!("customer {customer_id}"));
+                Ok(ExitCode::from(NOT_FOUND))
+            }
+        },
+        Command::Watch => watch(&client, out).await.map(|()| ExitCode::SUCCESS),
+        Command::Seed(args) => {
+            let seeded = seed::seed(&client, &args.plan()).await?;
+            out.value(&seeded, || {
+                format!(
+                    "stocked {} skus, funded {} customers",
+                    seeded.skus, seeded.customers
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load(args) => {
+            let report = load::run(&client, &args.spec(out.json)).await?;
+            out.value(&report, || report.to_string());
+            Ok(if report.unsettled == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Demo(_) => unreachable!("handled above"),
+    }
+}
+
+async fn place(
+    client: &Client,
+    out: &Output,
+    items: Vec<String>,
+    customer: String,
+    order_id: Option<String>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let lines = items
+        .iter()
+        .map(|item| {
+            let (sku, quantity) = item
+                .split_once(':')
+                .with_context(|| format!("{item:?}: a line is sku:quantity"))?;
+            let quantity: u32 = quantity
+                .parse()
+                .with_context(|| format!("{item:?}: the quantity is a number"))?;
+            Ok(serde_json::json!({"sku": sku, "quantity": quantity}))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut body = serde_json::json!({"customer_id": customer, "items": lines});
+    if let Some(id) = &order_id {
+        body["order_id"] = id.clone().into();
+    }
+    let ack = client
+        .command(
+            events::subjects::PLACE_ORDER,
+            Default::default(),
+            body.to_string().into(),
+        )
+        .await?;
+    if !wait {
+        out.value(
+            &serde_json::json!({"stream_sequence": ack.sequence}),
+            || format!("accepted as orders.cmd.place #{}", ack.sequence),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Without an id (and without a Nats-Msg-Id), the order service derives
+    // it from the stream sequence of the command.
+    let order_id = order_id.unwrap_or_else(|| format!("o-s{}", ack.sequence));
+    let order =
+        testkit::eventually::<_, _, _>("the order to settle", Duration::from_secs(60), || async {
+            let order = client.order(&order_id).await.ok()??;
+            (order.status != events::OrderStatus::Pending).then_some(order)
+        })
+        .await;
+    out.order(&order, client.saga(&order_id).await?.as_ref());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch(client: &Client, out: &Output) -> anyhow::Result<()> {
+    let mut events = client.nats().subscribe("orders.evt.>").await?;
+    eprintln!("watching orders.evt.> (Ctrl-C to stop)");
+    while let Some(message) = events.next().await {
+        out.event(message.subject.as_str(), &message.payload);
+    }
+    Ok(())
+}
