@@ -12,14 +12,33 @@ pub use nats::{nats_server_binary, NatsServer};
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port free on 127.0.0.1, never handed out twice by this process.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux): a port the OS picked for us and we released could be taken at
+/// once by some outgoing connection, and the listener meant for it would
+/// fail. The start depends on the process id, so concurrent test binaries
+/// rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the OS hands out a free port")
+    const FIRST: u16 = 10_000;
+    const SPAN: u16 = 20_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `timeout` saying

