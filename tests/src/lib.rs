@@ -32,8 +32,9 @@ pub struct Suite {
     pub client: Client,
     /// The sidecar of each service, in the order of [`SERVICES`].
     pub http: [SocketAddr; 4],
+    extra: Vec<(String, String)>,
     shutdown: CancellationToken,
-    services: Vec<JoinHandle<()>>,
+    running: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
 }
 
 impl Suite {
@@ -43,35 +44,96 @@ impl Suite {
 
     /// Starts everything with extra environment for the services.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
+        Self::start_only(&SERVICES, extra).await
+    }
+
+    /// Starts NATS and only the named services (the others can be started
+    /// later with [`Suite::start_service`]).
+    pub async fn start_only(services: &[&'static str], extra: &[(&str, &str)]) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let nats = NatsServer::start();
-        let http = [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port())));
-        let shutdown = CancellationToken::new();
-        let services = start_services(&nats.url(), &http, extra, &shutdown);
         let client = Client::connect(&nats.url())
             .await
             .expect("the test connects");
-        let suite = Self {
+        let mut suite = Self {
             nats,
             client,
-            http,
-            shutdown,
-            services,
+            http: [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port()))),
+            extra: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            shutdown: CancellationToken::new(),
+            running: HashMap::new(),
         };
+        // All at once: each waits for the streams the others own.
+        for service in services {
+            suite.launch(service);
+        }
         suite.wait_ready().await;
         suite
     }
 
-    /// Waits until every service answers `/readyz` with 200.
+    /// Starts one service (in-process, as its binary would) and waits until
+    /// it is ready.
+    pub async fn start_service(&mut self, name: &'static str) {
+        self.launch(name);
+        wait_ready(self.http_of(name)).await;
+    }
+
+    fn launch(&mut self, name: &'static str) {
+        let addr = self.http_of(name);
+        let mut vars: HashMap<String, String> = [
+            ("NATS_URL", self.nats.url()),
+            ("HTTP_ADDR", addr.to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(self.extra.iter().cloned());
+        let env = borrow(&vars);
+        let token = self.shutdown.child_token();
+        let run = token.clone();
+        let task = match name {
+            "order-service" => {
+                let config = order_service::Config::from_env(&env).expect("valid config");
+                tokio::spawn(expect_clean(order_service::run(config, run)))
+            }
+            "inventory-service" => {
+                let config = inventory_service::Config::from_env(&env).expect("valid config");
+                tokio::spawn(expect_clean(inventory_service::run(config, run)))
+            }
+            "payment-service" => {
+                let config = payment_service::Config::from_env(&env).expect("valid config");
+                tokio::spawn(expect_clean(payment_service::run(config, run)))
+            }
+            "saga-orchestrator" => {
+                let config = saga_orchestrator::Config::from_env(&env).expect("valid config");
+                tokio::spawn(expect_clean(saga_orchestrator::run(config, run)))
+            }
+            other => panic!("no service {other}"),
+        };
+        self.running.insert(name, (token, task));
+    }
+
+    /// Stops one service, as SIGTERM would, and waits until it has.
+    pub async fn stop_service(&mut self, name: &str) {
+        let (token, task) = self.running.remove(name).expect("the service runs");
+        token.cancel();
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("a service stops within its grace period")
+            .expect("no service panicked");
+    }
+
+    /// Waits until every running service answers `/readyz` with 200.
     pub async fn wait_ready(&self) {
-        for addr in self.http {
-            eventually(&format!("{addr} to be ready"), SETTLE, || async move {
-                matches!(http_get(addr, "/readyz").await, Some((200, _))).then_some(())
-            })
-            .await;
+        for name in self.running.keys() {
+            wait_ready(self.http_of(name)).await;
         }
     }
 
@@ -132,63 +194,24 @@ impl Suite {
         .await
     }
 
-    /// Stops the services (as SIGTERM would) and waits for them.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        for service in self.services {
-            tokio::time::timeout(Duration::from_secs(15), service)
-                .await
-                .expect("services stop within their grace period")
-                .expect("no service panicked");
+    /// Stops every service (as SIGTERM would) and waits for them.
+    pub async fn stop(mut self) {
+        let names: Vec<&'static str> = self.running.keys().copied().collect();
+        for name in names {
+            self.stop_service(name).await;
         }
     }
 }
 
-fn borrow(vars: &HashMap<String, String>) -> HashMap<&str, &str> {
-    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+async fn wait_ready(addr: SocketAddr) {
+    eventually(&format!("{addr} to be ready"), SETTLE, || async move {
+        matches!(http_get(addr, "/readyz").await, Some((200, _))).then_some(())
+    })
+    .await;
 }
 
-fn start_services(
-    nats_url: &str,
-    http: &[SocketAddr; 4],
-    extra: &[(&str, &str)],
-    shutdown: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    let env = |addr: &SocketAddr| -> HashMap<String, String> {
-        let mut vars: HashMap<String, String> = [
-            ("NATS_URL", nats_url.to_owned()),
-            ("HTTP_ADDR", addr.to_string()),
-            ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (k, v) in extra {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        vars
-    };
-    let order = order_service::Config::from_env(&borrow(&env(&http[0]))).expect("valid config");
-    let inventory =
-        inventory_service::Config::from_env(&borrow(&env(&http[1]))).expect("valid config");
-    let payment = payment_service::Config::from_env(&borrow(&env(&http[2]))).expect("valid config");
-    let orchestrator =
-        saga_orchestrator::Config::from_env(&borrow(&env(&http[3]))).expect("valid config");
-    vec![
-        tokio::spawn(expect_clean(order_service::run(order, shutdown.clone()))),
-        tokio::spawn(expect_clean(inventory_service::run(
-            inventory,
-            shutdown.clone(),
-        ))),
-        tokio::spawn(expect_clean(payment_service::run(
-            payment,
-            shutdown.clone(),
-        ))),
-        tokio::spawn(expect_clean(saga_orchestrator::run(
-            orchestrator,
-            shutdown.clone(),
-        ))),
-    ]
+fn borrow(vars: &HashMap<String, String>) -> HashMap<&str, &str> {
+    vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 async fn expect_clean<E: std::fmt::Display>(run: impl std::future::Future<Output = Result<(), E>>) {

@@ -100,6 +100,8 @@ pub enum StepStatus {
     Requested,
     Succeeded,
     Failed,
+    /// Unanswered past its deadline.
+    TimedOut,
 }
 
 /// One entry of a saga's history (`saga.query.get`).
@@ -128,6 +130,24 @@ pub struct SagaRecord {
     pub steps: Vec<Step>,
     /// What this record asks for.
     pub command: SagaCommand,
+    /// Which attempt at `command` this is, from 1: a step that stays
+    /// unanswered past its deadline is asked again.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// The body of a step's timer, `saga.timer.<order_id>.<command>.<attempt>`,
+/// and of the timeout it fires on `saga.timeout.<order_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTimer {
+    pub order_id: OrderId,
+    /// The command the deadline is for.
+    pub command: String,
+    pub attempt: u32,
 }
 
 /// The reply of `saga.query.get`.
@@ -140,6 +160,11 @@ pub struct SagaView {
     pub reason: Option<CancelReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_cents: Option<Cents>,
+    /// The step the saga waits on, and the attempt at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 impl From<SagaRecord> for SagaView {
@@ -150,6 +175,8 @@ impl From<SagaRecord> for SagaView {
             steps: r.steps,
             reason: r.reason,
             total_cents: r.total_cents,
+            waiting_on: (!r.state.is_terminal()).then(|| r.command.name().to_owned()),
+            attempt: r.attempt,
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod streams {
     pub const INVENTORY: &str = "INVENTORY";
     /// `payments.cmd.>`, `payments.account.>`, `payments.evt.>`, `payments.applied.>`.
     pub const PAYMENTS: &str = "PAYMENTS";
-    /// `saga.log.>`; owned by the orchestrator.
+    /// `saga.log.>`, `saga.timer.>`, `saga.timeout.>`; owned by the orchestrator.
     pub const SAGA: &str = "SAGA";
     /// `dlq.>`; every service declares it, with the same configuration.
     pub const DLQ: &str = "DLQ";
@@ -79,6 +79,18 @@ pub fn saga_record(order_id: &OrderId, command: &str) -> String {
 /// Every record of one saga: `saga.log.<order_id>.*`.
 pub fn saga_records(order_id: &OrderId) -> String {
     format!("saga.log.{order_id}.*")
+}
+
+/// `saga.timer.<order_id>.<command>.<attempt>`: a step's deadline, a
+/// JetStream scheduled message (one schedule per step, so arming the next
+/// step's never cancels this one's).
+pub fn step_timer(order_id: &OrderId, command: &str, attempt: u32) -> String {
+    format!("saga.timer.{order_id}.{command}.{attempt}")
+}
+
+/// `saga.timeout.<order_id>`: where a step's deadline fires.
+pub fn step_timeout(order_id: &OrderId) -> String {
+    format!("saga.timeout.{order_id}")
 }
 
 /// The consumer filter for one saga command, across all sagas.

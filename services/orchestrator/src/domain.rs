@@ -13,12 +13,19 @@
 //! command it issues. An event the current state does not wait for (a
 //! duplicate, a late or out-of-order one) yields nothing: redeliveries are
 //! harmless by construction.
+//!
+//! A step unanswered past its deadline is asked again. Reserving and
+//! charging give up after [`Policy::max_attempts`] and compensate
+//! (`inventory_unavailable`: release whatever a late reservation held;
+//! `payment_unavailable`: refund whatever a late charge took, then
+//! release); every other step, compensations included, is asked again until
+//! it is answered.
 
 use events::inventory::InventoryEvent;
 use events::order::OrderEvent;
 use events::payment::PaymentEvent;
-use events::saga::{SagaCommand, SagaRecord, SagaState, Step, StepStatus};
-use events::{Order, OrderId, OrderStatus};
+use events::saga::{SagaCommand, SagaRecord, SagaState, Step, StepStatus, StepTimer};
+use events::{CancelReason, Order, OrderId, OrderStatus};
 
 /// What the orchestrator hears from the participants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +33,8 @@ pub enum SagaEvent {
     Order(OrderEvent),
     Inventory(InventoryEvent),
     Payment(PaymentEvent),
+    /// A step's deadline passed.
+    Timeout(StepTimer),
 }
 
 impl SagaEvent {
@@ -34,20 +43,77 @@ impl SagaEvent {
             Self::Order(e) => &e.order.order_id,
             Self::Inventory(e) => e.order_id(),
             Self::Payment(e) => e.order_id(),
+            Self::Timeout(t) => &t.order_id,
         }
+    }
+}
+
+/// How the saga treats an unanswered step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Attempts at reserving or charging before the saga compensates.
+    pub max_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { max_attempts: 3 }
     }
 }
 
 /// The next record of the saga, or `None` when the event changes nothing.
 /// `now` stamps the history (RFC 3339).
-pub fn on_event(saga: Option<&SagaRecord>, event: &SagaEvent, now: &str) -> Option<SagaRecord> {
+pub fn on_event(
+    saga: Option<&SagaRecord>,
+    event: &SagaEvent,
+    now: &str,
+    policy: Policy,
+) -> Option<SagaRecord> {
     match (saga, event) {
         (None, SagaEvent::Order(e)) if e.order.status == OrderStatus::Pending => {
             Some(start(&e.order, now))
         }
         (None, _) => None,
+        (Some(saga), SagaEvent::Timeout(timer)) => timeout(saga, timer, now, policy),
         (Some(saga), event) => advance(saga, event, now),
     }
+}
+
+/// The current step's deadline passed: ask again, or give up and compensate.
+fn timeout(saga: &SagaRecord, timer: &StepTimer, now: &str, policy: Policy) -> Option<SagaRecord> {
+    let current = saga.command.name();
+    if saga.state.is_terminal() || timer.command != current || timer.attempt != saga.attempt {
+        return None; // the deadline of a step already answered
+    }
+    let mut next = saga.clone();
+    next.steps.push(step(current, StepStatus::TimedOut, now));
+    let give_up = saga.attempt >= policy.max_attempts;
+    let (state, reason, command) = match saga.state {
+        SagaState::Reserving if give_up => (
+            SagaState::Releasing,
+            CancelReason::InventoryUnavailable,
+            SagaCommand::ReleaseStock,
+        ),
+        SagaState::Charging if give_up => (
+            SagaState::Refunding,
+            CancelReason::PaymentUnavailable,
+            SagaCommand::RefundPayment {
+                customer_id: saga.customer_id.clone(),
+            },
+        ),
+        _ => {
+            next.attempt += 1;
+            next.steps.push(step(current, StepStatus::Requested, now));
+            return Some(next);
+        }
+    };
+    next.state = state;
+    next.reason = Some(reason);
+    next.steps
+        .push(step(command.name(), StepStatus::Requested, now));
+    next.command = command;
+    next.attempt = 1;
+    Some(next)
 }
 
 fn start(order: &Order, now: &str) -> SagaRecord {
@@ -72,6 +138,7 @@ fn start(order: &Order, now: &str) -> SagaRecord {
         reason: None,
         steps: vec![step(command.name(), StepStatus::Requested, now)],
         command,
+        attempt: 1,
     }
 }
 
@@ -143,6 +210,7 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
     }
     next.state = state;
     next.command = command;
+    next.attempt = 1;
     Some(next)
 }
 

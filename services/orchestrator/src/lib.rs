@@ -30,6 +30,9 @@ pub struct Config {
     pub step_timeout: std::time::Duration,
     /// `ORCHESTRATOR_CONCURRENCY`: events handled at once, per consumer.
     pub concurrency: usize,
+    /// `SAGA_STEP_MAX_ATTEMPTS`: attempts at reserving or charging before
+    /// the saga compensates.
+    pub max_attempts: u32,
 }
 
 impl Config {
@@ -46,20 +49,38 @@ impl Config {
                 "must be positive",
             ));
         }
+        let max_attempts = parse_or(env, "SAGA_STEP_MAX_ATTEMPTS", 3u32)?;
+        if max_attempts == 0 {
+            return Err(ConfigError::new(
+                "SAGA_STEP_MAX_ATTEMPTS",
+                "must be positive",
+            ));
+        }
         Ok(Self {
             common,
             step_timeout: std::time::Duration::from_millis(step_timeout_ms),
             concurrency,
+            max_attempts,
         })
     }
+}
+
+/// The saga log, and the step deadlines as JetStream scheduled messages
+/// (nats-server 2.12+), which fire even while every orchestrator is down.
+fn saga_stream(rt: &ServiceRuntime) -> async_nats::jetstream::stream::Config {
+    let mut config = rt.stream_config(
+        streams::SAGA,
+        &["saga.log.>", "saga.timer.>", "saga.timeout.>"],
+    );
+    config.allow_message_schedules = true;
+    config.allow_atomic_publish = false;
+    config
 }
 
 /// Runs the orchestrator until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    let provisioned = rt
-        .ensure_stream(rt.stream_config(streams::SAGA, &["saga.log.>"]))
-        .await
+    let provisioned = rt.ensure_stream(saga_stream(&rt)).await
         && rt
             .ensure_stream(runtime::nats::dead_letter_stream_config(
                 rt.config.stream_replicas,
@@ -72,6 +93,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let saga = Saga::new(
             store.clone(),
             metrics::SagaMetrics::register(rt.metrics.registry()),
+            domain::Policy {
+                max_attempts: config.max_attempts,
+            },
+            config.step_timeout,
         );
         let consumers = [
             (
@@ -91,6 +116,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 "saga-payments",
                 vec!["payments.evt.>"],
                 Source::Payments,
+            ),
+            (
+                streams::SAGA,
+                "saga-timeouts",
+                vec!["saga.timeout.>"],
+                Source::Timeouts,
             ),
         ];
         for (stream, durable, filters, source) in consumers {

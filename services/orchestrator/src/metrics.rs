@@ -10,6 +10,7 @@ pub struct SagaMetrics {
     completed: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGauge,
+    timeouts: IntCounterVec,
 }
 
 impl SagaMetrics {
@@ -38,11 +39,20 @@ impl SagaMetrics {
             "Sagas this orchestrator started and has not seen complete.",
         )
         .expect("valid metric");
+        let timeouts = IntCounterVec::new(
+            Opts::new(
+                "jetsaga_saga_step_timeouts_total",
+                "Saga steps unanswered past their deadline, by step.",
+            ),
+            &["step"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(started.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(completed.clone()),
             Box::new(duration.clone()),
             Box::new(in_flight.clone()),
+            Box::new(timeouts.clone()),
         ] {
             registry.register(collector).expect("metric registers once");
         }
@@ -51,7 +61,12 @@ impl SagaMetrics {
             completed,
             duration,
             in_flight,
+            timeouts,
         }
+    }
+
+    pub fn step_timed_out(&self, step: &str) {
+        self.timeouts.with_label_values(&[step]).inc();
     }
 
     pub fn saga_started(&self) {

@@ -5,6 +5,7 @@
 mod bad_input;
 mod binaries;
 mod conservation;
+mod deadlines;
 mod hot_sku;
 mod idempotency;
 mod queries;

@@ -5,6 +5,7 @@ use events::{CancelReason, Cents, CustomerId, LineItem, PricedLine, Quantity, Sk
 use proptest::prelude::*;
 
 const NOW: &str = "2026-11-26T12:00:00Z";
+const POLICY: Policy = Policy { max_attempts: 3 };
 
 fn order_id() -> OrderId {
     OrderId::parse("o-1").unwrap()
@@ -94,6 +95,14 @@ fn refunded() -> SagaEvent {
     })
 }
 
+fn timeout(command: &str, attempt: u32) -> SagaEvent {
+    SagaEvent::Timeout(StepTimer {
+        order_id: order_id(),
+        command: command.to_owned(),
+        attempt,
+    })
+}
+
 fn all_events() -> Vec<SagaEvent> {
     vec![
         placed(),
@@ -106,6 +115,12 @@ fn all_events() -> Vec<SagaEvent> {
         refunded(),
         confirmed(),
         cancelled(),
+        timeout(command::RESERVE_STOCK, 1),
+        timeout(command::RESERVE_STOCK, 3),
+        timeout(command::CHARGE_PAYMENT, 1),
+        timeout(command::CHARGE_PAYMENT, 3),
+        timeout(command::RELEASE_STOCK, 1),
+        timeout(command::COMMIT_STOCK, 1),
     ]
 }
 
@@ -114,7 +129,7 @@ fn run(events: &[SagaEvent]) -> (Option<SagaRecord>, Vec<&'static str>) {
     let mut saga: Option<SagaRecord> = None;
     let mut commands = Vec::new();
     for event in events {
-        if let Some(next) = on_event(saga.as_ref(), event, NOW) {
+        if let Some(next) = on_event(saga.as_ref(), event, NOW, POLICY) {
             commands.push(next.command.name());
             saga = Some(next);
         }
@@ -200,20 +215,114 @@ fn a_declined_payment_releases_the_stock_then_cancels() {
 }
 
 #[test]
+fn an_unanswered_reservation_is_asked_again_then_compensated() {
+    let (saga, commands) = run(&[
+        placed(),
+        timeout(command::RESERVE_STOCK, 1),
+        timeout(command::RESERVE_STOCK, 2),
+        timeout(command::RESERVE_STOCK, 3),
+        released(),
+        cancelled(),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::InventoryUnavailable));
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::RESERVE_STOCK,
+            command::RESERVE_STOCK,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+    let timed_out = saga
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::TimedOut)
+        .count();
+    assert_eq!(timed_out, 3);
+}
+
+#[test]
+fn an_unanswered_charge_is_refunded_then_the_stock_released() {
+    let (saga, commands) = run(&[
+        placed(),
+        reserved(),
+        timeout(command::CHARGE_PAYMENT, 1),
+        timeout(command::CHARGE_PAYMENT, 2),
+        timeout(command::CHARGE_PAYMENT, 3),
+        refunded(),
+        released(),
+        cancelled(),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::PaymentUnavailable));
+    assert_eq!(
+        &commands[4..],
+        [
+            command::REFUND_PAYMENT,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+}
+
+#[test]
+fn a_late_answer_after_a_deadline_still_counts_while_the_step_waits() {
+    let (saga, _) = run(&[placed(), timeout(command::RESERVE_STOCK, 1), reserved()]);
+    assert_eq!(saga.unwrap().state, SagaState::Charging);
+}
+
+#[test]
+fn a_deadline_of_an_answered_step_changes_nothing() {
+    let (saga, _) = run(&[placed(), reserved()]);
+    let saga = saga.unwrap();
+    assert!(on_event(
+        Some(&saga),
+        &timeout(command::RESERVE_STOCK, 1),
+        NOW,
+        POLICY
+    )
+    .is_none());
+    assert!(on_event(
+        Some(&saga),
+        &timeout(command::CHARGE_PAYMENT, 2),
+        NOW,
+        POLICY
+    )
+    .is_none());
+}
+
+#[test]
+fn compensations_are_asked_again_without_limit() {
+    let mut events = vec![placed(), reserved(), declined()];
+    events.extend((1..=10).map(|attempt| timeout(command::RELEASE_STOCK, attempt)));
+    let (saga, _) = run(&events);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Releasing);
+    assert_eq!(saga.attempt, 11);
+}
+
+#[test]
 fn a_saga_starts_only_from_a_pending_order() {
-    assert!(on_event(None, &confirmed(), NOW).is_none());
-    assert!(on_event(None, &reserved(), NOW).is_none());
+    assert!(on_event(None, &confirmed(), NOW, POLICY).is_none());
+    assert!(on_event(None, &reserved(), NOW, POLICY).is_none());
 }
 
 proptest! {
     /// Any event delivered twice in a row changes nothing the second time.
     #[test]
-    fn every_event_is_idempotent(prefix in proptest::collection::vec(0..10usize, 0..12), last in 0..10usize) {
+    fn every_event_is_idempotent(prefix in proptest::collection::vec(0..16usize, 0..12), last in 0..16usize) {
         let pool = all_events();
         let events: Vec<SagaEvent> = prefix.iter().map(|i| pool[*i].clone()).collect();
         let (saga, _) = run(&events);
-        if let Some(once) = on_event(saga.as_ref(), &pool[last], NOW) {
-            prop_assert!(on_event(Some(&once), &pool[last], NOW).is_none());
+        if let Some(once) = on_event(saga.as_ref(), &pool[last], NOW, POLICY) {
+            prop_assert!(on_event(Some(&once), &pool[last], NOW, POLICY).is_none());
         }
     }
 
@@ -221,25 +330,27 @@ proptest! {
     /// never both confirms and compensates, never charges without a hold,
     /// and never leaves a final state.
     #[test]
-    fn no_order_of_events_breaks_the_saga(picks in proptest::collection::vec(0..10usize, 0..40)) {
+    fn no_order_of_events_breaks_the_saga(picks in proptest::collection::vec(0..16usize, 0..40)) {
         let pool = all_events();
         let events: Vec<SagaEvent> = picks.iter().map(|i| pool[*i].clone()).collect();
         let mut saga: Option<SagaRecord> = None;
         let mut issued = Vec::new();
         for event in &events {
-            if let Some(next) = on_event(saga.as_ref(), event, NOW) {
+            if let Some(next) = on_event(saga.as_ref(), event, NOW, POLICY) {
                 if let Some(previous) = &saga {
                     prop_assert!(!previous.state.is_terminal(), "left a final state");
                 }
-                issued.push(next.command.name());
+                issued.push((next.command.name(), next.attempt));
                 saga = Some(next);
             }
         }
-        let confirms = issued.contains(&command::CONFIRM_ORDER);
-        let compensates = issued.contains(&command::RELEASE_STOCK) || issued.contains(&command::CANCEL_ORDER);
+        let issued: Vec<(&str, u32)> = issued;
+        let names: Vec<&str> = issued.iter().map(|(c, _)| *c).collect();
+        let confirms = names.contains(&command::CONFIRM_ORDER);
+        let compensates = names.contains(&command::RELEASE_STOCK) || names.contains(&command::CANCEL_ORDER);
         prop_assert!(!(confirms && compensates), "confirmed and compensated: {issued:?}");
-        if let Some(charge) = issued.iter().position(|c| *c == command::CHARGE_PAYMENT) {
-            prop_assert_eq!(issued[0], command::RESERVE_STOCK);
+        if let Some(charge) = names.iter().position(|c| *c == command::CHARGE_PAYMENT) {
+            prop_assert_eq!(names[0], command::RESERVE_STOCK);
             prop_assert!(charge > 0);
         }
         let mut unique = issued.clone();

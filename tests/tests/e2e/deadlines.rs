@@ -1,0 +1,149 @@
+//! Steps left unanswered: asked again, then compensated; late answers keep
+//! nothing; deadlines survive an orchestrator restart.
+
+use e2e::testkit::eventually;
+use e2e::{Suite, SETTLE};
+use events::saga::{SagaState, StepStatus};
+use events::{CancelReason, Cents, OrderStatus};
+
+const FAST_DEADLINES: [(&str, &str); 2] = [
+    ("SAGA_STEP_TIMEOUT_MS", "1000"),
+    ("SAGA_STEP_MAX_ATTEMPTS", "2"),
+];
+
+async fn saga_reaches(suite: &Suite, order_id: &str, state: SagaState) {
+    eventually(
+        &format!("saga {order_id} to reach {state:?}"),
+        SETTLE,
+        || async move {
+            let saga = suite.client.saga(order_id).await.ok().flatten()?;
+            (saga.state == state).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unanswered_charge_is_compensated_and_a_late_charge_given_back() {
+    let mut suite = Suite::start_with(&FAST_DEADLINES).await;
+    suite.seed(&[("sku-1", 5, 1000)], &[("c-1", 10_000)]).await;
+    suite.stop_service("payment-service").await;
+
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 2)])
+        .await
+        .unwrap();
+    saga_reaches(&suite, "o-1", SagaState::Refunding).await;
+    // The payment service comes back to two charges and a refund waiting:
+    // whatever it takes, it gives back.
+    suite.start_service("payment-service").await;
+    let order = suite.settled("o-1").await;
+
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.reason, Some(CancelReason::PaymentUnavailable));
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(10_000)
+    );
+    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
+    assert_eq!((stock.available, stock.reserved), (5, 0));
+    let saga = suite.client.saga("o-1").await.unwrap().unwrap();
+    let timeouts = saga
+        .steps
+        .iter()
+        .filter(|s| s.name == "charge_payment" && s.status == StepStatus::TimedOut)
+        .count();
+    assert_eq!(timeouts, 2, "{:?}", saga.steps);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn an_unanswered_reservation_is_compensated_and_a_late_hold_released() {
+    let mut suite = Suite::start_with(&FAST_DEADLINES).await;
+    suite.seed(&[("sku-1", 5, 1000)], &[("c-1", 10_000)]).await;
+    suite.stop_service("inventory-service").await;
+
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 2)])
+        .await
+        .unwrap();
+    saga_reaches(&suite, "o-1", SagaState::Releasing).await;
+    suite.start_service("inventory-service").await;
+    let order = suite.settled("o-1").await;
+
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.reason, Some(CancelReason::InventoryUnavailable));
+    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
+    assert_eq!((stock.available, stock.reserved), (5, 0));
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(10_000)
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn deadlines_fire_while_the_orchestrator_is_down() {
+    let mut suite = Suite::start_with(&FAST_DEADLINES).await;
+    suite.seed(&[("sku-1", 5, 1000)], &[("c-1", 10_000)]).await;
+    suite.stop_service("payment-service").await;
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    saga_reaches(&suite, "o-1", SagaState::Charging).await;
+
+    suite.stop_service("saga-orchestrator").await;
+    // The deadline is a scheduled message in the stream: it fires with no
+    // orchestrator running.
+    let js = async_nats::jetstream::new(suite.client.nats().clone());
+    let saga_stream = js.get_stream("SAGA").await.unwrap();
+    eventually("the charge's deadline to fire", SETTLE, || {
+        let saga_stream = saga_stream.clone();
+        async move {
+            saga_stream
+                .direct_get_last_for_subject("saga.timeout.o-1")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    suite.start_service("saga-orchestrator").await;
+    eventually("the orchestrator to act on it", SETTLE, || async {
+        let saga = suite.client.saga("o-1").await.ok().flatten()?;
+        (saga.attempt >= 2 || saga.state != SagaState::Charging).then_some(())
+    })
+    .await;
+    suite.start_service("payment-service").await;
+    let order = suite.settled("o-1").await;
+
+    let balance = suite
+        .client
+        .account("c-1")
+        .await
+        .unwrap()
+        .unwrap()
+        .balance_cents;
+    match order.status {
+        OrderStatus::Confirmed => assert_eq!(balance, Cents(9_000)),
+        _ => assert_eq!(balance, Cents(10_000)),
+    }
+    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
+    assert_eq!(stock.reserved, 0);
+    suite.stop().await;
+}
