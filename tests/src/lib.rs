@@ -12,6 +12,8 @@ use testkit::{eventually, free_port, http_get, NatsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod process;
+
 pub use testkit;
 
 /// How long an order may take to settle in a test.

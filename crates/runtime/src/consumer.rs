@@ -87,7 +87,7 @@ impl ConsumerSpec {
             filter_subjects: filters,
             concurrency: 64,
             max_deliver: 10,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             retry_base: Duration::from_millis(250),
             retry_cap: Duration::from_secs(30),
         }
