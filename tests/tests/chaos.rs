@@ -19,7 +19,7 @@ const ORDERS: usize = 2000;
 const PER_SECOND: f64 = 100.0;
 const SKUS: usize = 30;
 const CUSTOMERS: usize = 30;
-const SEED: u64 = 0x0c4a_05;
+const SEED: u64 = 0x000c_4a05;
 
 struct Catalogue {
     skus: Vec<(String, u64, u64)>,
