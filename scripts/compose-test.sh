@@ -14,7 +14,13 @@
 #   6. for each service: kills its container, places an order while it is
 #      down, starts it again, expects that order to confirm once it is back;
 #   7. the nats-box tool service answers (`run --rm nats-box sagactl ...`);
-#   8. `stop`: every service exits 0 on SIGTERM; then `down -v`, always.
+#   8. `stop`: every service exits 0 on SIGTERM; then `down -v`;
+#   9. the production topology (deploy/compose/cluster.yml, skipped with
+#      COMPOSE_TEST_CLUSTER=0): 3 NATS nodes on the prod overlay's
+#      nats-cluster.conf, services on R3 streams; checks the routes, the
+#      replicas and an order, kills one NATS node, expects an order to
+#      confirm on the other two and another once it is back; down -v.
+# `down -v` runs whatever happens.
 #
 # Needs: Docker with Compose (`docker compose` or `docker-compose`), the
 # release binaries (`cargo build --release --bins`), python3.
@@ -38,7 +44,8 @@ else
     echo "compose-test: neither 'docker compose' nor 'docker-compose' is installed" >&2
     exit 1
 fi
-compose() { "${compose_cmd[@]}" -p "$project" -f docker-compose.yml -f deploy/compose/offline.yml "$@"; }
+files=(-f docker-compose.yml -f deploy/compose/offline.yml)
+compose() { "${compose_cmd[@]}" -p "$project" "${files[@]}" "$@"; }
 
 t0="$(date +%s.%N)"
 step_start="$t0"
@@ -111,9 +118,32 @@ wait_order() { # order id, expected status
     fail "order $1 is $status, expected $2"
 }
 
-place() { # order id, line
-    ctl --json place --customer c-01 "$2" --order-id "$1" >/dev/null \
-        || fail "placing $1 was not acknowledged by JetStream"
+place() { # order id, line; retried while JetStream cannot take it (a stream
+           # leader being elected), as a client has to
+    local deadline=$((SECONDS + 30))
+    until ctl --json place --customer c-01 "$2" --order-id "$1" >/dev/null 2>"$root/target/docker-offline/place.err"; do
+        (( SECONDS < deadline )) || { cat "$root/target/docker-offline/place.err" >&2; fail "placing $1 was not acknowledged by JetStream"; }
+        sleep 0.5
+    done
+}
+
+publish_ports() {
+    export JETSAGA_BIND=127.0.0.1
+    export JETSAGA_NATS_PORT="$(free_port)" JETSAGA_NATS_MONITOR_PORT="$(free_port)"
+    export JETSAGA_ORDER_PORT="$(free_port)" JETSAGA_INVENTORY_PORT="$(free_port)"
+    export JETSAGA_PAYMENT_PORT="$(free_port)" JETSAGA_ORCHESTRATOR_PORT="$(free_port)"
+    nats_url="nats://127.0.0.1:$JETSAGA_NATS_PORT"
+}
+
+stop_cleanly() { # every service exits 0 on SIGTERM, then down -v leaves nothing
+    compose stop >/dev/null 2>&1
+    for svc in "${services[@]}"; do
+        code="$(docker inspect -f '{{.State.ExitCode}}' "$(container "$svc")")"
+        [[ "$code" == 0 ]] || fail "$svc exited $code on SIGTERM"
+    done
+    compose down -v --remove-orphans >/dev/null 2>&1
+    [[ -z "$(docker volume ls -q --filter "name=${project}_")" ]] || fail "volumes left after down -v"
+    [[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$project")" ]] || fail "containers left after down -v"
 }
 
 # --- 1. configuration ---------------------------------------------------------
@@ -122,6 +152,8 @@ step "compose files render (${compose_cmd[*]})"
 "${compose_cmd[@]}" -f docker-compose.yml config -q
 "${compose_cmd[@]}" -f docker-compose.yml --profile observability --profile tools config -q
 compose config -q
+"${compose_cmd[@]}" -f docker-compose.yml -f deploy/compose/cluster.yml config -q
+compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml config -q
 python3 - <<'EOF' || fail "dashboard or Prometheus config is inconsistent"
 import json, re, sys
 contract = {"jetsaga_messages_handled_total", "jetsaga_message_handle_duration_seconds",
@@ -146,17 +178,14 @@ done_step
 
 # --- 2. images ----------------------------------------------------------------
 step "build the images from local material"
-compose down -v --remove-orphans >/dev/null 2>&1 || true
+# what a previous, interrupted run may have left
+compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml down -v --remove-orphans >/dev/null 2>&1 || true
 scripts/build-offline-images.sh
 done_step
 
 # --- 3. up --------------------------------------------------------------------
 step "up, and every container healthy"
-export JETSAGA_BIND=127.0.0.1
-export JETSAGA_NATS_PORT="$(free_port)" JETSAGA_NATS_MONITOR_PORT="$(free_port)"
-export JETSAGA_ORDER_PORT="$(free_port)" JETSAGA_INVENTORY_PORT="$(free_port)"
-export JETSAGA_PAYMENT_PORT="$(free_port)" JETSAGA_ORCHESTRATOR_PORT="$(free_port)"
-nats_url="nats://127.0.0.1:$JETSAGA_NATS_PORT"
+publish_ports
 compose up -d --no-build
 wait_healthy nats "${services[@]}"
 compose ps >&2
@@ -243,6 +272,7 @@ for svc in "${services[@]}"; do
     place "o-compose-$svc" sku-03:1
     status="$(order_status "o-compose-$svc")"
     [[ "$status" != CONFIRMED ]] || fail "o-compose-$svc confirmed while $svc was down"
+    [[ "$status" != unknown ]] || status="unanswered (sagactl get asks order-service and saga-orchestrator)"
     say "   while $svc is down: o-compose-$svc is $status"
     compose start "$svc" >/dev/null 2>&1
     wait_healthy "$svc"
@@ -257,15 +287,52 @@ done_step
 
 # --- 8. clean stop and teardown -----------------------------------------------
 step "stop: every service exits 0 on SIGTERM; down -v"
-compose stop >/dev/null 2>&1
-for svc in "${services[@]}"; do
-    code="$(docker inspect -f '{{.State.ExitCode}}' "$(container "$svc")")"
-    [[ "$code" == 0 ]] || fail "$svc exited $code on SIGTERM"
-done
-compose down -v --remove-orphans >/dev/null 2>&1
-[[ -z "$(docker volume ls -q --filter "name=${project}_")" ]] || fail "volumes left after down -v"
-[[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$project")" ]] || fail "containers left after down -v"
+stop_cleanly
 done_step
+
+# --- 9. the production topology: a 3-node cluster, R3 streams -----------------
+if [[ "${COMPOSE_TEST_CLUSTER:-1}" == 1 ]]; then
+    files+=(-f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml)
+
+    step "cluster: 3 NATS nodes on the prod overlay's nats-cluster.conf, services on R3 streams, all healthy"
+    publish_ports
+    compose up -d --no-build
+    wait_healthy nats nats-1 nats-2 "${services[@]}"
+    done_step
+
+    step "cluster: routes between the 3 nodes, an order CONFIRMED, every stream with 3 replicas"
+    ctl seed --skus 3 --stock 1000 --customers 2 >&2
+    place o-cluster-1 sku-01:1
+    wait_order o-cluster-1 CONFIRMED
+    python3 - "$JETSAGA_NATS_MONITOR_PORT" <<'EOF' || fail "the cluster is not what the prod overlay describes"
+import json, sys, urllib.request
+def get(path):
+    return json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{path}", timeout=5))
+routes = {r.get("remote_name") for r in get("/routez")["routes"]}
+assert routes == {"nats-1", "nats-2"}, f"nats-0 routes to {routes}"
+jsz = get("/jsz?streams=true&config=true")
+meta = jsz.get("meta_cluster", {})
+assert meta.get("cluster_size") == 3 and meta.get("leader"), f"JetStream meta group: {meta}"
+streams = {s["name"]: s["config"]["num_replicas"] for a in jsz["account_details"] for s in a["stream_detail"]}
+assert streams and all(r == 3 for r in streams.values()), f"stream replicas: {streams}"
+print(f"   routes nats-0 -> {sorted(routes)}, meta leader {meta['leader']}, streams {streams}", file=sys.stderr)
+EOF
+    done_step
+
+    step "cluster: one NATS node killed, an order CONFIRMED on the other two; the node back, another"
+    compose kill -s SIGKILL nats-2 >/dev/null 2>&1
+    place o-cluster-2 sku-02:1
+    wait_order o-cluster-2 CONFIRMED
+    compose start nats-2 >/dev/null 2>&1
+    wait_healthy nats-2 "${services[@]}"
+    place o-cluster-3 sku-03:1
+    wait_order o-cluster-3 CONFIRMED
+    done_step
+
+    step "cluster: stop (exit 0 each), down -v"
+    stop_cleanly
+    done_step
+fi
 
 say "timings:"
 printf '%s\n' "${timings[@]}" >&2
