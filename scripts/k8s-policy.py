@@ -5,6 +5,8 @@
     k8s-policy.py --overlay prod --self-test rendered.yaml
         break the rendered objects in the ways below, one at a time, and fail
         unless the checks catch every one (and pass the unbroken render)
+    k8s-policy.py --security-only deploy/k8s/tools/nats-box.yaml
+        only the per-container checks (tool pods have no probes)
 
 What is checked (issue 6, item 4), for every container of every workload:
 resources requests and limits (cpu, memory); runs as non-root; read-only
@@ -43,7 +45,7 @@ SERVICES = {
     "saga-orchestrator": 8084,
 }
 DEFAULT_SHUTDOWN_GRACE = 25
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
 
 
 @dataclass
@@ -65,11 +67,12 @@ def index(docs: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def pod_spec(workload: dict) -> dict:
-    return workload["spec"]["template"]["spec"]
+    return workload["spec"] if workload["kind"] == "Pod" else workload["spec"]["template"]["spec"]
 
 
 def pod_labels(workload: dict) -> dict:
-    return workload["spec"]["template"]["metadata"].get("labels", {})
+    meta = workload["metadata"] if workload["kind"] == "Pod" else workload["spec"]["template"]["metadata"]
+    return meta.get("labels", {})
 
 
 def selects(selector: dict | None, labels: dict) -> bool:
@@ -146,7 +149,7 @@ def check_container_security(r: Report, where: str, pod: dict, c: dict) -> None:
     r.check(seccomp in ("RuntimeDefault", "Localhost"), where, f"seccompProfile is {seccomp}, not RuntimeDefault")
 
 
-def check_workloads(r: Report, docs: list[dict]) -> None:
+def check_workloads(r: Report, docs: list[dict], probes: bool = True) -> None:
     for w in docs:
         if w["kind"] not in WORKLOAD_KINDS:
             continue
@@ -157,7 +160,7 @@ def check_workloads(r: Report, docs: list[dict]) -> None:
         for c in pod.get("initContainers", []) + pod["containers"]:
             where = f"{name} container {c['name']}"
             check_container_security(r, where, pod, c)
-            if c in pod["containers"]:
+            if probes and c in pod["containers"]:
                 r.check("livenessProbe" in c, where, "no livenessProbe")
                 r.check("readinessProbe" in c, where, "no readinessProbe")
 
@@ -375,12 +378,23 @@ def self_test(docs: list[dict], overlay: str) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--overlay", required=True, choices=["dev", "prod"])
+    parser.add_argument("--overlay", choices=["dev", "prod"])
     parser.add_argument("--self-test", action="store_true")
+    parser.add_argument("--security-only", action="store_true",
+                        help="only the per-container security and resources checks (for tool manifests)")
     parser.add_argument("rendered")
     args = parser.parse_args()
     with open(args.rendered) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
+    if args.security_only:
+        r = Report()
+        check_workloads(r, docs, probes=False)
+        for v in r.violations:
+            print(f"VIOLATION {args.rendered}: {v}", file=sys.stderr)
+        print(f"{args.rendered}: security, {r.checks} checks, {len(r.violations)} violations")
+        return 1 if r.violations else 0
+    if not args.overlay:
+        parser.error("--overlay is required")
     if args.self_test:
         return self_test(docs, args.overlay)
     r = check(docs, args.overlay)

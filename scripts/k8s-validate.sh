@@ -10,7 +10,8 @@
 #   4. the policy checks of scripts/k8s-policy.py (security context,
 #      probes, resources, grace periods, Service, ConfigMap, PDB, HPA,
 #      scrape annotations, NATS and replica expectations per overlay), and
-#      its self-test (each of its breakages must be caught).
+#      its self-test (each of its breakages must be caught);
+#   5. the tool manifests (deploy/k8s/tools): schema and container security.
 #
 # Tools go into .tools/ (a venv for kubernetes-validate). Renders are kept
 # in target/k8s/<overlay>.yaml. Exits non-zero on the first failure.
@@ -98,6 +99,18 @@ EOF
     "$venv/bin/python" scripts/k8s-policy.py --overlay "$overlay" --self-test "$rendered" >"$out/$overlay.self-test.log" \
         || { cat "$out/$overlay.self-test.log" >&2; fail "$overlay: policy self-test"; }
     ok "$(tail -1 "$out/$overlay.self-test.log")"
+done
+
+# --- the tool manifests (applied by hand, into an overlay's namespace) --------------
+for manifest in "$root"/deploy/k8s/tools/*.yaml; do
+    [[ -e "$manifest" ]] || continue
+    name="tools/$(basename "$manifest")"
+    for v in $versions; do
+        "$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$manifest" >&2 \
+            || fail "$name: strict schema validation against Kubernetes $v"
+    done
+    "$venv/bin/python" scripts/k8s-policy.py --security-only "$manifest" >&2 || fail "$name: policy"
+    ok "$name: valid (strict, Kubernetes ${versions// /, }), non-root, read-only, no privileges"
 done
 
 say "all overlays valid; renders in target/k8s/"
