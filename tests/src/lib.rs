@@ -73,7 +73,7 @@ impl Suite {
         };
         // All at once: each waits for the streams the others own.
         for service in services {
-            suite.launch(service);
+            suite.launch(service, &[]);
         }
         suite.wait_ready().await;
         suite
@@ -82,11 +82,16 @@ impl Suite {
     /// Starts one service (in-process, as its binary would) and waits until
     /// it is ready.
     pub async fn start_service(&mut self, name: &'static str) {
-        self.launch(name);
+        self.start_service_with(name, &[]).await;
+    }
+
+    /// Starts one service with extra environment of its own.
+    pub async fn start_service_with(&mut self, name: &'static str, extra: &[(&str, &str)]) {
+        self.launch(name, extra);
         wait_ready(self.http_of(name)).await;
     }
 
-    fn launch(&mut self, name: &'static str) {
+    fn launch(&mut self, name: &'static str, extra: &[(&str, &str)]) {
         let addr = self.http_of(name);
         let mut vars: HashMap<String, String> = [
             ("NATS_URL", self.nats.url()),
@@ -97,6 +102,11 @@ impl Suite {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         vars.extend(self.extra.iter().cloned());
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let env = borrow(&vars);
         let token = self.shutdown.child_token();
         let run = token.clone();

@@ -59,6 +59,12 @@ impl From<StoreError> for HandleError {
 /// Handles one message. Must be idempotent: any message may come again.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &Message) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// `Some(d)` while the handler cannot do any work (a dependency is
+    /// known to be down): the loop takes no new message for about `d`.
+    fn paused(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One durable consumer and how hard to work it.
@@ -152,6 +158,20 @@ pub async fn run<H: Handler>(
             }
         };
         loop {
+            if let Some(pause) = handler.paused() {
+                tracing::debug!(
+                    consumer = spec.durable,
+                    ?pause,
+                    "paused: taking no new messages"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        release_prefetched(&mut messages).await;
+                        break 'bind;
+                    }
+                    () = tokio::time::sleep(pause.min(Duration::from_secs(1))) => continue,
+                }
+            }
             let permit = tokio::select! {
                 () = shutdown.cancelled() => {
                     release_prefetched(&mut messages).await;

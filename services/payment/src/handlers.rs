@@ -7,6 +7,7 @@
 //! taken at most once per order, whatever is redelivered or races.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::Message;
 use bytes::Bytes;
@@ -22,7 +23,9 @@ use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
 use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
 
+use crate::breaker::Breaker;
 use crate::domain::{self, Charge};
+use crate::gateway::{Gateway, Unavailable};
 
 /// An attempt's verdict: done, or a command that can never apply.
 type Verdict = Result<(), String>;
@@ -101,17 +104,32 @@ impl Handler for Commands {
     }
 }
 
-/// The saga's `charge_payment` and `refund_payment`.
+/// Why a saga step was not done this time.
 #[derive(Debug)]
-pub struct SagaSteps {
-    accounts: Arc<Accounts>,
+enum NotDone {
+    /// It can never be done (a bug or corrupt state): dead-letter it.
+    Never(String),
+    /// The gateway failed or its circuit is open: try again later.
+    Later(String),
 }
 
-impl Handler for SagaSteps {
+/// An attempt's outcome: done, or why not.
+type Attempt = Result<(), NotDone>;
+
+/// The saga's `charge_payment` and `refund_payment`, through the gateway
+/// and its circuit breaker.
+#[derive(Debug)]
+pub struct SagaSteps<G> {
+    accounts: Arc<Accounts>,
+    gateway: G,
+    breaker: Arc<Breaker>,
+}
+
+impl<G: Gateway> Handler for SagaSteps<G> {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         let record: SagaRecord = decode(message)?;
         let order_id = &record.order_id;
-        let verdict = match &record.command {
+        let attempt = match &record.command {
             SagaCommand::ChargePayment {
                 customer_id,
                 amount_cents,
@@ -119,15 +137,45 @@ impl Handler for SagaSteps {
             SagaCommand::RefundPayment { customer_id } => {
                 retry_conflicts(|| self.refund(order_id, customer_id)).await?
             }
-            other => Err(format!("not a payment command: {}", other.name())),
+            other => Err(NotDone::Never(format!(
+                "not a payment command: {}",
+                other.name()
+            ))),
         };
-        verdict.map_err(HandleError::Reject)
+        attempt.map_err(|not_done| match not_done {
+            NotDone::Never(why) => HandleError::Reject(why),
+            NotDone::Later(why) => HandleError::Retry(why),
+        })
+    }
+
+    /// While the gateway's circuit is open, take no new steps: they would
+    /// only fail (backpressure rather than declined orders).
+    fn paused(&self) -> Option<Duration> {
+        self.breaker.open_for()
     }
 }
 
-impl SagaSteps {
-    pub fn new(accounts: Arc<Accounts>) -> Self {
-        Self { accounts }
+impl<G: Gateway> SagaSteps<G> {
+    pub fn new(accounts: Arc<Accounts>, gateway: G, breaker: Arc<Breaker>) -> Self {
+        Self {
+            accounts,
+            gateway,
+            breaker,
+        }
+    }
+
+    /// Moves money through the gateway, guarded by the breaker.
+    async fn through_gateway<F>(&self, call: F) -> Attempt
+    where
+        F: std::future::Future<Output = Result<(), Unavailable>>,
+    {
+        let permit = self
+            .breaker
+            .permit()
+            .map_err(|wait| NotDone::Later(format!("payment gateway circuit open for {wait:?}")))?;
+        let outcome = call.await;
+        self.breaker.record(permit, outcome.is_ok());
+        outcome.map_err(|e| NotDone::Later(e.to_string()))
     }
 
     fn store(&self) -> &Store {
@@ -139,7 +187,17 @@ impl SagaSteps {
         order_id: &OrderId,
         customer_id: &CustomerId,
         amount: Cents,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Attempt, StoreError> {
+        // Decided before (or refunded before it was ever charged): the
+        // gateway must not be called again for it.
+        if self
+            .store()
+            .last_seq(&subjects::payment_events(order_id))
+            .await?
+            > 0
+        {
+            return Ok(Ok(()));
+        }
         let subject = subjects::account(customer_id);
         let _turn = self.accounts.hold([subject.as_str()]).await;
         let mut current = self.accounts.read(&subject).await?;
@@ -166,6 +224,14 @@ impl SagaSteps {
             Charge::Taken { account, event } => (Some(account), event),
             Charge::Declined(event) => (None, event),
         };
+        if account.is_some() {
+            if let Err(not_done) = self
+                .through_gateway(self.gateway.charge(order_id, customer_id, amount))
+                .await
+            {
+                return Ok(Err(not_done));
+            }
+        }
         // Expecting no payment event for the order yet makes a repeated
         // charge fail as a whole: no read needed to be idempotent.
         match self
@@ -196,7 +262,7 @@ impl SagaSteps {
         &self,
         order_id: &OrderId,
         customer_id: &CustomerId,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Attempt, StoreError> {
         let last: Option<Versioned<PaymentEvent>> = self
             .store()
             .last(&subjects::payment_events(order_id))
@@ -227,14 +293,21 @@ impl SagaSteps {
             None
         } else {
             let Some(current) = self.accounts.read(&subject).await? else {
-                return Ok(Err(format!(
+                return Ok(Err(NotDone::Never(format!(
                     "order {order_id}: charged customer {customer_id} has no account"
-                )));
+                ))));
             };
-            match domain::refund(&current.value, charged) {
-                Ok(account) => Some((account, current.seq)),
-                Err(e) => return Ok(Err(e.to_string())),
+            let account = match domain::refund(&current.value, charged) {
+                Ok(account) => account,
+                Err(e) => return Ok(Err(NotDone::Never(e.to_string()))),
+            };
+            if let Err(not_done) = self
+                .through_gateway(self.gateway.refund(order_id, customer_id, charged))
+                .await
+            {
+                return Ok(Err(not_done));
             }
+            Some((account, current.seq))
         };
         match self.write(order_id, account, &event, after).await {
             Ok(()) => {

@@ -5,10 +5,15 @@
 //! subject `payments.account.<customer_id>` (its last message); what the
 //! payment service decided for an order is `payments.evt.<order_id>.*`.
 
+pub mod breaker;
 pub mod domain;
+pub mod gateway;
 pub mod handlers;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntGaugeVec, Opts};
 
 use events::saga::command;
 use events::subjects::{self, streams};
@@ -16,6 +21,9 @@ use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
 use tokio_util::sync::CancellationToken;
+
+use crate::breaker::Breaker;
+use crate::gateway::Gateway;
 
 pub const NAME: &str = "payment-service";
 
@@ -27,6 +35,12 @@ pub struct Config {
     pub concurrency: usize,
     /// `PAYMENT_CACHE_ACCOUNTS`: balances remembered between writes.
     pub cache_capacity: usize,
+    /// `PAYMENT_GATEWAY_FAILURE_RATE` and `PAYMENT_GATEWAY_LATENCY_MS`.
+    pub gateway: gateway::Simulator,
+    /// `PAYMENT_BREAKER_FAILURES`: failures in a row that open the circuit.
+    pub breaker_failures: u32,
+    /// `PAYMENT_BREAKER_COOLDOWN_MS`: how long it stays open before a trial.
+    pub breaker_cooldown: Duration,
 }
 
 impl Config {
@@ -37,16 +51,49 @@ impl Config {
             return Err(ConfigError::new("PAYMENT_CONCURRENCY", "must be positive"));
         }
         let cache_capacity = parse_or(env, "PAYMENT_CACHE_ACCOUNTS", 100_000usize)?;
+        let failure_rate = parse_or(env, "PAYMENT_GATEWAY_FAILURE_RATE", 0.0f64)?;
+        if !(0.0..=1.0).contains(&failure_rate) {
+            return Err(ConfigError::new(
+                "PAYMENT_GATEWAY_FAILURE_RATE",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        let latency_ms = parse_or(env, "PAYMENT_GATEWAY_LATENCY_MS", 0u64)?;
+        let breaker_failures = parse_or(env, "PAYMENT_BREAKER_FAILURES", 5u32)?;
+        if breaker_failures == 0 {
+            return Err(ConfigError::new(
+                "PAYMENT_BREAKER_FAILURES",
+                "must be positive",
+            ));
+        }
+        let cooldown_ms = parse_or(env, "PAYMENT_BREAKER_COOLDOWN_MS", 5_000u64)?;
         Ok(Self {
             common,
             concurrency,
             cache_capacity,
+            gateway: gateway::Simulator {
+                failure_rate,
+                latency: Duration::from_millis(latency_ms),
+            },
+            breaker_failures,
+            breaker_cooldown: Duration::from_millis(cooldown_ms),
         })
     }
 }
 
-/// Runs the payment service until `shutdown` is cancelled.
+/// Runs the payment service, with the simulated gateway of its
+/// configuration, until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let gateway = config.gateway;
+    run_with_gateway(config, gateway, shutdown).await
+}
+
+/// Runs the payment service with `gateway` until `shutdown` is cancelled.
+pub async fn run_with_gateway<G: Gateway>(
+    config: Config,
+    gateway: G,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     let provisioned = rt
         .ensure_stream(rt.stream_config(
@@ -89,7 +136,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 .to_vec(),
         );
         saga.concurrency = config.concurrency;
-        rt.consume(saga, Arc::new(handlers::SagaSteps::new(accounts)));
+        // A gateway outage should make charges wait, not dead-letter them.
+        saga.max_deliver = 50;
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "jetsaga_circuit_breaker_state",
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["name"],
+        )
+        .expect("valid metric");
+        rt.metrics
+            .registry()
+            .register(Box::new(breaker_state.clone()))
+            .expect("registers once");
+        let breaker = Arc::new(Breaker::new(
+            config.breaker_failures,
+            config.breaker_cooldown,
+            breaker_state.with_label_values(&["payment-gateway"]),
+        ));
+        rt.consume(
+            saga,
+            Arc::new(handlers::SagaSteps::new(accounts, gateway, breaker)),
+        );
         rt.serve_queries(
             "jetsaga payments: customer balances",
             vec![handlers::get_account_query(store)],

@@ -6,6 +6,7 @@ mod bad_input;
 mod binaries;
 mod conservation;
 mod deadlines;
+mod gateway;
 mod hot_sku;
 mod idempotency;
 mod queries;

@@ -1,0 +1,117 @@
+//! The payment gateway down: the circuit opens, charges wait instead of
+//! being declined, and complete once it is back, or the orders cancel with
+//! `payment_unavailable` after their deadline. Money is conserved either way.
+
+use e2e::testkit::{eventually, http_get};
+use e2e::{Suite, SETTLE};
+use events::saga::SagaState;
+use events::{CancelReason, Cents, OrderStatus};
+
+const BROKEN_GATEWAY: [(&str, &str); 3] = [
+    ("PAYMENT_GATEWAY_FAILURE_RATE", "1.0"),
+    ("PAYMENT_BREAKER_FAILURES", "3"),
+    ("PAYMENT_BREAKER_COOLDOWN_MS", "500"),
+];
+
+async fn circuit_opens(suite: &Suite) {
+    let payment = suite.http_of("payment-service");
+    eventually("the gateway's circuit to open", SETTLE, || async move {
+        let (_, metrics) = http_get(payment, "/metrics").await?;
+        metrics
+            .lines()
+            .any(|l| {
+                l.starts_with("jetsaga_circuit_breaker_state{name=\"payment-gateway\"}")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn orders_wait_for_a_broken_gateway_and_complete_when_it_is_back() {
+    let mut suite = Suite::start_with(&[("SAGA_STEP_TIMEOUT_MS", "60000")]).await;
+    suite
+        .seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000)])
+        .await;
+    suite.stop_service("payment-service").await;
+    suite
+        .start_service_with("payment-service", &BROKEN_GATEWAY)
+        .await;
+
+    for i in 0..5 {
+        suite
+            .client
+            .place(&format!("o-{i}"), "c-1", &[("sku-1", 1)])
+            .await
+            .unwrap();
+    }
+    circuit_opens(&suite).await;
+    for i in 0..5 {
+        let saga = suite.client.saga(&format!("o-{i}")).await.unwrap().unwrap();
+        assert_eq!(
+            saga.state,
+            SagaState::Charging,
+            "o-{i} waits rather than being declined"
+        );
+    }
+
+    suite.stop_service("payment-service").await;
+    suite.start_service("payment-service").await;
+    for i in 0..5 {
+        assert_eq!(
+            suite.settled(&format!("o-{i}")).await.status,
+            OrderStatus::Confirmed
+        );
+    }
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(95_000)
+    );
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn orders_cancel_payment_unavailable_when_the_gateway_stays_down() {
+    let mut suite = Suite::start_with(&[
+        ("SAGA_STEP_TIMEOUT_MS", "1000"),
+        ("SAGA_STEP_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    suite
+        .seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000)])
+        .await;
+    suite.stop_service("payment-service").await;
+    suite
+        .start_service_with("payment-service", &BROKEN_GATEWAY)
+        .await;
+
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 3)])
+        .await
+        .unwrap();
+    let order = suite.settled("o-1").await;
+
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.reason, Some(CancelReason::PaymentUnavailable));
+    assert_eq!(
+        suite
+            .client
+            .account("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents,
+        Cents(100_000)
+    );
+    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
+    assert_eq!((stock.available, stock.reserved), (10, 0));
+    suite.stop().await;
+}
