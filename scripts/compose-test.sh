@@ -230,8 +230,9 @@ own = {
     "saga-orchestrator": ["jetsaga_sagas_started_total", 'jetsaga_sagas_completed_total{outcome="confirmed"}',
                           "jetsaga_saga_duration_seconds_bucket{", "jetsaga_sagas_in_flight"],
 }
-# Reported, not (yet) required: the payment service has no circuit breaker
-# metric so far; make it a requirement once it has.
+# Reported, not yet required: the circuit breaker (and its gauge) landed on
+# main after the binaries this test was first run with; move it into `own`
+# once a run on rebuilt binaries shows it.
 wanted = {"payment-service": ["jetsaga_circuit_breaker_state{"]}
 for service, port in ports.items():
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
