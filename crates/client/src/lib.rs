@@ -2,6 +2,10 @@
 //! over NATS alone: what `sagactl` and the tests use, and what an
 //! application talking to jetsaga would use.
 
+mod dlq;
+
+pub use dlq::DeadLetter;
+
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
 
 mod demo;
+mod dlq;
 mod load;
 mod output;
 mod seed;
@@ -65,6 +66,9 @@ enum Command {
     Account { customer_id: String },
     /// Follow the order events (`orders.evt.>`) as they happen.
     Watch,
+    /// Dead letters: list, show, replay.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Stock a catalogue and fund customers.
     Seed(seed::SeedArgs),
     /// Place many orders and measure how they go.
@@ -87,7 +91,7 @@ async fn main() -> ExitCode {
 }
 
 /// The exit code of a lookup that found nothing.
-const NOT_FOUND: u8 = 3;
+pub(crate) const NOT_FOUND: u8 = 3;
 
 async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
     if let Command::Demo(args) = cli.command {
@@ -140,6 +144,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Watch => watch(&client, out).await.map(|()| ExitCode::SUCCESS),
+        Command::Dlq(command) => dlq::run(&client, out, command).await,
         Command::Seed(args) => {
             let seeded = seed::seed(&client, &args.plan()).await?;
             out.value(&seeded, || {

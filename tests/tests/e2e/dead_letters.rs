@@ -1,0 +1,112 @@
+//! Dead letters can be listed and re-driven once their cause is fixed, with
+//! the client and with `sagactl`.
+
+use std::process::Output;
+
+use e2e::testkit::{binary, eventually};
+use e2e::{Suite, SETTLE};
+
+#[tokio::test]
+async fn a_dead_letter_is_replayed_once_its_cause_is_fixed() {
+    let suite = Suite::start().await;
+    // A first restock needs a price: this one is dead-lettered.
+    suite.client.restock("sku-x", 5, None).await.unwrap();
+    let letters = eventually("the dead letter", SETTLE, || async {
+        let letters = suite.client.dead_letters("dlq.>").await.ok()?;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].original_subject, "inventory.cmd.restock");
+    assert!(
+        letters[0].reason.contains("unit_price_cents"),
+        "{}",
+        letters[0].reason
+    );
+
+    // The cause fixed, the letter replayed: applied once, and gone.
+    suite.seed(&[("sku-x", 1, 100)], &[]).await;
+    suite.client.replay(&letters[0]).await.unwrap();
+    eventually("the replayed restock to apply", SETTLE, || async {
+        let level = suite.client.stock("sku-x").await.ok()??;
+        (level.available == 6).then_some(())
+    })
+    .await;
+    assert!(suite.client.dead_letters("dlq.>").await.unwrap().is_empty());
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
+    let suite = Suite::start().await;
+    suite.client.deposit("c-1", 0).await.unwrap();
+    let url = suite.nats.url();
+    // Asynchronously: the services run on this test's runtime, and a
+    // blocking wait would keep them from answering sagactl.
+    let sagactl = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(binary("sagactl"));
+        command
+            .env_clear()
+            .args(["--nats-url", &url, "--json"])
+            .args(args);
+        async move { command.output().await.unwrap() }
+    };
+    let listed = eventually("sagactl to list the dead letter", SETTLE, || async {
+        let output = sagactl(&["dlq", "list", "--service", "payment-service"]).await;
+        let letters: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        (letters.as_array()?.len() == 1).then_some(letters)
+    })
+    .await;
+    assert_eq!(listed[0]["original_subject"], "payments.cmd.deposit");
+    let seq = listed[0]["seq"].as_u64().unwrap().to_string();
+
+    let shown = sagactl(&["dlq", "show", &seq]).await;
+    assert_eq!(shown.status.code(), Some(0));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let body: serde_json::Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"customer_id": "c-1", "amount_cents": 0}),
+        "the body, unchanged"
+    );
+
+    let missing: Output = sagactl(&["dlq", "show", "999999"]).await;
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "not found: {}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
+    let missing = sagactl(&["get", "no-such-order"]).await;
+    assert_eq!(
+        missing.status.code(),
+        Some(3),
+        "not found: {}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
+    assert_eq!(
+        sagactl(&["dlq", "replay"]).await.status.code(),
+        Some(2),
+        "usage"
+    );
+
+    // Replayed as it is, it fails again: dead-lettered anew, not lost.
+    assert_eq!(
+        sagactl(&["dlq", "replay", "--all"]).await.status.code(),
+        Some(0)
+    );
+    eventually(
+        "the replayed deposit to be dead-lettered again",
+        SETTLE,
+        || async {
+            let letters = suite
+                .client
+                .dead_letters("dlq.payment-service.>")
+                .await
+                .ok()?;
+            (letters.len() == 1 && letters[0].seq.to_string() != seq).then_some(())
+        },
+    )
+    .await;
+    suite.stop().await;
+}
