@@ -2,9 +2,14 @@
 # argument SERVICE (order-service, inventory-service, payment-service,
 # saga-orchestrator, or sagactl for the operator CLI).
 #
-# From source (pulls the Rust builder and the distroless runtime; BuildKit):
+# From source (pulls the Rust builder and the distroless runtime):
 #
 #   docker build --build-arg SERVICE=order-service -t jetsaga/order-service .
+#
+# The source build needs BuildKit (the default of Docker Engine 23+ and of
+# `docker compose`; with docker-compose 1.x set DOCKER_BUILDKIT=1 and
+# COMPOSE_DOCKER_CLI_BUILD=1): the classic builder would also build the
+# `prebuilt` stage, whose files only the prepared context has.
 #
 # From binaries built outside Docker (CI, or a machine that cannot pull the
 # builder image): the target `prebuilt`, whose build context is a folder
