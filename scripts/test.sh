@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Every test of the workspace against a real nats-server, then one summary
-# line. The binaries are built first: the end-to-end tests also run them as
-# processes.
+# The whole test suite, then one summary line:
+#   1. every cargo test of the workspace, against real nats-servers (the
+#      binaries are built first: the end-to-end tests also run them);
+#   2. the deployment: the Kubernetes overlays validated offline, and the
+#      Compose stack brought up for real from locally built images.
+# The deployment tests need Docker and kubectl; without them they are
+# skipped with a warning, except in CI (CI=true), where that is a failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,11 +14,29 @@ cargo build --workspace --bins
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-set +e
-cargo test --workspace "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-summary="$(awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed", passed, failed }' "$log")"
+status=0
+cargo test --workspace "$@" 2>&1 | tee -a "$log" || status=1
+
+deployment_tools() {
+    command -v docker >/dev/null && docker info >/dev/null 2>&1 \
+        && command -v kubectl >/dev/null
+}
+if deployment_tools; then
+    cargo build --release --bins
+    scripts/k8s-validate.sh 2>&1 | tee -a "$log" || status=1
+    scripts/compose-test.sh 2>&1 | tee -a "$log" || status=1
+elif [[ "${CI:-}" == "true" ]]; then
+    echo "deployment tests need docker (with a running daemon) and kubectl" >&2
+    echo "deployment: 0 passed, 1 failed" >>"$log"
+    status=1
+else
+    echo "WARNING: no docker daemon or kubectl here: deployment tests skipped" >&2
+fi
+
+summary="$(awk '
+    /^test result:/ { passed += $4; failed += $6 }
+    /^(k8s-validate|compose-test|deployment): [0-9]+ passed, [0-9]+ failed$/ { passed += $2; failed += $4 }
+    END { printf "%d passed, %d failed", passed, failed }' "$log")"
 echo
 echo "tests: ${summary}"
 exit "$status"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::testkit::{binary, eventually, free_port, http_get};
+use crate::testkit::{binary, free_port, http_get};
 use crate::SETTLE;
 
 /// One service binary running as a child process.
@@ -107,13 +107,25 @@ impl ServiceProcess {
         }
     }
 
-    /// Waits until `/readyz` answers 200.
+    /// Waits until `/readyz` answers 200; panics with what it last said,
+    /// and the end of the service's log, if it never does.
     pub async fn wait_ready(&self) {
-        let addr = self.http;
-        eventually(&format!("{} to be ready", self.name), SETTLE, || async move {
-            matches!(http_get(addr, "/readyz").await, Some((200, _))).then_some(())
-        })
-        .await;
+        let deadline = Instant::now() + SETTLE;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match http_get(self.http, "/readyz").await {
+                Some((200, _)) => return,
+                answer => last = answer,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!(
+            "{} not ready after {SETTLE:?}; /readyz said {last:?}; log ends:\n{}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// Everything it logged so far.

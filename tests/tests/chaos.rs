@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::process::ServiceProcess;
-use e2e::testkit::{eventually, NatsServer};
+use e2e::testkit::{eventually, NatsCluster, NatsServer};
 use e2e::SERVICES;
 use events::{Order, OrderStatus};
 use futures::future::join_all;
@@ -46,12 +46,12 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
     let catalogue = seed(&client, &mut rng).await;
     let orders = random_orders(&catalogue, &mut rng);
 
-    let load = tokio::spawn(place_all(client.clone(), orders.clone()));
-    let (mut kills, mut nats_restarts) = (0, 0);
+    let load = tokio::spawn(place_all(client.clone(), orders.clone(), PER_SECOND));
+    let (mut kills, mut terminations, mut nats_restarts) = (0, 0, 0);
     while !load.is_finished() {
         // The chaos cadence is the point here, not a wait for a condition.
         tokio::time::sleep(Duration::from_millis(rng.random_range(1000..2000))).await;
-        if kills == 5 && nats_restarts == 0 {
+        if kills + terminations == 5 && nats_restarts == 0 {
             nats.kill();
             tokio::time::sleep(Duration::from_millis(500)).await;
             nats.restart();
@@ -59,9 +59,22 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
             continue;
         }
         let victim = &mut services[rng.random_range(0..SERVICES.len())];
-        victim.kill();
+        if rng.random_bool(0.25) {
+            // A graceful stop under load: in-flight work finished or
+            // released, a clean exit within the grace period.
+            let status = victim.terminate(Duration::from_secs(7)).await;
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "{} exits 0 on SIGTERM under load",
+                victim.name
+            );
+            terminations += 1;
+        } else {
+            victim.kill();
+            kills += 1;
+        }
         victim.restart();
-        kills += 1;
     }
     let acked = load.await.unwrap();
     assert_eq!(acked, ORDERS, "every order was accepted");
@@ -93,7 +106,7 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
             .or_default() += 1;
     }
     eprintln!(
-        "chaos: {ORDERS} orders, {kills} service kills, {nats_restarts} NATS restart; \
+        "chaos: {ORDERS} orders, {kills} service kills, {terminations} SIGTERMs, {nats_restarts} NATS restart; \
          {confirmed} confirmed, cancelled {reasons:?}; settled {settle_seconds:.1} s after the load"
     );
     for service in &mut services {
@@ -105,6 +118,69 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
             service.name
         );
     }
+}
+
+/// The cluster variant: three nats-servers, streams with three replicas,
+/// two replicas of each service; one NATS node and one replica of each
+/// service are SIGKILLed during the load, and brought back later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
+    const CLUSTER_ORDERS: usize = 1000;
+    let mut rng = StdRng::seed_from_u64(SEED + 1);
+    let mut cluster = NatsCluster::start();
+    let logs = tempfile::tempdir().unwrap();
+    let env = [
+        ("SAGA_STEP_TIMEOUT_MS", "5000"),
+        ("RUST_LOG", "warn"),
+        ("STREAM_REPLICAS", "3"),
+    ];
+    let mut services: Vec<ServiceProcess> = SERVICES
+        .iter()
+        .flat_map(|name| {
+            [0, 1].map(|_| ServiceProcess::spawn(name, &cluster.urls(), &env, logs.path()))
+        })
+        .collect();
+    for service in &services {
+        service.wait_ready().await;
+    }
+    let client = Client::connect(&cluster.urls()).await.unwrap();
+    let catalogue = seed(&client, &mut rng).await;
+    let mut orders = random_orders(&catalogue, &mut rng);
+    orders.truncate(CLUSTER_ORDERS);
+
+    let load = tokio::spawn(place_all(client.clone(), orders.clone(), 50.0));
+    // A scripted outage: the cadence is the point, not a wait.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.kill(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for replica in services.iter_mut().step_by(2) {
+        replica.kill();
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.restart(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for replica in services.iter_mut().step_by(2) {
+        replica.restart();
+    }
+    let acked = load.await.unwrap();
+    assert_eq!(acked, CLUSTER_ORDERS, "every order was accepted");
+
+    for service in &services {
+        service.wait_ready().await;
+    }
+    let settling = Instant::now();
+    let settled: Vec<Order> = eventually("every order to settle", Duration::from_secs(240), || {
+        let client = client.clone();
+        let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
+        async move { all_settled(&client, &ids).await }
+    })
+    .await;
+    let confirmed = check_conservation(&client, &catalogue, &settled).await;
+    eprintln!(
+        "cluster chaos: {CLUSTER_ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \
+         one node and one replica of each killed; {confirmed} confirmed; settled {:.1} s after the load",
+        settling.elapsed().as_secs_f64()
+    );
 }
 
 async fn seed(client: &Client, rng: &mut StdRng) -> Catalogue {
@@ -174,11 +250,11 @@ fn random_orders(catalogue: &Catalogue, rng: &mut StdRng) -> Vec<RandomOrder> {
 
 /// Places every order at a steady rate; one that JetStream does not
 /// acknowledge (NATS down) is sent again until it is: its id makes that safe.
-async fn place_all(client: Client, orders: Vec<RandomOrder>) -> usize {
+async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64) -> usize {
     let started = Instant::now();
     let mut acked = 0;
     for (i, (id, customer, lines)) in orders.iter().enumerate() {
-        let due = started + Duration::from_secs_f64(i as f64 / PER_SECOND);
+        let due = started + Duration::from_secs_f64(i as f64 / per_second);
         tokio::time::sleep_until(due.into()).await;
         let lines: Vec<(&str, u32)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
         let body = place_body(id, customer, &lines);

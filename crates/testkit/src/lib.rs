@@ -3,9 +3,11 @@
 //! binaries; and `eventually`, the wait-until-with-a-deadline that replaces
 //! every sleep.
 
+mod cluster;
 mod http;
 mod nats;
 
+pub use cluster::NatsCluster;
 pub use http::http_get;
 pub use nats::{nats_server_binary, NatsServer};
 

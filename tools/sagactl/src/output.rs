@@ -45,7 +45,13 @@ impl Output {
             println!("  total {total}");
         }
         if let Some(saga) = saga {
-            println!("saga: {:?}", saga.state);
+            match &saga.waiting_on {
+                Some(step) => println!(
+                    "saga: {:?}, waiting on {step} (attempt {})",
+                    saga.state, saga.attempt
+                ),
+                None => println!("saga: {:?}", saga.state),
+            }
             for step in &saga.steps {
                 println!("  {}  {:<15} {:?}", step.at, step.name, step.status);
             }

@@ -1,0 +1,113 @@
+//! A three-node nats-server cluster with JetStream, on loopback, for tests
+//! that lose a node.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{free_port, nats_server_binary};
+
+#[derive(Debug)]
+struct Node {
+    name: String,
+    port: u16,
+    cluster_port: u16,
+    store: TempDir,
+    child: Option<Child>,
+}
+
+/// Three nats-server processes routed into one JetStream cluster; each
+/// killed when dropped.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        let mut cluster = Self {
+            nodes: (0..3)
+                .map(|i| Node {
+                    name: format!("n{i}"),
+                    port: free_port(),
+                    cluster_port: free_port(),
+                    store: tempfile::tempdir().expect("a temporary folder"),
+                    child: None,
+                })
+                .collect(),
+        };
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    /// Every node's client URL, comma-separated (as `NATS_URL` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILLs node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i` again, with its store.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let node = &self.nodes[i];
+        let child = Command::new(nats_server_binary())
+            .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
+            .args(["-n", &node.name, "--cluster_name", "jetsaga"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", node.cluster_port),
+            ])
+            .args(["--routes", &routes.join(",")])
+            .args(["-js", "-sd"])
+            .arg(node.store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let port = node.port;
+        self.nodes[i].child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server {i} did not open port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
