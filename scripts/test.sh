@@ -15,7 +15,7 @@ cargo build --workspace --bins
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace "$@" 2>&1 | tee -a "$log" || status=1
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=1
 
 deployment_tools() {
     command -v docker >/dev/null && docker info >/dev/null 2>&1 \

@@ -12,6 +12,7 @@ use testkit::{eventually, free_port, http_get, NatsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod chaos;
 pub mod process;
 
 pub use testkit;

@@ -110,7 +110,12 @@ impl ServiceProcess {
     /// Waits until `/readyz` answers 200; panics with what it last said,
     /// and the end of the service's log, if it never does.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + SETTLE;
+        self.wait_ready_within(SETTLE).await;
+    }
+
+    /// [`ServiceProcess::wait_ready`], with another deadline.
+    pub async fn wait_ready_within(&self, within: Duration) {
+        let deadline = Instant::now() + within;
         let mut last = None;
         while Instant::now() < deadline {
             match http_get(self.http, "/readyz").await {
@@ -122,7 +127,7 @@ impl ServiceProcess {
         let log = self.log();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         panic!(
-            "{} not ready after {SETTLE:?}; /readyz said {last:?}; log ends:\n{}",
+            "{} not ready after {within:?}; /readyz said {last:?}; log ends:\n{}",
             self.name,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );

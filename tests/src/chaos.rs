@@ -1,0 +1,196 @@
+//! What the chaos tests share: a random catalogue and orders, placing them
+//! through outages, and the checks that nothing was lost or doubled.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use events::{Order, OrderStatus};
+use futures::future::join_all;
+use jetsaga_client::{place_body, Client};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use crate::testkit::eventually;
+
+pub const SKUS: usize = 30;
+pub const CUSTOMERS: usize = 30;
+
+/// The seeded skus `(sku, units, price)` and customers `(customer, cents)`.
+#[derive(Debug)]
+pub struct Catalogue {
+    pub skus: Vec<(String, u64, u64)>,
+    pub customers: Vec<(String, u64)>,
+}
+
+/// `(order_id, customer_id, [(sku, quantity)])`.
+pub type RandomOrder = (String, String, Vec<(String, u32)>);
+
+pub async fn seed(client: &Client, rng: &mut StdRng) -> Catalogue {
+    let skus: Vec<(String, u64, u64)> = (0..SKUS)
+        .map(|i| {
+            (
+                format!("sku-{i}"),
+                rng.random_range(100..300),
+                rng.random_range(100..5000),
+            )
+        })
+        .collect();
+    let customers: Vec<(String, u64)> = (0..CUSTOMERS)
+        // Most can pay for a few dozen orders; the last five hardly any.
+        .map(|i| {
+            let balance = if i >= CUSTOMERS - 5 {
+                rng.random_range(1..5_000)
+            } else {
+                rng.random_range(200_000..1_500_000)
+            };
+            (format!("c-{i}"), balance)
+        })
+        .collect();
+    for (sku, quantity, price) in &skus {
+        client.restock(sku, *quantity, Some(*price)).await.unwrap();
+    }
+    for (customer, cents) in &customers {
+        client.deposit(customer, *cents).await.unwrap();
+    }
+    for (sku, _, _) in &skus {
+        eventually(
+            &format!("{sku} stocked"),
+            Duration::from_secs(30),
+            || async move { client.stock(sku).await.ok().flatten() },
+        )
+        .await;
+    }
+    for (customer, _) in &customers {
+        eventually(
+            &format!("{customer} funded"),
+            Duration::from_secs(30),
+            || async move { client.account(customer).await.ok().flatten() },
+        )
+        .await;
+    }
+    Catalogue { skus, customers }
+}
+
+pub fn random_orders(catalogue: &Catalogue, rng: &mut StdRng, count: usize) -> Vec<RandomOrder> {
+    (0..count)
+        .map(|i| {
+            let customer = catalogue.customers[rng.random_range(0..CUSTOMERS)]
+                .0
+                .clone();
+            let lines = (0..rng.random_range(1..=3))
+                .map(|_| {
+                    (
+                        catalogue.skus[rng.random_range(0..SKUS)].0.clone(),
+                        rng.random_range(1..4),
+                    )
+                })
+                .collect();
+            (format!("chaos-{i}"), customer, lines)
+        })
+        .collect()
+}
+
+/// Places every order at a steady rate; one that JetStream does not
+/// acknowledge (NATS down) is sent again until it is: its id makes that safe.
+pub async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64) -> usize {
+    let started = Instant::now();
+    let mut acked = 0;
+    for (i, (id, customer, lines)) in orders.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / per_second);
+        tokio::time::sleep_until(due.into()).await;
+        let lines: Vec<(&str, u32)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+        let body = place_body(id, customer, &lines);
+        loop {
+            match client
+                .command("orders.cmd.place", Default::default(), body.clone())
+                .await
+            {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        acked += 1;
+    }
+    acked
+}
+
+/// Every order, once none is pending (`None` while one is, or a query fails).
+pub async fn all_settled(client: &Client, ids: &[String]) -> Option<Vec<Order>> {
+    let mut settled = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(200) {
+        let found = join_all(chunk.iter().map(|id| client.order(id))).await;
+        for order in found {
+            let order = order.ok()??;
+            if order.status == OrderStatus::Pending {
+                return None;
+            }
+            settled.push(order);
+        }
+    }
+    Some(settled)
+}
+
+/// Stock and money conserved, nothing left reserved, every confirmed total
+/// at catalogue price. Returns the number confirmed.
+pub async fn check_conservation(
+    client: &Client,
+    catalogue: &Catalogue,
+    settled: &[Order],
+) -> usize {
+    let prices: HashMap<&str, u64> = catalogue
+        .skus
+        .iter()
+        .map(|(s, _, p)| (s.as_str(), *p))
+        .collect();
+    let mut sold: HashMap<String, u64> = HashMap::new();
+    let mut spent: HashMap<String, u64> = HashMap::new();
+    let confirmed: Vec<&Order> = settled
+        .iter()
+        .filter(|o| o.status == OrderStatus::Confirmed)
+        .collect();
+    for order in &confirmed {
+        let mut total = 0;
+        for line in &order.items {
+            let price = prices[line.sku.as_str()];
+            assert_eq!(
+                line.unit_price_cents.map(|p| p.0),
+                Some(price),
+                "{}",
+                order.order_id
+            );
+            *sold.entry(line.sku.to_string()).or_default() += u64::from(line.quantity.get());
+            total += price * u64::from(line.quantity.get());
+        }
+        assert_eq!(
+            order.total_cents.map(|t| t.0),
+            Some(total),
+            "{}",
+            order.order_id
+        );
+        *spent.entry(order.customer_id.to_string()).or_default() += total;
+    }
+    for (sku, restocked, _) in &catalogue.skus {
+        let level = client.stock(sku).await.unwrap().unwrap();
+        assert_eq!(level.reserved, 0, "{sku} still holds stock");
+        assert_eq!(
+            restocked - level.available,
+            sold.get(sku).copied().unwrap_or(0),
+            "stock of {sku}"
+        );
+    }
+    for (customer, deposited) in &catalogue.customers {
+        let balance = client
+            .account(customer)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance_cents
+            .0;
+        assert_eq!(
+            deposited - balance,
+            spent.get(customer).copied().unwrap_or(0),
+            "money of {customer}"
+        );
+    }
+    confirmed.len()
+}
