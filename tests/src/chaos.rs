@@ -114,8 +114,18 @@ pub async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64
     acked
 }
 
+/// Waits (up to four minutes) until none of `orders` is pending; returns
+/// them all.
+pub async fn settle_all(client: &Client, orders: &[RandomOrder]) -> Vec<Order> {
+    let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
+    eventually("every order to settle", Duration::from_secs(240), || {
+        all_settled(client, &ids)
+    })
+    .await
+}
+
 /// Every order, once none is pending (`None` while one is, or a query fails).
-pub async fn all_settled(client: &Client, ids: &[String]) -> Option<Vec<Order>> {
+async fn all_settled(client: &Client, ids: &[String]) -> Option<Vec<Order>> {
     let mut settled = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(200) {
         let found = join_all(chunk.iter().map(|id| client.order(id))).await;

@@ -194,6 +194,26 @@ impl Suite {
         }
     }
 
+    /// `(available, reserved)` of a sku.
+    pub async fn stock_of(&self, sku: &str) -> (u64, u64) {
+        let level = self.client.stock(sku).await.expect("the query answers");
+        let level = level.unwrap_or_else(|| panic!("no sku {sku}"));
+        (level.available, level.reserved)
+    }
+
+    /// A customer's balance, in cents.
+    pub async fn balance_of(&self, customer: &str) -> u64 {
+        let account = self
+            .client
+            .account(customer)
+            .await
+            .expect("the query answers");
+        account
+            .unwrap_or_else(|| panic!("no account {customer}"))
+            .balance_cents
+            .0
+    }
+
     /// Waits until the order is `CONFIRMED` or `CANCELLED`.
     pub async fn settled(&self, order_id: &str) -> Order {
         eventually(

@@ -6,11 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{all_settled, check_conservation, place_all, random_orders, seed};
+use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
 use e2e::process::ServiceProcess;
-use e2e::testkit::{eventually, NatsCluster};
+use e2e::testkit::NatsCluster;
 use e2e::SERVICES;
-use events::Order;
 use jetsaga_client::Client;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -63,12 +62,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
         service.wait_ready().await;
     }
     let settling = Instant::now();
-    let settled: Vec<Order> = eventually("every order to settle", Duration::from_secs(240), || {
-        let client = client.clone();
-        let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
-        async move { all_settled(&client, &ids).await }
-    })
-    .await;
+    let settled = settle_all(&client, &orders).await;
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
     eprintln!(
         "cluster chaos: {ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \

@@ -42,18 +42,8 @@ async fn an_unanswered_charge_is_compensated_and_a_late_charge_given_back() {
 
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::PaymentUnavailable));
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(10_000)
-    );
-    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((stock.available, stock.reserved), (5, 0));
+    assert_eq!(suite.balance_of("c-1").await, 10_000);
+    assert_eq!(suite.stock_of("sku-1").await, (5, 0));
     let saga = suite.client.saga("o-1").await.unwrap().unwrap();
     let timeouts = saga
         .steps
@@ -81,18 +71,8 @@ async fn an_unanswered_reservation_is_compensated_and_a_late_hold_released() {
 
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::InventoryUnavailable));
-    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((stock.available, stock.reserved), (5, 0));
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(10_000)
-    );
+    assert_eq!(suite.stock_of("sku-1").await, (5, 0));
+    assert_eq!(suite.balance_of("c-1").await, 10_000);
     suite.stop().await;
 }
 

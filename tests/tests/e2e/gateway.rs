@@ -5,7 +5,7 @@
 use e2e::testkit::{eventually, http_get};
 use e2e::{Suite, SETTLE};
 use events::saga::SagaState;
-use events::{CancelReason, Cents, OrderStatus};
+use events::{CancelReason, OrderStatus};
 
 const BROKEN_GATEWAY: [(&str, &str); 3] = [
     ("PAYMENT_GATEWAY_FAILURE_RATE", "1.0"),
@@ -64,16 +64,7 @@ async fn orders_wait_for_a_broken_gateway_and_complete_when_it_is_back() {
             OrderStatus::Confirmed
         );
     }
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(95_000)
-    );
+    assert_eq!(suite.balance_of("c-1").await, 95_000);
     suite.stop().await;
 }
 
@@ -101,17 +92,7 @@ async fn orders_cancel_payment_unavailable_when_the_gateway_stays_down() {
 
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::PaymentUnavailable));
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(100_000)
-    );
-    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((stock.available, stock.reserved), (10, 0));
+    assert_eq!(suite.balance_of("c-1").await, 100_000);
+    assert_eq!(suite.stock_of("sku-1").await, (10, 0));
     suite.stop().await;
 }

@@ -46,8 +46,7 @@ async fn a_hundred_orders_racing_for_five_units_confirm_exactly_five() {
         .count();
     assert_eq!((confirmed, out_of_stock), (5, 95));
 
-    let stock = suite.client.stock("hot").await.unwrap().unwrap();
-    assert_eq!((stock.available, stock.reserved), (0, 0));
+    assert_eq!(suite.stock_of("hot").await, (0, 0));
     let account = suite.client.account("rich").await.unwrap().unwrap();
     assert_eq!(
         account.balance_cents,

@@ -5,7 +5,7 @@ use async_nats::HeaderMap;
 use e2e::testkit::eventually;
 use e2e::{Suite, SETTLE};
 use events::subjects::streams;
-use events::{Cents, OrderStatus};
+use events::OrderStatus;
 
 #[tokio::test]
 async fn placing_the_same_order_id_twice_creates_one_order() {
@@ -37,8 +37,7 @@ async fn placing_the_same_order_id_twice_creates_one_order() {
     assert_eq!(order.items[0].quantity.get(), 1);
     let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
     assert_eq!(stock.available, 8);
-    let account = suite.client.account("c-1").await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, Cents(98_000));
+    assert_eq!(suite.balance_of("c-1").await, 98_000);
     suite.stop().await;
 }
 
@@ -80,16 +79,7 @@ async fn a_command_sent_again_with_its_msg_id_is_applied_once() {
             .available,
         5
     );
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(700)
-    );
+    assert_eq!(suite.balance_of("c-1").await, 700);
     suite.stop().await;
 }
 
@@ -146,28 +136,9 @@ async fn saga_commands_delivered_again_change_nothing() {
         .await;
     }
 
-    let stock = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((stock.available, stock.reserved), (8, 0));
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(98_000)
-    );
-    assert_eq!(
-        suite
-            .client
-            .account("c-2")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(500)
-    );
+    assert_eq!(suite.stock_of("sku-1").await, (8, 0));
+    assert_eq!(suite.balance_of("c-1").await, 98_000);
+    assert_eq!(suite.balance_of("c-2").await, 500);
     assert_eq!(
         suite.client.order("o-ok").await.unwrap().unwrap().status,
         OrderStatus::Confirmed

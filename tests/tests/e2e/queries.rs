@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use e2e::{Suite, SETTLE};
 use events::saga::SagaState;
-use events::{Cents, OrderStatus};
+use events::OrderStatus;
 use futures::StreamExt;
 use jetsaga_client::service_error_code;
 
@@ -52,16 +52,7 @@ async fn every_query_answers_for_a_known_id() {
         suite.client.order("o-1").await.unwrap().unwrap().status,
         OrderStatus::Confirmed
     );
-    assert_eq!(
-        suite
-            .client
-            .account("c-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .balance_cents,
-        Cents(9500)
-    );
+    assert_eq!(suite.balance_of("c-1").await, 9500);
     suite.stop().await;
 }
 

@@ -26,12 +26,9 @@ async fn an_order_with_stock_and_funds_is_confirmed_and_charged_once() {
     assert_eq!(order.status, OrderStatus::Confirmed);
     assert_eq!(order.total_cents, Some(Cents(2 * 1299 + 500)));
     assert_eq!(order.items[0].unit_price_cents, Some(Cents(1299)));
-    let sku1 = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((sku1.available, sku1.reserved), (8, 0));
-    let sku2 = suite.client.stock("sku-2").await.unwrap().unwrap();
-    assert_eq!((sku2.available, sku2.reserved), (4, 0));
-    let account = suite.client.account("c-7").await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, Cents(100_000 - 3098));
+    assert_eq!(suite.stock_of("sku-1").await, (8, 0));
+    assert_eq!(suite.stock_of("sku-2").await, (4, 0));
+    assert_eq!(suite.balance_of("c-7").await, 100_000 - 3098);
 
     let saga = suite.client.saga("o-1001").await.unwrap().unwrap();
     assert_eq!(saga.state, SagaState::Confirmed);
@@ -76,10 +73,8 @@ async fn an_order_for_more_than_the_stock_is_cancelled_out_of_stock() {
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::OutOfStock));
     // Nothing was held, not even the line that was in stock.
-    let sku2 = suite.client.stock("sku-2").await.unwrap().unwrap();
-    assert_eq!((sku2.available, sku2.reserved), (10, 0));
-    let account = suite.client.account("c-1").await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, Cents(100_000));
+    assert_eq!(suite.stock_of("sku-2").await, (10, 0));
+    assert_eq!(suite.balance_of("c-1").await, 100_000);
     suite.stop().await;
 }
 
@@ -97,8 +92,7 @@ async fn an_order_for_an_unknown_sku_is_cancelled_unknown_sku() {
 
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::UnknownSku));
-    let sku1 = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((sku1.available, sku1.reserved), (3, 0));
+    assert_eq!(suite.stock_of("sku-1").await, (3, 0));
     suite.stop().await;
 }
 
@@ -126,10 +120,8 @@ async fn a_declined_payment_releases_the_stock_and_cancels() {
     }
     // Priced before the payment failed, so the cancelled order shows prices.
     assert_eq!(declined.total_cents, Some(Cents(2000)));
-    let sku1 = suite.client.stock("sku-1").await.unwrap().unwrap();
-    assert_eq!((sku1.available, sku1.reserved), (3, 0));
-    let account = suite.client.account("poor").await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, Cents(1999));
+    assert_eq!(suite.stock_of("sku-1").await, (3, 0));
+    assert_eq!(suite.balance_of("poor").await, 1999);
 
     let saga = suite.client.saga("o-1").await.unwrap().unwrap();
     assert_eq!(saga.state, SagaState::Cancelled);
@@ -233,7 +225,10 @@ async fn an_order_without_an_id_gets_one_that_survives_a_republish() {
 
     let order = suite.settled(&order_id).await;
     assert_eq!(order.status, OrderStatus::Confirmed);
-    let account = suite.client.account("c-1").await.unwrap().unwrap();
-    assert_eq!(account.balance_cents, Cents(100_000 - 1000), "charged once");
+    assert_eq!(
+        suite.balance_of("c-1").await,
+        100_000 - 1000,
+        "charged once"
+    );
     suite.stop().await;
 }
