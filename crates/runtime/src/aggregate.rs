@@ -14,10 +14,12 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
 
-use crate::store::{Store, StoreError, Versioned};
+use crate::store::{Append, Store, StoreError, Versioned};
 
 /// Lock stripes: aggregates that share a stripe take turns needlessly, but
 /// memory stays fixed however many aggregates there are.
@@ -104,6 +106,63 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned<T>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The outcome of [`Aggregates::apply_once`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied<T> {
+    /// Applied now: the aggregate's new state.
+    Now(T),
+    /// Applied before (a redelivery, or a replay): nothing changed.
+    Before,
+}
+
+impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
+    /// Applies an admin command (a restock, a deposit) to the aggregate on
+    /// `subject` at most once: the new state and the command itself, stored
+    /// on `marker` (which must be new), are one atomic batch, so a second
+    /// delivery of the command finds its marker and changes nothing.
+    /// `decide` computes the new state from the current one, or says why the
+    /// command can never apply.
+    pub async fn apply_once<E: std::fmt::Display>(
+        &self,
+        subject: &str,
+        marker: &str,
+        command: &Bytes,
+        decide: impl Fn(Option<&T>) -> Result<T, E>,
+    ) -> Result<Result<Applied<T>, String>, StoreError> {
+        let _turn = self.hold([subject]).await;
+        let current = self.read(subject).await?;
+        let next = match decide(current.as_ref().map(|v| &v.value)) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let written = self
+            .store
+            .commit(vec![
+                Append::json(subject, &next).expect_last(current.map_or(0, |v| v.seq)),
+                Append::raw(marker.to_owned(), command.clone()).expect_last(0),
+            ])
+            .await;
+        match written {
+            Ok(seqs) => {
+                self.remember(Versioned {
+                    seq: seqs[0],
+                    subject: subject.to_owned(),
+                    value: next.clone(),
+                });
+                Ok(Ok(Applied::Now(next)))
+            }
+            Err(StoreError::Conflict(why)) => {
+                self.forget(subject);
+                if self.store.last_seq(marker).await? > 0 {
+                    return Ok(Ok(Applied::Before));
+                }
+                Err(StoreError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

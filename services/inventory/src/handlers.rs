@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_nats::jetstream::Message;
-use bytes::Bytes;
 use events::commands::Restock;
 use events::inventory::{InventoryEvent, StockLevel};
 use events::query::BySku;
@@ -20,7 +19,7 @@ use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{LineItem, OrderId, PricedLine, Sku};
 use futures::future::try_join_all;
-use runtime::aggregate::Aggregates;
+use runtime::aggregate::{Aggregates, Applied};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -44,48 +43,6 @@ impl Commands {
     pub fn new(stock: Arc<Stock>) -> Self {
         Self { stock }
     }
-
-    async fn restock(
-        &self,
-        command: &Restock,
-        applied: &str,
-        body: &Bytes,
-    ) -> Result<Verdict, StoreError> {
-        let subject = subjects::stock(&command.sku);
-        let _turn = self.stock.hold([subject.as_str()]).await;
-        let current = self.stock.read(&subject).await?;
-        let level = match domain::restock(current.as_ref().map(|v| &v.value), command) {
-            Ok(level) => level,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let written = self
-            .stock
-            .store()
-            .commit(vec![
-                Append::json(&subject, &level).expect_last(current.map_or(0, |v| v.seq)),
-                Append::raw(applied.to_owned(), body.clone()).expect_last(0),
-            ])
-            .await;
-        match written {
-            Ok(seqs) => {
-                tracing::info!(sku = %level.sku, available = level.available, "restocked");
-                self.stock.remember(Versioned {
-                    seq: seqs[0],
-                    subject,
-                    value: level,
-                });
-                Ok(Ok(()))
-            }
-            Err(StoreError::Conflict(why)) => {
-                self.stock.forget(&subject);
-                if self.stock.store().last_seq(applied).await? > 0 {
-                    return Ok(Ok(())); // applied before: a redelivery
-                }
-                Err(StoreError::Conflict(why))
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 impl Handler for Commands {
@@ -98,10 +55,20 @@ impl Handler for Commands {
         }
         let command =
             Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let applied = subjects::applied("inventory", &command_key(message));
-        let verdict =
-            retry_conflicts(|| self.restock(&command, &applied, &message.payload)).await?;
-        verdict.map_err(HandleError::Reject)
+        let marker = subjects::applied("inventory", &command_key(message));
+        let subject = subjects::stock(&command.sku);
+        let applied = retry_conflicts(|| {
+            self.stock
+                .apply_once(&subject, &marker, &message.payload, |current| {
+                    domain::restock(current, &command)
+                })
+        })
+        .await?
+        .map_err(HandleError::Reject)?;
+        if let Applied::Now(level) = applied {
+            tracing::info!(sku = %level.sku, available = level.available, "restocked");
+        }
+        Ok(())
     }
 }
 

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
-use bytes::Bytes;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
 use events::query::ByCustomer;
 use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
-use runtime::aggregate::Aggregates;
+use runtime::aggregate::{Aggregates, Applied};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -26,9 +25,6 @@ use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned
 use crate::breaker::Breaker;
 use crate::domain::{self, Charge};
 use crate::gateway::{Gateway, Unavailable};
-
-/// An attempt's verdict: done, or a command that can never apply.
-type Verdict = Result<(), String>;
 
 /// The customers' accounts, held and remembered by this process.
 pub type Accounts = Aggregates<Account>;
@@ -43,48 +39,6 @@ impl Commands {
     pub fn new(accounts: Arc<Accounts>) -> Self {
         Self { accounts }
     }
-
-    async fn deposit(
-        &self,
-        command: &Deposit,
-        applied: &str,
-        body: &Bytes,
-    ) -> Result<Verdict, StoreError> {
-        let subject = subjects::account(&command.customer_id);
-        let _turn = self.accounts.hold([subject.as_str()]).await;
-        let current = self.accounts.read(&subject).await?;
-        let account = match domain::deposit(current.as_ref().map(|v| &v.value), command) {
-            Ok(account) => account,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let written = self
-            .accounts
-            .store()
-            .commit(vec![
-                Append::json(&subject, &account).expect_last(current.map_or(0, |v| v.seq)),
-                Append::raw(applied.to_owned(), body.clone()).expect_last(0),
-            ])
-            .await;
-        match written {
-            Ok(seqs) => {
-                tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
-                self.accounts.remember(Versioned {
-                    seq: seqs[0],
-                    subject,
-                    value: account,
-                });
-                Ok(Ok(()))
-            }
-            Err(StoreError::Conflict(why)) => {
-                self.accounts.forget(&subject);
-                if self.accounts.store().last_seq(applied).await? > 0 {
-                    return Ok(Ok(())); // applied before: a redelivery
-                }
-                Err(StoreError::Conflict(why))
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 impl Handler for Commands {
@@ -97,10 +51,20 @@ impl Handler for Commands {
         }
         let command =
             Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let applied = subjects::applied("payments", &command_key(message));
-        let verdict =
-            retry_conflicts(|| self.deposit(&command, &applied, &message.payload)).await?;
-        verdict.map_err(HandleError::Reject)
+        let marker = subjects::applied("payments", &command_key(message));
+        let subject = subjects::account(&command.customer_id);
+        let applied = retry_conflicts(|| {
+            self.accounts
+                .apply_once(&subject, &marker, &message.payload, |current| {
+                    domain::deposit(current, &command)
+                })
+        })
+        .await?
+        .map_err(HandleError::Reject)?;
+        if let Applied::Now(account) = applied {
+            tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
+        }
+        Ok(())
     }
 }
 
