@@ -24,7 +24,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::jetstream::Context;
 use async_nats::{HeaderMap, HeaderName};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,6 +42,10 @@ pub enum HandleError {
     /// kept recurring, a dependency down).
     #[error("{0}")]
     Retry(String),
+    /// Worth trying again after this long (a dependency says when it
+    /// expects to be back), whatever the delivery count.
+    #[error("{1}")]
+    RetryAfter(Duration, String),
     /// The message can never be handled (unreadable, wrong shape).
     #[error("{0}")]
     Reject(String),
@@ -230,12 +234,23 @@ async fn open(js: &Context, spec: &ConsumerSpec) -> Result<Messages, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Naks, without delay, the messages already pulled but not started, so
-/// another replica takes them now rather than after the ack wait.
+/// Naks, without delay and confirmed by the server, the messages already
+/// pulled but not started, so another replica takes them now rather than
+/// after the ack wait. Waits a moment for those still in transit; any the
+/// server hands over later wait out the ack wait instead. A released
+/// message can come straight back to this same pull: then the release is
+/// over (it must not count deliveries in a loop).
 async fn release_prefetched(messages: &mut Messages) {
-    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-        if let Err(e) = message.ack_with(AckKind::Nak(None)).await {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let mut released = std::collections::HashSet::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, messages.next()).await {
+        let seq = stream_sequence(&message);
+        let again = !released.insert(seq);
+        if let Err(e) = message.double_ack_with(AckKind::Nak(None)).await {
             tracing::debug!(error = %e, "could not release a prefetched message");
+        }
+        if again {
+            break;
         }
     }
 }
@@ -271,7 +286,9 @@ async fn process<H: Handler>(
                 }
                 Outcome::Ok
             }
-            Err(HandleError::Retry(why)) if delivered >= spec.max_deliver => {
+            Err(HandleError::Retry(why) | HandleError::RetryAfter(_, why))
+                if delivered >= spec.max_deliver =>
+            {
                 let why = format!("gave up after {delivered} deliveries: {why}");
                 dead_letter(ctx, spec, &message, &why, delivered).await
             }
@@ -282,6 +299,11 @@ async fn process<H: Handler>(
                     spec.retry_cap,
                     exponent,
                 ));
+                tracing::warn!(error = %why, ?delay, "handling failed, will retry");
+                nak(&message, Some(delay)).await;
+                Outcome::Retry
+            }
+            Err(HandleError::RetryAfter(delay, why)) => {
                 tracing::warn!(error = %why, ?delay, "handling failed, will retry");
                 nak(&message, Some(delay)).await;
                 Outcome::Retry

@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 /// The header that applies an expected-sequence check to a wildcard
 /// (nats-server 2.11+), rather than to the message's own subject.
 const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
-/// JetStream's error code for a failed expected-sequence check.
-const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// JetStream's error codes for a failed expected-sequence check: 10071 on a
+/// single server, 10164 from a clustered stream's leader when a racing
+/// write is still in flight for the same subject.
+const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 /// How long a write may wait for its acknowledgement.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -174,6 +176,24 @@ impl Store {
         }
     }
 
+    /// Announces again the last event on `filter` (an order's event subtree),
+    /// unchanged, unless a newer one arrives first. For a step asked again:
+    /// whoever missed the answer hears it now, and anyone who had it already
+    /// ignores a repeat.
+    pub async fn re_emit(&self, filter: &str) -> Result<(), StoreError> {
+        let message = match self.stream.direct_get_last_for_subject(filter).await {
+            Ok(message) => message,
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(()),
+            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+        };
+        let again = Append::raw(message.subject.to_string(), message.payload)
+            .expect_last_on(filter, message.sequence);
+        match self.commit(vec![again]).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores every append, atomically: all of them or none. Returns the
     /// stream sequence of each, in order (a batch is stored contiguously).
     pub async fn commit(&self, appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
@@ -197,7 +217,9 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(e)
+                if e.kind() == PublishErrorKind::WrongLastSequence || is_constant_conflict(&e) =>
+            {
                 Err(StoreError::Conflict(e.to_string()))
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
@@ -258,12 +280,20 @@ fn batch_outcome(reply: &[u8]) -> Result<Option<u64>, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("unreadable batch reply: {e}")))?;
     match reply.error {
         None => Ok(Some(reply.seq)),
-        Some(e) if e.err_code == WRONG_LAST_SEQUENCE => Err(StoreError::Conflict(e.description)),
+        Some(e) if WRONG_LAST_SEQUENCE.contains(&e.err_code) => {
+            Err(StoreError::Conflict(e.description))
+        }
         Some(e) => Err(StoreError::Unavailable(format!(
             "batch refused ({}): {}",
             e.err_code, e.description
         ))),
     }
+}
+
+/// async-nats maps only 10071 to `WrongLastSequence`; 10164 (a racing
+/// expected-sequence write on a clustered stream) arrives as `Other`.
+fn is_constant_conflict(e: &async_nats::jetstream::context::PublishError) -> bool {
+    format!("{e:?}").contains("ErrorCode(10164)")
 }
 
 fn batch_id() -> String {

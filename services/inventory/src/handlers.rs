@@ -155,7 +155,12 @@ impl SagaSteps {
                     .await?
                     > 0
                 {
-                    return Ok(Ok(())); // decided before, or released before it was held
+                    // Decided before (or released before it was held): say
+                    // so again, in case the saga missed it.
+                    self.store()
+                        .re_emit(&subjects::inventory_events(order_id))
+                        .await?;
+                    return Ok(Ok(()));
                 }
                 Err(StoreError::Conflict(why))
             }
@@ -188,7 +193,13 @@ impl SagaSteps {
                 (lines.clone(), released(lines))
             }
             (Settle::Commit, Some(InventoryEvent::Committed { .. }))
-            | (Settle::Release, Some(InventoryEvent::Released { .. })) => return Ok(Ok(())),
+            | (Settle::Release, Some(InventoryEvent::Released { .. })) => {
+                // Done before: say so again, in case the saga missed it.
+                self.store()
+                    .re_emit(&subjects::inventory_events(order_id))
+                    .await?;
+                return Ok(Ok(()));
+            }
             // Nothing is held: record the release anyway, so that the saga
             // hears back and a reservation arriving late holds nothing.
             (Settle::Release, None | Some(InventoryEvent::ReserveFailed { .. })) => {

@@ -131,6 +131,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 filters.into_iter().map(str::to_owned).collect(),
             );
             spec.concurrency = config.concurrency;
+            // A participant's answer is the saga's only way forward: keep
+            // retrying it (for hours, at 30 s apart) rather than dead-letter
+            // it; only an unreadable one is dead-lettered.
+            spec.max_deliver = 1_000;
             rt.consume(spec, Arc::new(Events::new(source, saga.clone())));
         }
         rt.serve_queries(

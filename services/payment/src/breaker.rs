@@ -80,6 +80,12 @@ impl Breaker {
         }
     }
 
+    /// When a failed call is worth trying again: once the circuit may let
+    /// one through.
+    pub fn retry_in(&self) -> Duration {
+        self.open_for().unwrap_or(self.cooldown / 4)
+    }
+
     /// How long the breaker stays open, if it is.
     pub fn open_for(&self) -> Option<Duration> {
         match *self.lock() {

@@ -73,8 +73,8 @@ impl Handler for Commands {
 enum NotDone {
     /// It can never be done (a bug or corrupt state): dead-letter it.
     Never(String),
-    /// The gateway failed or its circuit is open: try again later.
-    Later(String),
+    /// The gateway failed or its circuit is open: try again after this long.
+    Later(Duration, String),
 }
 
 /// An attempt's outcome: done, or why not.
@@ -108,7 +108,7 @@ impl<G: Gateway> Handler for SagaSteps<G> {
         };
         attempt.map_err(|not_done| match not_done {
             NotDone::Never(why) => HandleError::Reject(why),
-            NotDone::Later(why) => HandleError::Retry(why),
+            NotDone::Later(after, why) => HandleError::RetryAfter(after, why),
         })
     }
 
@@ -133,13 +133,14 @@ impl<G: Gateway> SagaSteps<G> {
     where
         F: std::future::Future<Output = Result<(), Unavailable>>,
     {
-        let permit = self
-            .breaker
-            .permit()
-            .map_err(|wait| NotDone::Later(format!("payment gateway circuit open for {wait:?}")))?;
+        let permit = self.breaker.permit().map_err(|wait| {
+            NotDone::Later(wait, format!("payment gateway circuit open for {wait:?}"))
+        })?;
         let outcome = call.await;
         self.breaker.record(permit, outcome.is_ok());
-        outcome.map_err(|e| NotDone::Later(e.to_string()))
+        // Come back when the breaker may let a call through: not later,
+        // however often this step was tried already.
+        outcome.map_err(|e| NotDone::Later(self.breaker.retry_in(), e.to_string()))
     }
 
     fn store(&self) -> &Store {
@@ -153,13 +154,11 @@ impl<G: Gateway> SagaSteps<G> {
         amount: Cents,
     ) -> Result<Attempt, StoreError> {
         // Decided before (or refunded before it was ever charged): the
-        // gateway must not be called again for it.
-        if self
-            .store()
-            .last_seq(&subjects::payment_events(order_id))
-            .await?
-            > 0
-        {
+        // gateway must not be called again for it; say the answer again, in
+        // case the saga missed it.
+        let events = subjects::payment_events(order_id);
+        if self.store().last_seq(&events).await? > 0 {
+            self.store().re_emit(&events).await?;
             return Ok(Ok(()));
         }
         let subject = subjects::account(customer_id);
@@ -214,7 +213,11 @@ impl<G: Gateway> SagaSteps<G> {
                     .await?
                     > 0
                 {
-                    return Ok(Ok(())); // decided before, or refunded before it was charged
+                    // Decided before (or refunded before it was charged).
+                    self.store()
+                        .re_emit(&subjects::payment_events(order_id))
+                        .await?;
+                    return Ok(Ok(()));
                 }
                 Err(StoreError::Conflict(why))
             }
@@ -235,7 +238,13 @@ impl<G: Gateway> SagaSteps<G> {
             Some(Versioned {
                 value: PaymentEvent::Refunded { .. },
                 ..
-            }) => return Ok(Ok(())),
+            }) => {
+                // Done before: say so again, in case the saga missed it.
+                self.store()
+                    .re_emit(&subjects::payment_events(order_id))
+                    .await?;
+                return Ok(Ok(()));
+            }
             Some(Versioned {
                 seq,
                 value: PaymentEvent::Charged { amount_cents, .. },
