@@ -64,8 +64,19 @@ impl Client {
 
     /// Publishes the dead letter's body, with the client's original headers,
     /// to its original subject again, then removes it from the dead-letter
-    /// stream. Replaying one letter twice publishes it once (`Nats-Msg-Id`).
+    /// stream. Only commands (`*.cmd.*`) are replayed: the other subjects
+    /// are aggregates' histories, where an old message appended again would
+    /// become their state. A command keeps its `Nats-Msg-Id`, so a replay
+    /// of one that was in fact applied is recognised and changes nothing;
+    /// one sent without an id gets `replay:DLQ:<seq>`, which makes replaying
+    /// the same letter twice within the dedup window publish it once.
     pub async fn replay(&self, letter: &DeadLetter) -> Result<u64, ClientError> {
+        if !letter.original_subject.contains(".cmd.") {
+            return Err(ClientError::Publish(format!(
+                "dead letter #{} is from {}, not a command: only commands are replayed",
+                letter.seq, letter.original_subject
+            )));
+        }
         let mut headers = HeaderMap::new();
         for (name, values) in letter.headers.iter() {
             let lower = name.to_string().to_ascii_lowercase();
@@ -76,10 +87,12 @@ impl Client {
                 headers.append(name.clone(), value.clone());
             }
         }
-        headers.insert(
-            "Nats-Msg-Id",
-            format!("replay:{}:{}", STREAM, letter.seq).as_str(),
-        );
+        let msg_id = letter
+            .headers
+            .get("Dlq-Original-Msg-Id")
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| format!("replay:{}:{}", STREAM, letter.seq));
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
         let ack = self
             .command(&letter.original_subject, headers, letter.body.clone())
             .await?;

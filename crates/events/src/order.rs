@@ -113,8 +113,9 @@ pub struct OrderEvent {
 pub struct RejectedEvent {
     #[serde(rename = "type")]
     pub kind: RejectedTag,
-    /// The `order_id` the client sent, verbatim, when it was a string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The `order_id` the client sent, verbatim, when it was a string;
+    /// `null` otherwise (every order event carries the field).
+    #[serde(default)]
     pub order_id: Option<String>,
     pub errors: Vec<String>,
 }

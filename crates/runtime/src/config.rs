@@ -158,7 +158,7 @@ impl CommonConfig {
                 default_http_addr.parse().expect("valid default"),
             )?,
             log_format,
-            log_filter: env.var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
+            log_filter: log_filter(env)?,
             otlp_endpoint: env.var("OTEL_EXPORTER_OTLP_ENDPOINT"),
             stream_replicas,
             shutdown_grace: Duration::from_secs(grace_seconds),
@@ -179,6 +179,13 @@ where
             .parse()
             .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}"))),
     }
+}
+
+fn log_filter(env: &impl Env) -> Result<String, ConfigError> {
+    let filter = env.var("RUST_LOG").unwrap_or_else(|| "info".to_owned());
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map(|_| filter.clone())
+        .map_err(|e| ConfigError::new("RUST_LOG", format!("not a tracing filter: {e}")))
 }
 
 fn parse_urls(raw: &str) -> Result<Vec<String>, ConfigError> {
@@ -254,6 +261,7 @@ mod tests {
             ("NATS_URL", "http://[::1"),
             ("NATS_CREDS", "/no/such/file.creds"),
             ("NATS_TLS_CA", "/no/such/ca.pem"),
+            ("RUST_LOG", "info,=[bad"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value} gave {err}");

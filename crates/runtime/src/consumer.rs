@@ -385,6 +385,10 @@ fn dead_letter_headers(
     // Dead-lettering the same delivery twice (a crash between the copy and
     // the term) stores one copy.
     headers.insert("Nats-Msg-Id", format!("dlq:{}:{seq}", spec.stream).as_str());
+    if let Some(id) = header(message, "Nats-Msg-Id") {
+        // Kept, so a replay is recognised as the same command.
+        headers.insert(HeaderName::from_static("Dlq-Original-Msg-Id"), id);
+    }
     headers.insert(
         HeaderName::from_static("Dlq-Reason"),
         header_safe(reason).as_str(),

@@ -8,6 +8,7 @@ use crate::config::{CommonConfig, LogFormat};
 
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(config: &CommonConfig) {
+    // Validated with the configuration: an invalid filter exits 64 first.
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -68,6 +68,8 @@ fn invalid_configuration_exits_64_naming_the_variable() {
         ("payment-service", "LOG_FORMAT", "xml"),
         ("saga-orchestrator", "SAGA_STEP_TIMEOUT_MS", "soon"),
         ("saga-orchestrator", "NATS_URL", "http://[::1"),
+        ("payment-service", "RUST_LOG", "info,=[bad"),
+        ("payment-service", "PAYMENT_GATEWAY_FAILURE_RATE", "1.5"),
     ];
     for (name, var, value) in cases {
         let output = Command::new(binary(name))
