@@ -17,6 +17,9 @@ use crate::order::LineItem;
 pub const MAX_LINES: usize = 100;
 /// Largest quantity one restock may add.
 pub const MAX_RESTOCK: u64 = 1_000_000_000;
+/// Highest unit price, in cents: low enough that no order total (100 lines
+/// of 10000 units) can overflow.
+pub const MAX_PRICE_CENTS: u64 = 1_000_000_000_000;
 
 /// The body was not a JSON object of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,6 +201,12 @@ impl Restock {
                 restock.quantity
             )));
         }
+        if let Some(price) = restock.unit_price_cents.filter(|p| p.0 > MAX_PRICE_CENTS) {
+            return Err(Unreadable(format!(
+                "unit_price_cents: must be at most {MAX_PRICE_CENTS}, got {}",
+                price.0
+            )));
+        }
         Ok(restock)
     }
 }
@@ -298,6 +307,9 @@ mod tests {
     fn restock_and_deposit_are_strict() {
         assert!(Restock::parse(br#"{"sku":"s","quantity":5,"unit_price_cents":100}"#).is_ok());
         assert!(Restock::parse(br#"{"sku":"s","quantity":0}"#).is_err());
+        let pricey =
+            Restock::parse(br#"{"sku":"s","quantity":1,"unit_price_cents":1000000000001}"#);
+        assert!(pricey.unwrap_err().0.starts_with("unit_price_cents: "));
         assert!(Restock::parse(br#"{"sku":"s.x","quantity":1}"#).is_err());
         assert!(Deposit::parse(br#"{"customer_id":"c","amount_cents":1}"#).is_ok());
         assert!(Deposit::parse(br#"{"customer_id":"c","amount_cents":0}"#).is_err());
