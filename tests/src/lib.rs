@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use events::{Order, OrderStatus};
 use jetsaga_client::Client;
-use testkit::{eventually, free_port, http_get, NatsServer};
+use testkit::{eventually, free_port, wait_until_ready, NatsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -237,10 +237,9 @@ impl Suite {
 }
 
 async fn wait_ready(addr: SocketAddr) {
-    eventually(&format!("{addr} to be ready"), SETTLE, || async move {
-        matches!(http_get(addr, "/readyz").await, Some((200, _))).then_some(())
-    })
-    .await;
+    if let Err(last) = wait_until_ready(addr, SETTLE).await {
+        panic!("{addr} not ready after {SETTLE:?}; /readyz said {last:?}");
+    }
 }
 
 fn borrow(vars: &HashMap<String, String>) -> HashMap<&str, &str> {

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::testkit::{binary, free_port, http_get};
+use crate::testkit::{binary, free_port, terminate, wait_until_ready};
 use crate::SETTLE;
 
 /// One service binary running as a child process.
@@ -88,23 +88,9 @@ impl ServiceProcess {
     /// SIGTERM, then waits for the exit (at most `within`).
     pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "SIGTERM to {}", self.name);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("waitable") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "{} did not stop within {within:?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        terminate(&mut child, within)
+            .await
+            .unwrap_or_else(|| panic!("{} did not stop within {within:?}", self.name))
     }
 
     /// Waits until `/readyz` answers 200; panics with what it last said,
@@ -115,15 +101,9 @@ impl ServiceProcess {
 
     /// [`ServiceProcess::wait_ready`], with another deadline.
     pub async fn wait_ready_within(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        let mut last = None;
-        while Instant::now() < deadline {
-            match http_get(self.http, "/readyz").await {
-                Some((200, _)) => return,
-                answer => last = answer,
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let Err(last) = wait_until_ready(self.http, within).await else {
+            return;
+        };
         let log = self.log();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
         panic!(

@@ -14,6 +14,7 @@ use async_nats::header::{
     NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
 };
 use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
 use async_nats::{HeaderMap, HeaderName};
@@ -149,10 +150,8 @@ impl Store {
         &self,
         subject: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
-        let message = match self.stream.direct_get_last_for_subject(subject).await {
-            Ok(message) => message,
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(None),
-            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+        let Some(message) = self.last_message(subject).await? else {
+            return Ok(None);
         };
         let subject = message.subject.to_string();
         let value =
@@ -169,9 +168,13 @@ impl Store {
 
     /// The sequence of the last message on `subject`, or 0.
     pub async fn last_seq(&self, subject: &str) -> Result<u64, StoreError> {
+        Ok(self.last_message(subject).await?.map_or(0, |m| m.sequence))
+    }
+
+    async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, StoreError> {
         match self.stream.direct_get_last_for_subject(subject).await {
-            Ok(message) => Ok(message.sequence),
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(0),
+            Ok(message) => Ok(Some(message)),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
     }
@@ -179,17 +182,15 @@ impl Store {
     /// Announces again the last event on `filter` (an order's event subtree),
     /// unchanged, unless a newer one arrives first. For a step asked again:
     /// whoever missed the answer hears it now, and anyone who had it already
-    /// ignores a repeat.
-    pub async fn re_emit(&self, filter: &str) -> Result<(), StoreError> {
-        let message = match self.stream.direct_get_last_for_subject(filter).await {
-            Ok(message) => message,
-            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(()),
-            Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+    /// ignores a repeat. `false` when there was no event to repeat.
+    pub async fn re_emit(&self, filter: &str) -> Result<bool, StoreError> {
+        let Some(message) = self.last_message(filter).await? else {
+            return Ok(false);
         };
         let again = Append::raw(message.subject.to_string(), message.payload)
             .expect_last_on(filter, message.sequence);
         match self.commit(vec![again]).await {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(true),
             Err(e) => Err(e),
         }
     }

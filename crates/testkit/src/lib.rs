@@ -6,10 +6,12 @@
 mod cluster;
 mod http;
 mod nats;
+mod process;
 
 pub use cluster::NatsCluster;
 pub use http::http_get;
 pub use nats::{nats_server_binary, NatsServer};
+pub use process::{terminate, wait_until_ready};
 
 use std::future::Future;
 use std::net::TcpListener;

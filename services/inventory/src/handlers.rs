@@ -149,17 +149,13 @@ impl SagaSteps {
             }
             Err(StoreError::Conflict(why)) => {
                 self.forget(&subjects);
+                // Decided before (or released before it was held): say so
+                // again, in case the saga missed it.
                 if self
                     .store()
-                    .last_seq(&subjects::inventory_events(order_id))
+                    .re_emit(&subjects::inventory_events(order_id))
                     .await?
-                    > 0
                 {
-                    // Decided before (or released before it was held): say
-                    // so again, in case the saga missed it.
-                    self.store()
-                        .re_emit(&subjects::inventory_events(order_id))
-                        .await?;
                     return Ok(Ok(()));
                 }
                 Err(StoreError::Conflict(why))

@@ -156,9 +156,11 @@ impl<G: Gateway> SagaSteps<G> {
         // Decided before (or refunded before it was ever charged): the
         // gateway must not be called again for it; say the answer again, in
         // case the saga missed it.
-        let events = subjects::payment_events(order_id);
-        if self.store().last_seq(&events).await? > 0 {
-            self.store().re_emit(&events).await?;
+        if self
+            .store()
+            .re_emit(&subjects::payment_events(order_id))
+            .await?
+        {
             return Ok(Ok(()));
         }
         let subject = subjects::account(customer_id);
@@ -207,16 +209,12 @@ impl<G: Gateway> SagaSteps<G> {
             }
             Err(StoreError::Conflict(why)) => {
                 self.accounts.forget(&subject);
+                // Decided before (or refunded before it was charged).
                 if self
                     .store()
-                    .last_seq(&subjects::payment_events(order_id))
+                    .re_emit(&subjects::payment_events(order_id))
                     .await?
-                    > 0
                 {
-                    // Decided before (or refunded before it was charged).
-                    self.store()
-                        .re_emit(&subjects::payment_events(order_id))
-                        .await?;
                     return Ok(Ok(()));
                 }
                 Err(StoreError::Conflict(why))

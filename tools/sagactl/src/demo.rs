@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use jetsaga_client::Client;
 use rand::Rng;
-use testkit::{free_port, http_get, NatsServer};
+use testkit::{free_port, terminate, wait_until_ready, NatsServer};
 
 use crate::load;
 use crate::output::Output;
@@ -66,7 +66,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     }
     let outcome = drive(&args, &nats, &services, &logs, out).await;
     for service in &mut services {
-        stop(service);
+        stop(service).await;
     }
     drop(nats);
     outcome
@@ -181,33 +181,21 @@ fn spawn(
 }
 
 async fn wait_ready(service: &Service) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((200, _)) = http_get(service.http, "/readyz").await {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{} not ready after 30 s",
-            service.name
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_ready(service.http, Duration::from_secs(30))
+        .await
+        .map_err(|last| {
+            anyhow::anyhow!("{} not ready after 30 s (/readyz: {last:?})", service.name)
+        })
 }
 
 /// SIGTERM, then up to the grace period for a clean exit.
-fn stop(service: &mut Service) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = service.child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+async fn stop(service: &mut Service) {
+    if terminate(&mut service.child, Duration::from_secs(30))
+        .await
+        .is_none()
+    {
+        let _ = service.child.kill();
     }
-    let _ = service.child.kill();
 }
 
 fn port_is_free(port: u16) -> bool {
