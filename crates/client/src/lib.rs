@@ -215,6 +215,20 @@ pub fn service_error_code(answer: &Message) -> Option<u16> {
         .ok()
 }
 
+/// A new trace for a command: headers carrying a fresh, sampled W3C
+/// `traceparent`, and the trace id to find the order's trace by in any
+/// OpenTelemetry backend (the services continue the trace it starts).
+pub fn new_trace() -> (String, HeaderMap) {
+    let trace_id = format!("{:032x}", rand::random::<u128>().max(1));
+    let span_id = format!("{:016x}", rand::random::<u64>().max(1));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{trace_id}-{span_id}-01").as_str(),
+    );
+    (trace_id, headers)
+}
+
 /// The JSON of a place command.
 pub fn place_body(order_id: &str, customer_id: &str, items: &[(&str, u32)]) -> Bytes {
     let items: Vec<_> = items

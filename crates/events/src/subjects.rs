@@ -118,3 +118,104 @@ pub fn order_id_token(subject: &str) -> Option<&str> {
 pub fn last_token(subject: &str) -> &str {
     subject.rsplit('.').next().unwrap_or(subject)
 }
+
+/// The subjects whose third token is an order id:
+/// `<domain>.<kind>.<order_id>[.<more>]`.
+const ORDER_KEYED: [&str; 6] = [
+    "orders.evt.",
+    "inventory.evt.",
+    "payments.evt.",
+    "saga.log.",
+    "saga.timer.",
+    "saga.timeout.",
+];
+
+/// The order a subject is about, if it names one.
+pub fn order_id_of(subject: &str) -> Option<&str> {
+    if let Some(rest) = subject.strip_prefix("dlq.") {
+        // dlq.<service>.<original subject>
+        return rest
+            .split_once('.')
+            .and_then(|(_, original)| order_id_of(original));
+    }
+    if subject == ORDER_REJECTED || !ORDER_KEYED.iter().any(|p| subject.starts_with(p)) {
+        return None;
+    }
+    order_id_token(subject)
+}
+
+/// A subject with its ids (order, sku, customer, attempt, admin key)
+/// replaced by `*`: few enough distinct values to name spans by, as the
+/// OpenTelemetry messaging conventions ask (`messaging.destination.template`).
+pub fn template(subject: &str) -> String {
+    if let Some(rest) = subject.strip_prefix("dlq.") {
+        return match rest.split_once('.') {
+            Some((service, original)) => format!("dlq.{service}.{}", template(original)),
+            None => subject.to_owned(),
+        };
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let keyed = [
+        "orders.evt",
+        "inventory.evt",
+        "payments.evt",
+        "saga.log",
+        "saga.timer",
+        "saga.timeout",
+        "inventory.sku",
+        "payments.account",
+        "inventory.applied",
+        "payments.applied",
+    ];
+    if subject == ORDER_REJECTED || tokens.len() < 3 {
+        return subject.to_owned();
+    }
+    let head = format!("{}.{}", tokens[0], tokens[1]);
+    if !keyed.contains(&head.as_str()) {
+        return subject.to_owned();
+    }
+    let mut out: Vec<&str> = tokens.clone();
+    out[2] = "*";
+    if head == "saga.timer" && out.len() > 4 {
+        out[4] = "*";
+    }
+    out.join(".")
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_wildcards_and_fixed_tokens_stay() {
+        assert_eq!(template("orders.cmd.place"), "orders.cmd.place");
+        assert_eq!(
+            template("orders.evt.o-1.confirmed"),
+            "orders.evt.*.confirmed"
+        );
+        assert_eq!(template(ORDER_REJECTED), ORDER_REJECTED);
+        assert_eq!(template("saga.log.o-1.reserve"), "saga.log.*.reserve");
+        assert_eq!(template("saga.timer.o-1.charge.3"), "saga.timer.*.charge.*");
+        assert_eq!(template("saga.timeout.o-1"), "saga.timeout.*");
+        assert_eq!(template("inventory.sku.sku-9"), "inventory.sku.*");
+        assert_eq!(template("payments.account.c-1"), "payments.account.*");
+        assert_eq!(
+            template("dlq.payment-service.saga.log.o-1.charge"),
+            "dlq.payment-service.saga.log.*.charge"
+        );
+    }
+
+    #[test]
+    fn the_order_of_a_subject() {
+        assert_eq!(order_id_of("orders.evt.o-1.confirmed"), Some("o-1"));
+        assert_eq!(order_id_of("saga.timeout.o-2"), Some("o-2"));
+        assert_eq!(
+            order_id_of("dlq.order-service.orders.evt.o-3.placed"),
+            Some("o-3")
+        );
+        assert_eq!(order_id_of("orders.evt.rejected"), None);
+        assert_eq!(order_id_of("orders.cmd.place"), None);
+        assert_eq!(order_id_of("inventory.sku.s-1"), None);
+        assert_eq!(order_id_of("dlq.order-service.orders.cmd.place"), None);
+    }
+}

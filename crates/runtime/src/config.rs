@@ -62,6 +62,25 @@ pub enum LogFormat {
     Text,
 }
 
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: the two transports built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+/// Trace export over OTLP. The exporter and the batch processor read the
+/// standard variables themselves (`OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*`,
+/// `OTEL_TRACES_SAMPLER*`, `OTEL_RESOURCE_ATTRIBUTES`); they are checked
+/// here so that a typo stops the service with a clear message instead of
+/// being ignored, as the SDK would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpExport {
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+}
+
 /// The settings of CONTRACT.md section 2 that every service has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonConfig {
@@ -73,7 +92,9 @@ pub struct CommonConfig {
     pub http_addr: SocketAddr,
     pub log_format: LogFormat,
     pub log_filter: String,
-    pub otlp_endpoint: Option<String>,
+    /// Where traces go: `None` when no OTLP endpoint is set (or
+    /// `OTEL_SDK_DISABLED=true`), and then nothing is exported.
+    pub otlp: Option<OtlpExport>,
     pub stream_replicas: usize,
     pub shutdown_grace: Duration,
 }
@@ -159,11 +180,100 @@ impl CommonConfig {
             )?,
             log_format,
             log_filter: log_filter(env)?,
-            otlp_endpoint: env.var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp: otlp_export(env)?,
             stream_replicas,
             shutdown_grace: Duration::from_secs(grace_seconds),
         })
     }
+}
+
+fn otlp_export(env: &impl Env) -> Result<Option<OtlpExport>, ConfigError> {
+    let set = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
+    match set("OTEL_TRACES_SAMPLER").as_deref() {
+        None
+        | Some("always_on" | "always_off" | "parentbased_always_on" | "parentbased_always_off") => {
+        }
+        Some("traceidratio" | "parentbased_traceidratio") => {
+            let arg = set("OTEL_TRACES_SAMPLER_ARG").unwrap_or_else(|| "1.0".to_owned());
+            match arg.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        "OTEL_TRACES_SAMPLER_ARG",
+                        format!("must be a ratio between 0 and 1, got {arg:?}"),
+                    ))
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                "OTEL_TRACES_SAMPLER",
+                format!(
+                    "must be always_on, always_off, traceidratio, parentbased_always_on, \
+                     parentbased_always_off or parentbased_traceidratio, got {other:?}"
+                ),
+            ))
+        }
+    }
+    for name in [
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    ] {
+        if let Some(raw) = set(name) {
+            if !matches!(raw.trim().parse::<u64>(), Ok(n) if n > 0) {
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be a positive whole number, got {raw:?}"),
+                ));
+            }
+        }
+    }
+    let protocol_var = if set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").is_some() {
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+    } else {
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    };
+    let protocol = match set(protocol_var).as_deref().map(str::trim) {
+        None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+        Some("grpc") => OtlpProtocol::Grpc,
+        Some(other) => {
+            return Err(ConfigError::new(
+                protocol_var,
+                format!("must be http/protobuf or grpc, got {other:?}"),
+            ))
+        }
+    };
+    if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    let endpoint_var = if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    } else {
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    };
+    let Some(endpoint) = set(endpoint_var) else {
+        return Ok(None);
+    };
+    let endpoint = endpoint.trim().to_owned();
+    if endpoint.starts_with("https://") {
+        return Err(ConfigError::new(
+            endpoint_var,
+            "TLS is not built in: export over http:// to a collector (a sidecar or \
+             in-cluster OpenTelemetry Collector), which can forward over TLS",
+        ));
+    }
+    let host = endpoint.strip_prefix("http://").unwrap_or("");
+    if host.is_empty() || host.starts_with('/') {
+        return Err(ConfigError::new(
+            endpoint_var,
+            format!("must be an http:// URL such as http://collector:4318, got {endpoint:?}"),
+        ));
+    }
+    Ok(Some(OtlpExport { endpoint, protocol }))
 }
 
 /// Parses `name` when it is set, or gives `default`.
@@ -241,7 +351,7 @@ mod tests {
         assert_eq!(c.stream_replicas, 1);
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
         assert_eq!(c.nats_auth, NatsAuth::None);
-        assert!(c.otlp_endpoint.is_none());
+        assert!(c.otlp.is_none());
     }
 
     #[test]

@@ -29,11 +29,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::http::Readiness;
 use crate::metrics::{Metrics, Outcome};
 use crate::retry::Backoff;
 use crate::store::StoreError;
+use crate::telemetry;
 
 /// Why a handler did not finish a message.
 #[derive(Debug, thiserror::Error)]
@@ -266,13 +268,7 @@ async fn process<H: Handler>(
         .info()
         .map(|i| (i.delivered, i.stream_sequence))
         .unwrap_or((1, 0));
-    let span = tracing::info_span!(
-        "consume",
-        consumer = spec.durable,
-        subject = %message.subject,
-        stream_seq,
-        delivered,
-    );
+    let span = consumer_span(spec, &message, stream_seq, delivered);
     let outcome = async {
         if delivered > spec.max_deliver {
             let why = format!("gave up after {} deliveries", delivered - 1);
@@ -319,6 +315,64 @@ async fn process<H: Handler>(
         .record(spec.durable, outcome, started.elapsed().as_secs_f64());
 }
 
+/// The `process` span (kind consumer) of one delivery: a child of the
+/// trace context the message carries, named and described as the
+/// OpenTelemetry messaging conventions ask. Its fields are on every log
+/// line written while handling the message.
+fn consumer_span(
+    spec: &ConsumerSpec,
+    message: &Message,
+    stream_seq: u64,
+    delivered: i64,
+) -> tracing::Span {
+    let subject = message.subject.as_str();
+    // The consumer's own filter is the low-cardinality name of what it reads.
+    let template = spec
+        .filter_subjects
+        .iter()
+        .find(|filter| subject_matches(filter, subject))
+        .cloned()
+        .unwrap_or_else(|| events::subjects::template(subject));
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format_args!("process {template}"),
+        otel.kind = "consumer",
+        consumer = spec.durable,
+        subject,
+        stream_seq,
+        delivered,
+        order_id = tracing::field::Empty,
+    );
+    telemetry::continue_trace(&span, message.headers.as_ref());
+    span.set_attribute("messaging.system", "nats");
+    span.set_attribute("messaging.operation.type", "process");
+    span.set_attribute("messaging.operation.name", "process");
+    span.set_attribute("messaging.destination.name", subject.to_owned());
+    span.set_attribute("messaging.destination.template", template);
+    span.set_attribute("messaging.consumer.group.name", spec.durable);
+    span.set_attribute("messaging.message.id", stream_seq.to_string());
+    span.set_attribute("messaging.message.delivery_count", delivered);
+    if let Some(order_id) = events::subjects::order_id_of(subject) {
+        span.record("order_id", order_id);
+        span.set_attribute("order_id", order_id.to_owned());
+    }
+    span
+}
+
+/// Whether a subject matches a NATS filter (`*` one token, `>` the rest).
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for want in filter.split('.') {
+        match (want, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (want, Some(token)) if want == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
 async fn nak(message: &Message, delay: Option<Duration>) {
     if let Err(e) = message.ack_with(AckKind::Nak(delay)).await {
         tracing::warn!(error = %e, "nak failed; the message comes back after the ack wait");
@@ -337,14 +391,28 @@ async fn dead_letter(
 ) -> Outcome {
     tracing::error!(reason, "dead-lettering message");
     let subject = events::subjects::dead_letter(ctx.service, &message.subject);
-    let headers = dead_letter_headers(message, spec, reason, delivered);
-    let stored = match ctx
-        .js
-        .publish_with_headers(subject, headers, message.payload.clone())
-        .await
-    {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let mut headers = dead_letter_headers(message, spec, reason, delivered);
+    let span = telemetry::producer_span(&subject, 1);
+    // The dead letter continues the trace of the message it holds.
+    telemetry::inject(&span, &mut headers);
+    let stored = async {
+        match ctx
+            .js
+            .publish_with_headers(subject, headers, message.payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|ack| ack.sequence).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let stored = match stored {
+        Ok(seq) => {
+            span.set_attribute("messaging.message.id", seq.to_string());
+            Ok(())
+        }
+        Err(e) => Err(e),
     };
     match stored {
         Ok(()) => {
@@ -449,5 +517,30 @@ pub fn command_key(message: &Message) -> String {
             format!("m{hex}")
         }
         None => format!("s{}", stream_sequence(message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn filters_match_as_nats_matches_them() {
+        assert!(subject_matches(
+            "saga.log.*.reserve",
+            "saga.log.o-1.reserve"
+        ));
+        assert!(!subject_matches(
+            "saga.log.*.reserve",
+            "saga.log.o-1.charge"
+        ));
+        assert!(!subject_matches(
+            "saga.log.*.reserve",
+            "saga.log.o-1.reserve.x"
+        ));
+        assert!(subject_matches("orders.evt.>", "orders.evt.o-1.placed"));
+        assert!(!subject_matches("orders.evt.>", "orders.evt"));
+        assert!(subject_matches("orders.cmd.place", "orders.cmd.place"));
+        assert!(!subject_matches("orders.cmd.place", "orders.cmd"));
     }
 }

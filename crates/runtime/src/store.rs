@@ -21,6 +21,10 @@ use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry;
 
 /// The header that applies an expected-sequence check to a wildcard
 /// (nats-server 2.11+), rather than to the message's own subject.
@@ -197,16 +201,38 @@ impl Store {
 
     /// Stores every append, atomically: all of them or none. Returns the
     /// stream sequence of each, in order (a batch is stored contiguously).
-    pub async fn commit(&self, appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
-        let count = appends.len() as u64;
-        let last = match appends.len() {
-            0 => return Ok(vec![]),
-            1 => {
-                self.commit_one(appends.into_iter().next().expect("one append"))
-                    .await?
-            }
-            _ => self.commit_batch(appends).await?,
+    ///
+    /// The write is one `send` span (kind producer) named after the last
+    /// append, which by convention is the event the change announces; every
+    /// message carries the span's trace context in its headers.
+    pub async fn commit(&self, mut appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
+        let Some(announced) = appends.last() else {
+            return Ok(vec![]);
         };
+        let count = appends.len();
+        let span = telemetry::producer_span(&announced.subject, count);
+        for append in &mut appends {
+            telemetry::inject(&span, &mut append.headers);
+        }
+        let written = async {
+            if count == 1 {
+                let append = appends.pop().expect("one append");
+                self.commit_one(append).await
+            } else {
+                self.commit_batch(appends).await
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match &written {
+            Ok(last) if count == 1 => {
+                span.set_attribute("messaging.message.id", last.to_string());
+            }
+            Ok(_) => {}
+            Err(e) => span.set_status(opentelemetry::trace::Status::error(e.to_string())),
+        }
+        let last = written?;
+        let count = count as u64;
         Ok((last + 1 - count..=last).collect())
     }
 

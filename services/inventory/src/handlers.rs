@@ -144,7 +144,7 @@ impl SagaSteps {
             .await
         {
             Ok(()) => {
-                tracing::info!(%order_id, outcome = event.type_name(), "reservation decided");
+                tracing::info!(outcome = event.type_name(), "reservation decided");
                 Ok(Ok(()))
             }
             Err(StoreError::Conflict(why)) => {
@@ -237,7 +237,7 @@ impl SagaSteps {
             .await
         {
             Ok(()) => {
-                tracing::info!(%order_id, outcome = event.type_name(), "reservation settled");
+                tracing::info!(outcome = event.type_name(), "reservation settled");
                 Ok(Ok(()))
             }
             Err(e) => {

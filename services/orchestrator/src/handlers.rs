@@ -135,7 +135,7 @@ impl Saga {
         })
         .await?;
         if let Some((started, next)) = transition {
-            tracing::info!(%order_id, state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
+            tracing::info!(state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
             if let SagaEvent::Timeout(timer) = event {
                 self.metrics.step_timed_out(&timer.command);
             }

@@ -6,10 +6,15 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 #[tokio::main]
 async fn main() {
     let config = config_or_exit(saga_orchestrator::Config::from_env(&ProcessEnv));
-    runtime::telemetry::init(&config.common);
+    let telemetry = runtime::telemetry::init(&config.common);
     let shutdown = shutdown_on_signals();
-    if let Err(e) = saga_orchestrator::run(config, shutdown).await {
+    let result = saga_orchestrator::run(config, shutdown).await;
+    if let Err(e) = &result {
         tracing::error!(error = %e, "saga-orchestrator failed");
+    }
+    // The last spans of the run are exported before the process ends.
+    telemetry.shutdown().await;
+    if result.is_err() {
         std::process::exit(1);
     }
 }

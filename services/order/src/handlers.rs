@@ -54,6 +54,7 @@ impl Handler for Place {
         let order_id = command.order_id.clone().unwrap_or_else(|| {
             domain::derive_order_id(header(message, "Nats-Msg-Id"), stream_sequence(message))
         });
+        runtime::telemetry::record_order_id(order_id.as_str());
         let placed = OrderEvent {
             kind: OrderEventType::Placed,
             order: Order::placed(order_id.clone(), command.customer_id, &command.items),
@@ -63,12 +64,12 @@ impl Handler for Place {
             .expect_last_on(&filter, 0);
         match self.store.commit(vec![append]).await {
             Ok(_) => {
-                tracing::info!(%order_id, "order placed");
+                tracing::info!("order placed");
                 Ok(())
             }
             // The order exists already: placing it again creates nothing.
             Err(StoreError::Conflict(_)) => {
-                tracing::info!(%order_id, "order already placed");
+                tracing::info!("order already placed");
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -115,7 +116,7 @@ impl SagaSteps {
             let append = Append::json(subjects::order_event(order_id, event.kind.as_str()), &event)
                 .expect_last_on(&subjects::order_events(order_id), seq);
             self.store.commit(vec![append]).await?;
-            tracing::info!(%order_id, status = ?event.order.status, "order updated");
+            tracing::info!(status = ?event.order.status, "order updated");
             Ok(Ok(()))
         })
         .await?;

@@ -204,7 +204,7 @@ impl<G: Gateway> SagaSteps<G> {
             .await
         {
             Ok(()) => {
-                tracing::info!(%order_id, %customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
+                tracing::info!(%customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
                 Ok(Ok(()))
             }
             Err(StoreError::Conflict(why)) => {
@@ -282,7 +282,7 @@ impl<G: Gateway> SagaSteps<G> {
         };
         match self.write(order_id, account, &event, after).await {
             Ok(()) => {
-                tracing::info!(%order_id, %customer_id, amount = charged.0, "refunded");
+                tracing::info!(%customer_id, amount = charged.0, "refunded");
                 Ok(Ok(()))
             }
             Err(e) => {

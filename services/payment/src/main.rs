@@ -6,10 +6,15 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 #[tokio::main]
 async fn main() {
     let config = config_or_exit(payment_service::Config::from_env(&ProcessEnv));
-    runtime::telemetry::init(&config.common);
+    let telemetry = runtime::telemetry::init(&config.common);
     let shutdown = shutdown_on_signals();
-    if let Err(e) = payment_service::run(config, shutdown).await {
+    let result = payment_service::run(config, shutdown).await;
+    if let Err(e) = &result {
         tracing::error!(error = %e, "payment-service failed");
+    }
+    // The last spans of the run are exported before the process ends.
+    telemetry.shutdown().await;
+    if result.is_err() {
         std::process::exit(1);
     }
 }

@@ -192,20 +192,28 @@ async fn place(
     if let Some(id) = &order_id {
         body["order_id"] = id.clone().into();
     }
+    // The order's trace starts here, so that it can be looked up by id.
+    let (trace_id, headers) = jetsaga_client::new_trace();
     let ack = client
         .command(
             events::subjects::PLACE_ORDER,
-            Default::default(),
+            headers,
             body.to_string().into(),
         )
         .await?;
     if !wait {
         out.value(
-            &serde_json::json!({"stream_sequence": ack.sequence}),
-            || format!("accepted as orders.cmd.place #{}", ack.sequence),
+            &serde_json::json!({"stream_sequence": ack.sequence, "trace_id": trace_id}),
+            || {
+                format!(
+                    "accepted as orders.cmd.place #{} (trace {trace_id})",
+                    ack.sequence
+                )
+            },
         );
         return Ok(ExitCode::SUCCESS);
     }
+    eprintln!("trace {trace_id}");
     // Without an id (and without a Nats-Msg-Id), the order service derives
     // it from the stream sequence of the command.
     let order_id = order_id.unwrap_or_else(|| format!("o-s{}", ack.sequence));
