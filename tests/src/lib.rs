@@ -92,7 +92,8 @@ impl Suite {
         wait_ready(self.http_of(name)).await;
     }
 
-    fn launch(&mut self, name: &'static str, extra: &[(&str, &str)]) {
+    /// Starts one service without waiting for it to be ready.
+    pub fn launch(&mut self, name: &'static str, extra: &[(&str, &str)]) {
         let addr = self.http_of(name);
         let mut vars: HashMap<String, String> = [
             ("NATS_URL", self.nats.url()),

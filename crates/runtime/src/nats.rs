@@ -6,8 +6,10 @@
 //! failing: its `/readyz` says what it is waiting for meanwhile.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::Context;
 use async_nats::{Client, ConnectOptions};
@@ -123,6 +125,48 @@ where
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Keeps the streams this service owns in place: every few seconds each is
+/// looked up, and one found missing (deleted by hand, or lost with a
+/// server's store) fails its `/readyz` check and is provisioned again,
+/// empty, so that new work can flow. What it held is gone: that is logged
+/// as an error for an operator to look into.
+pub async fn watch_streams(
+    js: Context,
+    owned: Arc<Mutex<Vec<StreamConfig>>>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    const EVERY: Duration = Duration::from_secs(2);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+        let streams = owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for config in streams {
+            let missing = match js.get_stream(&config.name).await {
+                Ok(_) => false,
+                Err(e) => matches!(
+                    e.kind(),
+                    GetStreamErrorKind::JetStream(ref api)
+                        if api.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                ),
+            };
+            if !missing {
+                // Present, or NATS is down, which the connection check reports.
+                continue;
+            }
+            let check = format!("stream {}", config.name);
+            tracing::error!(stream = %config.name, "stream missing: provisioning it again, empty");
+            readiness.failing(&check, "stream not found");
+            match js.create_or_update_stream(config).await {
+                Ok(_) => readiness.ready(&check),
+                Err(e) => readiness.failing(&check, e.to_string()),
+            }
         }
     }
 }

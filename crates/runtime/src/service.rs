@@ -1,7 +1,7 @@
 //! A service's lifecycle: start (connect, sidecar), provision, run its
 //! consumers and queries, and shut down cleanly when asked.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::stream::Config as StreamConfig;
@@ -44,6 +44,9 @@ pub struct ServiceRuntime {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sidecar: tokio::task::JoinHandle<()>,
+    /// The streams provisioned by this service, kept in place by
+    /// [`nats::watch_streams`].
+    owned_streams: Arc<Mutex<Vec<StreamConfig>>>,
 }
 
 impl ServiceRuntime {
@@ -71,6 +74,14 @@ impl ServiceRuntime {
             source,
         })?;
         tracing::info!(service = name, http = %config.http_addr, "service starting");
+        let owned_streams = Arc::default();
+        let tasks = TaskTracker::new();
+        tasks.spawn(nats::watch_streams(
+            js.clone(),
+            Arc::clone(&owned_streams),
+            readiness.clone(),
+            shutdown.clone(),
+        ));
         Ok(Self {
             name,
             config,
@@ -79,8 +90,9 @@ impl ServiceRuntime {
             metrics,
             readiness,
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
             sidecar,
+            owned_streams,
         })
     }
 
@@ -91,7 +103,15 @@ impl ServiceRuntime {
 
     /// Creates or updates a stream this service owns; `false` on shutdown.
     pub async fn ensure_stream(&self, config: StreamConfig) -> bool {
-        nats::ensure_stream(&self.js, config, &self.readiness, &self.shutdown).await
+        let provisioned =
+            nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown).await;
+        if provisioned {
+            self.owned_streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(config);
+        }
+        provisioned
     }
 
     /// Runs a consumer until shutdown.

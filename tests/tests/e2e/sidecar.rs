@@ -103,3 +103,70 @@ async fn readiness_follows_the_nats_connection_and_health_does_not() {
     );
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn readiness_names_the_streams_a_service_waits_for() {
+    // The orchestrator alone: the streams it reads are not there until
+    // their owners start, and /readyz says which consumers wait for them.
+    let mut suite = Suite::start_only(&[], &[]).await;
+    suite.launch("saga-orchestrator", &[]);
+    let addr = suite.http_of("saga-orchestrator");
+    let failing = eventually(
+        "the orchestrator to report its unbound consumers",
+        SETTLE,
+        || async move {
+            let (status, body) = http_get(addr, "/readyz").await?;
+            let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let failing = body["failing"].as_object()?.clone();
+            // Every stream it reads is named, not just the first.
+            let named = |stream: &str| {
+                failing.iter().any(|(check, why)| {
+                    check.starts_with("consumer ") && why.to_string().contains(stream)
+                })
+            };
+            (status == 503 && named("ORDERS") && named("INVENTORY") && named("PAYMENTS"))
+                .then_some(failing)
+        },
+    )
+    .await;
+    assert!(
+        !failing.contains_key("nats") && !failing.contains_key("stream SAGA"),
+        "only what is missing fails: {failing:?}"
+    );
+
+    for service in ["order-service", "inventory-service", "payment-service"] {
+        suite.start_service(service).await;
+    }
+    suite.wait_ready().await;
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_stream_is_provisioned_again_and_work_resumes() {
+    let suite = Suite::start().await;
+    let js = async_nats::jetstream::new(suite.client.nats().clone());
+    js.delete_stream("INVENTORY").await.unwrap();
+    eventually(
+        "the inventory service to re-create its stream",
+        SETTLE,
+        || {
+            let js = js.clone();
+            async move { js.get_stream("INVENTORY").await.ok().map(|_| ()) }
+        },
+    )
+    .await;
+    // The consumers on it (the inventory service's and the orchestrator's)
+    // bind again, and an order goes through.
+    suite.wait_ready().await;
+    suite.seed(&[("sku-1", 1, 100)], &[("c-1", 10_000)]).await;
+    suite
+        .client
+        .place("o-after-delete", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        suite.settled("o-after-delete").await.status,
+        OrderStatus::Confirmed
+    );
+    suite.stop().await;
+}
