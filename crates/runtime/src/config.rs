@@ -372,6 +372,14 @@ mod tests {
             ("NATS_CREDS", "/no/such/file.creds"),
             ("NATS_TLS_CA", "/no/such/ca.pem"),
             ("RUST_LOG", "info,=[bad"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value} gave {err}");
@@ -387,5 +395,60 @@ mod tests {
         );
         let c = config(&[("NATS_USER", "u"), ("NATS_PASSWORD", "p")]).unwrap();
         assert!(matches!(c.nats_auth, NatsAuth::UserPassword { .. }));
+    }
+
+    #[test]
+    fn trace_export_follows_the_standard_variables() {
+        // Compose passes an unset variable as an empty one.
+        assert!(config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])
+            .unwrap()
+            .otlp
+            .is_none());
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
+        assert_eq!(
+            c.otlp,
+            Some(OtlpExport {
+                endpoint: "http://collector:4318".into(),
+                protocol: OtlpProtocol::HttpProtobuf,
+            })
+        );
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ])
+        .unwrap();
+        let otlp = c.otlp.unwrap();
+        assert_eq!(
+            otlp.endpoint, "http://jaeger:4317",
+            "the signal's own variable wins"
+        );
+        assert_eq!(otlp.protocol, OtlpProtocol::Grpc);
+        let off = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .unwrap();
+        assert!(off.otlp.is_none());
+    }
+
+    #[test]
+    fn samplers_are_checked() {
+        for ok in [
+            vec![("OTEL_TRACES_SAMPLER", "parentbased_always_on")],
+            vec![
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ],
+        ] {
+            assert!(config(&ok).is_ok(), "{ok:?}");
+        }
+        let err = config(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OTEL_TRACES_SAMPLER_ARG");
     }
 }
