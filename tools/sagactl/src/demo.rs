@@ -19,7 +19,7 @@ use crate::load;
 use crate::output::Output;
 use crate::seed::{self, customer_name, sku_name, Plan};
 
-const SERVICES: [(&str, u16); 4] = [
+pub(crate) const SERVICES: [(&str, u16); 4] = [
     ("order-service", 8081),
     ("inventory-service", 8082),
     ("payment-service", 8083),
@@ -39,17 +39,14 @@ pub struct DemoArgs {
     pub no_wait: bool,
 }
 
-struct Service {
-    name: &'static str,
-    child: Child,
-    http: SocketAddr,
+pub(crate) struct Service {
+    pub name: &'static str,
+    pub child: Child,
+    pub http: SocketAddr,
 }
 
 pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("sagactl has a folder")?
-        .to_path_buf();
+    let bin_dir = bin_dir()?;
     let port = if port_is_free(4222) {
         4222
     } else {
@@ -62,7 +59,14 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
 
     let mut services = Vec::new();
     for (name, default_port) in SERVICES {
-        services.push(spawn(&bin_dir, name, default_port, &nats.url(), &logs)?);
+        services.push(spawn(
+            &bin_dir,
+            name,
+            default_port,
+            &nats.url(),
+            &logs,
+            &[],
+        )?);
     }
     let outcome = drive(&args, &nats, &services, &logs, out).await;
     for service in &mut services {
@@ -148,12 +152,22 @@ fn demo_plan() -> Plan {
     }
 }
 
-fn spawn(
+/// Where the service binaries are: beside `sagactl`.
+pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("sagactl has a folder")?
+        .to_path_buf())
+}
+
+/// Starts one service binary, logging to `<logs>/<name>.log`.
+pub(crate) fn spawn(
     bin_dir: &Path,
     name: &'static str,
     default_port: u16,
     nats_url: &str,
     logs: &Path,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
     let binary: PathBuf = bin_dir.join(name);
     anyhow::ensure!(
@@ -172,6 +186,7 @@ fn spawn(
         .env("NATS_URL", nats_url)
         .env("HTTP_ADDR", http.to_string())
         .env("LOG_FORMAT", "json")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -189,7 +204,7 @@ async fn wait_ready(service: &Service) -> anyhow::Result<()> {
 }
 
 /// SIGTERM, then up to the grace period for a clean exit.
-async fn stop(service: &mut Service) {
+pub(crate) async fn stop(service: &mut Service) {
     if terminate(&mut service.child, Duration::from_secs(30))
         .await
         .is_none()
@@ -202,7 +217,7 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn monitor_port() -> u16 {
+pub(crate) fn monitor_port() -> u16 {
     if port_is_free(8222) {
         8222
     } else {

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
 
+mod bench;
 mod demo;
 mod dlq;
 mod load;
@@ -75,6 +76,9 @@ enum Command {
     Load(load::LoadArgs),
     /// Run the whole suite locally and put orders through it.
     Demo(demo::DemoArgs),
+    /// Measure the suite against JetStream's own limits on this machine
+    /// (starts its own nats-server and services).
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -94,8 +98,18 @@ async fn main() -> ExitCode {
 pub(crate) const NOT_FOUND: u8 = 3;
 
 async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
-    if let Command::Demo(args) = cli.command {
-        return demo::run(args, out).await.map(|()| ExitCode::SUCCESS);
+    match cli.command {
+        Command::Demo(args) => return demo::run(args, out).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => {
+            // Not every order settled: the numbers are not worth keeping.
+            let settled = bench::run(args, out).await?;
+            return Ok(if settled {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        _ => {}
     }
     let client = Client::connect(&cli.nats_url)
         .await
@@ -164,7 +178,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }
 

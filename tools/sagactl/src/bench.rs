@@ -1,0 +1,580 @@
+//! `sagactl bench`: how close jetsaga runs to JetStream's own limit on this
+//! machine. In one run, against its own nats-server (temporary store) and
+//! the four service binaries beside `sagactl`:
+//!
+//! 1. the JetStream ceiling: async publishes with acks in flight, pull
+//!    consume + ack, and two-message atomic batches (jetsaga's write);
+//! 2. each service's time from start to ready;
+//! 3. sagas per second at saturation, every order expected to confirm;
+//! 4. latency percentiles at fixed offered rates;
+//! 5. what one saga costs in stored messages, consumer deliveries and NATS
+//!    messages, from the server's own statistics;
+//! 6. peak RSS and CPU seconds of each service and of nats-server;
+//!
+//! then prints a table (and JSON with `--json` or `--out`) and checks the
+//! targets of the performance issue.
+
+use std::collections::BTreeMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use async_nats::jetstream::consumer::AckPolicy;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use bytes::Bytes;
+use clap::Args;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use jetsaga_client::Client;
+use serde::Serialize;
+use testkit::{free_port, http_get, NatsServer};
+
+use crate::demo::{self, Service};
+use crate::load::{self, Report};
+use crate::output::Output;
+use crate::seed::{self, customer_name, sku_name, Plan};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Orders in the saturation run (placed as fast as acknowledged).
+    #[arg(long, default_value_t = 20_000)]
+    pub saturation_orders: usize,
+    /// Offered rates of the latency runs, orders per second.
+    #[arg(long, value_delimiter = ',', default_value = "250,1000,2000")]
+    pub rates: Vec<f64>,
+    /// Seconds each fixed-rate run lasts.
+    #[arg(long, default_value_t = 10)]
+    pub rate_seconds: u64,
+    /// Messages in each raw JetStream measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub js_messages: usize,
+    /// Export the services' traces to this OTLP/HTTP endpoint (off by
+    /// default), to measure what tracing costs.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// A small, quick run that checks the benchmark itself.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub machine: Machine,
+    pub command: String,
+    pub trace_export: bool,
+    pub jetstream: Ceiling,
+    /// From process start to `/readyz` 200.
+    pub ready_ms: BTreeMap<String, f64>,
+    pub saturation: Report,
+    pub rates: Vec<RateRun>,
+    pub per_saga: Cost,
+    pub resources: BTreeMap<String, Resources>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub nats_server: String,
+}
+
+/// What JetStream itself does on this machine, one file-backed stream.
+#[derive(Debug, Serialize)]
+pub struct Ceiling {
+    /// Async publishes per second, acks awaited 4096 at a time.
+    pub publish_per_s: f64,
+    /// Messages pulled and acked per second.
+    pub consume_ack_per_s: f64,
+    /// Two-message atomic batches committed per second, 32 at a time (the server allows 50 in flight per stream).
+    pub atomic_batches_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RateRun {
+    pub offered_per_s: f64,
+    pub report: Report,
+}
+
+/// What one saga costs, from the server's statistics over the saturation
+/// run (its deltas divided by the sagas settled).
+#[derive(Debug, Default, Serialize)]
+pub struct Cost {
+    /// Messages stored in the streams (state, events, commands, timers).
+    pub stored_messages: f64,
+    /// Messages delivered to the services' consumers.
+    pub deliveries: f64,
+    /// NATS messages the server received (publishes, acks, API requests).
+    pub nats_messages_in: f64,
+    /// NATS messages the server sent (deliveries, replies, acks).
+    pub nats_messages_out: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    pub peak_rss_mib: f64,
+    pub cpu_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
+    let (saturation_orders, rates, rate_seconds, js_messages) = if args.quick {
+        (500, vec![100.0], 2, 5_000)
+    } else {
+        (
+            args.saturation_orders,
+            args.rates.clone(),
+            args.rate_seconds,
+            args.js_messages,
+        )
+    };
+    let bin_dir = demo::bin_dir()?;
+    let monitor = free_port();
+    let nats = NatsServer::start_with(&["-m", &monitor.to_string()]);
+    let nats_pid = nats.pid().context("nats-server runs")?;
+    let monitor = SocketAddr::from(([127, 0, 0, 1], monitor));
+    let logs = std::env::temp_dir().join(format!("jetsaga-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&logs)?;
+    eprintln!(
+        "nats-server {} (monitoring {monitor}); logs in {}",
+        nats.url(),
+        logs.display()
+    );
+
+    let raw = async_nats::connect(nats.url()).await?;
+    eprintln!("JetStream ceiling ({js_messages} messages each)...");
+    let jetstream = ceiling(&raw, js_messages).await?;
+
+    // All four at once, as `docker compose up` starts them: each provisions
+    // its streams and binds to the others' as they appear.
+    let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];
+    if let Some(endpoint) = &args.otlp_endpoint {
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"));
+    }
+    let started = Instant::now();
+    let mut services: Vec<Service> = Vec::new();
+    for (name, _) in demo::SERVICES {
+        services.push(demo::spawn(
+            &bin_dir,
+            name,
+            free_port(),
+            &nats.url(),
+            &logs,
+            &env,
+        )?);
+    }
+    let mut ready_ms = BTreeMap::new();
+    for service in &services {
+        let ready = ready_after(service.http, started, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("{} did not become ready", service.name))?;
+        ready_ms.insert(service.name.to_owned(), ready.as_secs_f64() * 1000.0);
+    }
+    let outcome = measure(
+        &raw,
+        monitor,
+        &services,
+        nats_pid,
+        saturation_orders,
+        &rates,
+        rate_seconds,
+    )
+    .await;
+    for service in &mut services {
+        demo::stop(service).await;
+    }
+    drop(nats);
+    let (saturation, rate_runs, per_saga, resources) = outcome?;
+
+    let targets = targets(&saturation, &rate_runs, &resources, &ready_ms);
+    let report = BenchReport {
+        machine: machine(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        trace_export: args.otlp_endpoint.is_some(),
+        jetstream,
+        ready_ms,
+        saturation,
+        rates: rate_runs,
+        per_saga,
+        resources,
+        targets,
+    };
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    out.value(&report, || table(&report));
+    Ok(report.saturation.unsettled == 0)
+}
+
+type Measured = (Report, Vec<RateRun>, Cost, BTreeMap<String, Resources>);
+
+async fn measure(
+    raw: &async_nats::Client,
+    monitor: SocketAddr,
+    services: &[Service],
+    nats_pid: u32,
+    saturation_orders: usize,
+    rates: &[f64],
+    rate_seconds: u64,
+) -> anyhow::Result<Measured> {
+    let client = Client::new(raw.clone());
+    // Plenty of everything: every order of the benchmark should confirm.
+    let plan = Plan {
+        skus: (1..=50)
+            .map(|i| (sku_name(i), 1_000_000_000, 1_000))
+            .collect(),
+        customers: (1..=200)
+            .map(|i| (customer_name(i), 100_000_000_000_000))
+            .collect(),
+    };
+    seed::seed(&client, &plan).await?;
+    let spec = |count: usize, rate: Option<f64>| load::Spec {
+        count,
+        rate,
+        skus: plan.skus.iter().map(|(s, _, _)| s.clone()).collect(),
+        customers: plan.customers.iter().map(|(c, _)| c.clone()).collect(),
+        max_lines: 3,
+        settle: Duration::from_secs(60),
+        progress: true,
+    };
+
+    eprintln!("saturation: {saturation_orders} orders as fast as they are acknowledged");
+    let before = server_counts(raw, monitor).await?;
+    let saturation = load::run(&client, &spec(saturation_orders, None)).await?;
+    let after = server_counts(raw, monitor).await?;
+    let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
+    let per_saga = Cost {
+        stored_messages: (after.stored - before.stored) as f64 / sagas,
+        deliveries: (after.delivered - before.delivered) as f64 / sagas,
+        nats_messages_in: (after.in_msgs - before.in_msgs) as f64 / sagas,
+        nats_messages_out: (after.out_msgs - before.out_msgs) as f64 / sagas,
+    };
+
+    let mut rate_runs = Vec::new();
+    for &rate in rates {
+        let count = (rate * rate_seconds as f64).round() as usize;
+        eprintln!("fixed rate: {rate}/s for {rate_seconds} s ({count} orders)");
+        let report = load::run(&client, &spec(count, Some(rate))).await?;
+        rate_runs.push(RateRun {
+            offered_per_s: rate,
+            report,
+        });
+    }
+
+    let mut resources = BTreeMap::new();
+    for service in services {
+        resources.insert(service.name.to_owned(), usage(service.child.id())?);
+    }
+    resources.insert("nats-server".to_owned(), usage(nats_pid)?);
+    Ok((saturation, rate_runs, per_saga, resources))
+}
+
+/// Polls `/readyz` closely, for a start-up time worth reporting: the time
+/// from `started` to the first 200.
+async fn ready_after(
+    addr: SocketAddr,
+    started: Instant,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    while started.elapsed() < within {
+        if let Some((200, _)) = http_get(addr, "/readyz").await {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    anyhow::bail!("not ready after {within:?}")
+}
+
+async fn ceiling(raw: &async_nats::Client, n: usize) -> anyhow::Result<Ceiling> {
+    let js = async_nats::jetstream::new(raw.clone());
+    let stream = js
+        .create_stream(StreamConfig {
+            name: "BENCH".into(),
+            subjects: vec!["bench.>".into()],
+            storage: StorageType::File,
+            allow_atomic_publish: true,
+            ..Default::default()
+        })
+        .await?;
+    let payload = Bytes::from(vec![b'x'; 256]);
+
+    let started = Instant::now();
+    let mut acks = FuturesUnordered::new();
+    for i in 0..n {
+        let ack = js
+            .publish(format!("bench.p.{}", i % 1000), payload.clone())
+            .await?;
+        acks.push(ack.into_future());
+        while acks.len() >= 4096 {
+            acks.next().await.context("an ack")??;
+        }
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let publish_per_s = n as f64 / started.elapsed().as_secs_f64();
+
+    let consumer = stream
+        .create_consumer(PullConfig {
+            durable_name: Some("bench".into()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await?;
+    let started = Instant::now();
+    for _ in 0..n {
+        let message = messages
+            .next()
+            .await
+            .context("the consumer ended")?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let consume_ack_per_s = n as f64 / started.elapsed().as_secs_f64();
+    drop(messages);
+
+    // jetsaga's write: a state and an event, stored together or not at all.
+    let store = runtime::Store::new(js.clone(), "BENCH").await?;
+    let batches = (n / 10).max(100);
+    let started = Instant::now();
+    let mut commits = FuturesUnordered::new();
+    for i in 0..batches {
+        let store = store.clone();
+        let payload = payload.clone();
+        commits.push(async move {
+            store
+                .commit(vec![
+                    runtime::Append::raw(format!("bench.state.{i}"), payload.clone()),
+                    runtime::Append::raw(format!("bench.event.{i}"), payload),
+                ])
+                .await
+        });
+        while commits.len() >= 32 {
+            commits.next().await.context("a commit")??;
+        }
+    }
+    while let Some(commit) = commits.next().await {
+        commit?;
+    }
+    let atomic_batches_per_s = batches as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream("BENCH").await?;
+    Ok(Ceiling {
+        publish_per_s,
+        consume_ack_per_s,
+        atomic_batches_per_s,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    stored: u64,
+    delivered: u64,
+    in_msgs: u64,
+    out_msgs: u64,
+}
+
+/// Messages stored in jetsaga's streams, deliveries to its consumers, and
+/// the server's message totals.
+async fn server_counts(raw: &async_nats::Client, monitor: SocketAddr) -> anyhow::Result<Counts> {
+    let js = async_nats::jetstream::new(raw.clone());
+    let mut counts = Counts::default();
+    for name in ["ORDERS", "INVENTORY", "PAYMENTS", "SAGA"] {
+        let mut stream = js.get_stream(name).await?;
+        // The last sequence counts every message ever stored, whatever the
+        // stream has since discarded.
+        counts.stored += stream.info().await?.state.last_sequence;
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            counts.delivered += info?.delivered.consumer_sequence;
+        }
+    }
+    let (_, varz) = http_get(monitor, "/varz")
+        .await
+        .context("the monitoring port answers")?;
+    let varz: serde_json::Value = serde_json::from_str(&varz)?;
+    counts.in_msgs = varz["in_msgs"].as_u64().unwrap_or(0);
+    counts.out_msgs = varz["out_msgs"].as_u64().unwrap_or(0);
+    Ok(counts)
+}
+
+/// Peak RSS (the kernel's high-water mark) and CPU time of a process.
+fn usage(pid: u32) -> anyhow::Result<Resources> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM in /proc/<pid>/status")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("utime and stime in /proc/<pid>/stat")?
+        .iter()
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .sum();
+    Ok(Resources {
+        peak_rss_mib: hwm_kib / 1024.0,
+        cpu_seconds: ticks as f64 / 100.0,
+    })
+}
+
+fn targets(
+    saturation: &Report,
+    rates: &[RateRun],
+    resources: &BTreeMap<String, Resources>,
+    ready_ms: &BTreeMap<String, f64>,
+) -> Vec<Target> {
+    let mut targets = vec![Target {
+        what: "saturation throughput".into(),
+        goal: ">= 2500 sagas/s, every one confirmed".into(),
+        measured: format!(
+            "{:.0} sagas/s, {} of {} confirmed",
+            saturation.throughput, saturation.confirmed, saturation.placed
+        ),
+        met: saturation.throughput >= 2500.0 && saturation.confirmed == saturation.placed,
+    }];
+    if let Some(run) = rates.iter().find(|r| r.offered_per_s == 1000.0) {
+        targets.push(Target {
+            what: "p99 latency at 1000/s offered".into(),
+            goal: "<= 50 ms".into(),
+            measured: format!("{:.1} ms", run.report.latency_ms.p99),
+            met: run.report.latency_ms.p99 <= 50.0 && run.report.unsettled == 0,
+        });
+    }
+    for (name, usage) in resources.iter().filter(|(n, _)| *n != "nats-server") {
+        targets.push(Target {
+            what: format!("peak RSS of {name}"),
+            goal: "<= 50 MiB".into(),
+            measured: format!("{:.1} MiB", usage.peak_rss_mib),
+            met: usage.peak_rss_mib <= 50.0,
+        });
+    }
+    for (name, ms) in ready_ms {
+        targets.push(Target {
+            what: format!("{name} ready after start"),
+            goal: "< 1 s".into(),
+            measured: format!("{ms:.0} ms"),
+            met: *ms < 1000.0,
+        });
+    }
+    targets
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let nats_server = std::process::Command::new(testkit::nats_server_binary())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default(),
+        memory_gib: memory_kib / 1024.0 / 1024.0,
+        nats_server,
+    }
+}
+
+fn table(r: &BenchReport) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        t,
+        "\nmachine: {} cpus ({}), {:.0} GiB; {}; trace export {}",
+        m.cpus,
+        m.cpu_model,
+        m.memory_gib,
+        m.nats_server,
+        if r.trace_export { "on" } else { "off" }
+    );
+    let j = &r.jetstream;
+    let _ = writeln!(
+        t,
+        "JetStream ceiling: publish {:.0}/s, consume+ack {:.0}/s, 2-message atomic batches {:.0}/s",
+        j.publish_per_s, j.consume_ack_per_s, j.atomic_batches_per_s
+    );
+    let ready: Vec<String> = r
+        .ready_ms
+        .iter()
+        .map(|(n, ms)| format!("{n} {ms:.0} ms"))
+        .collect();
+    let _ = writeln!(t, "ready after start: {}", ready.join(", "));
+    let _ = writeln!(t, "\nsaturation\n{}", r.saturation);
+    for run in &r.rates {
+        let _ = writeln!(t, "\noffered {}/s\n{}", run.offered_per_s, run.report);
+    }
+    let c = &r.per_saga;
+    let _ = writeln!(
+        t,
+        "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out",
+        c.stored_messages, c.deliveries, c.nats_messages_in, c.nats_messages_out
+    );
+    let _ = writeln!(
+        t,
+        "\n{:<20} {:>14} {:>12}",
+        "process", "peak RSS MiB", "CPU s"
+    );
+    for (name, u) in &r.resources {
+        let _ = writeln!(
+            t,
+            "{name:<20} {:>14.1} {:>12.1}",
+            u.peak_rss_mib, u.cpu_seconds
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\n{:<40} {:<40} {:<32} met",
+        "target", "goal", "measured"
+    );
+    for target in &r.targets {
+        let _ = writeln!(
+            t,
+            "{:<40} {:<40} {:<32} {}",
+            target.what,
+            target.goal,
+            target.measured,
+            if target.met { "yes" } else { "NO" }
+        );
+    }
+    t
+}
