@@ -159,7 +159,9 @@ import json, re, sys
 contract = {"jetsaga_messages_handled_total", "jetsaga_message_handle_duration_seconds",
             "jetsaga_dead_letters_total", "jetsaga_sagas_started_total",
             "jetsaga_sagas_completed_total", "jetsaga_saga_duration_seconds",
-            "jetsaga_sagas_in_flight", "jetsaga_circuit_breaker_state"}
+            "jetsaga_sagas_in_flight", "jetsaga_circuit_breaker_state",
+            # beyond the contract: the orchestrator's step deadlines that fired
+            "jetsaga_saga_step_timeouts_total"}
 dash = json.load(open("deploy/grafana/dashboards/jetsaga.json"))
 exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 used = {re.sub(r"_(bucket|sum|count)$", "", m)

@@ -2,7 +2,10 @@
 # The whole test suite, then one summary line:
 #   1. every cargo test of the workspace, against real nats-servers (the
 #      binaries are built first: the end-to-end tests also run them);
-#   2. the deployment: the Kubernetes overlays validated offline, and the
+#   2. the monitoring configuration (scripts/check-alerts.sh): the
+#      Prometheus configs, the alert rules and their unit tests (promtool,
+#      installed from Debian's package), the Grafana dashboard;
+#   3. the deployment: the Kubernetes overlays validated offline, and the
 #      Compose stack brought up for real from locally built images.
 # The deployment tests need Docker and kubectl; without them they are
 # skipped with a warning, except in CI (CI=true), where that is a failure.
@@ -16,6 +19,7 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=1
+scripts/check-alerts.sh 2>&1 | tee -a "$log" || status=1
 
 deployment_tools() {
     command -v docker >/dev/null && docker info >/dev/null 2>&1 \
@@ -35,7 +39,7 @@ fi
 
 summary="$(awk '
     /^test result:/ { passed += $4; failed += $6 }
-    /^(k8s-validate|compose-test|deployment): [0-9]+ passed, [0-9]+ failed$/ { passed += $2; failed += $4 }
+    /^(check-alerts|k8s-validate|compose-test|deployment): [0-9]+ passed, [0-9]+ failed$/ { passed += $2; failed += $4 }
     END { printf "%d passed, %d failed", passed, failed }' "$log")"
 echo
 echo "tests: ${summary}"
