@@ -143,6 +143,7 @@ pub async fn run<H: Handler>(
 ) {
     let check = format!("consumer {}", spec.durable);
     ctx.readiness.declare(&check);
+    ctx.metrics.declare_consumer(spec.durable);
     let permits = Arc::new(Semaphore::new(spec.concurrency));
     let in_flight = TaskTracker::new();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));

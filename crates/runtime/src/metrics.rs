@@ -88,6 +88,16 @@ impl Metrics {
         &self.registry
     }
 
+    /// Creates a consumer's series at 0, so that the first message, retry
+    /// or dead letter shows in rates and increases (and alerts) too.
+    pub fn declare_consumer(&self, consumer: &str) {
+        for outcome in [Outcome::Ok, Outcome::Retry, Outcome::DeadLetter] {
+            self.handled.with_label_values(&[consumer, outcome.as_str()]);
+        }
+        self.duration.with_label_values(&[consumer]);
+        self.dead_letters.with_label_values(&[consumer]);
+    }
+
     pub fn record(&self, consumer: &str, outcome: Outcome, seconds: f64) {
         self.handled
             .with_label_values(&[consumer, outcome.as_str()])

@@ -56,6 +56,26 @@ impl SagaMetrics {
         ] {
             registry.register(collector).expect("metric registers once");
         }
+        // Every series exists from the start, at 0, so that rates and
+        // increases see the first saga, timeout or cancellation too.
+        for outcome in ["confirmed", "cancelled"] {
+            completed.with_label_values(&[outcome]);
+            duration.with_label_values(&[outcome]);
+        }
+        {
+            use events::saga::command::*;
+            for step in [
+                RESERVE_STOCK,
+                CHARGE_PAYMENT,
+                COMMIT_STOCK,
+                CONFIRM_ORDER,
+                REFUND_PAYMENT,
+                RELEASE_STOCK,
+                CANCEL_ORDER,
+            ] {
+                timeouts.with_label_values(&[step]);
+            }
+        }
         Self {
             started,
             completed,
