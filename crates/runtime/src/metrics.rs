@@ -92,7 +92,8 @@ impl Metrics {
     /// or dead letter shows in rates and increases (and alerts) too.
     pub fn declare_consumer(&self, consumer: &str) {
         for outcome in [Outcome::Ok, Outcome::Retry, Outcome::DeadLetter] {
-            self.handled.with_label_values(&[consumer, outcome.as_str()]);
+            self.handled
+                .with_label_values(&[consumer, outcome.as_str()]);
         }
         self.duration.with_label_values(&[consumer]);
         self.dead_letters.with_label_values(&[consumer]);

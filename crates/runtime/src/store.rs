@@ -8,6 +8,7 @@
 //! on one aggregate can never both win: the loser gets [`StoreError::Conflict`],
 //! reloads, and decides again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::header::{
@@ -17,10 +18,13 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
+
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -117,11 +121,31 @@ impl Append {
     }
 }
 
+/// Messages of concurrent changes committed together in one atomic batch.
+/// The server's limit is 1000 per batch.
+const GROUP_MESSAGES: usize = 256;
+/// Group batches in flight at once, per store. The server admits 50
+/// batches in flight per stream; while these are busy, changes queue and
+/// the next group grows.
+const GROUPS_IN_FLIGHT: usize = 4;
+/// Changes of a refused group committed again on their own at once, per
+/// group: with [`GROUPS_IN_FLIGHT`], well under the server's 50.
+const RETRIES_IN_FLIGHT: usize = 8;
+
 /// Reads and writes the aggregates of one stream.
 #[derive(Debug, Clone)]
 pub struct Store {
     js: Context,
     stream: Stream<()>,
+    /// Changes of more than one message, to the group committer.
+    groups: mpsc::Sender<Change>,
+}
+
+/// A change waiting for the group committer, and where its outcome goes.
+#[derive(Debug)]
+struct Change {
+    appends: Vec<Append>,
+    done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
 }
 
 #[derive(Deserialize)]
@@ -141,12 +165,20 @@ struct ApiError {
 }
 
 impl Store {
+    /// A store of `stream`, with its group committer (a task on the current
+    /// runtime, which ends when the last clone of the store is dropped).
     pub async fn new(js: Context, stream: &str) -> Result<Self, StoreError> {
         let handle = js
             .get_stream_no_info(stream)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { js, stream: handle })
+        let (groups, queue) = mpsc::channel(GROUPS_IN_FLIGHT * GROUP_MESSAGES);
+        tokio::spawn(group_commits(js.clone(), queue));
+        Ok(Self {
+            js,
+            stream: handle,
+            groups,
+        })
     }
 
     /// The last message on `subject` (which may be a wildcard), decoded.
@@ -219,7 +251,7 @@ impl Store {
                 let append = appends.pop().expect("one append");
                 self.commit_one(append).await
             } else {
-                self.commit_batch(appends).await
+                self.commit_grouped(appends).await
             }
         }
         .instrument(span.clone())
@@ -234,6 +266,23 @@ impl Store {
         let last = written?;
         let count = count as u64;
         Ok((last + 1 - count..=last).collect())
+    }
+
+    /// A change of several messages goes through the group committer,
+    /// which stores it, all or nothing, in one atomic batch with whatever
+    /// other changes are waiting. Returns its last sequence.
+    async fn commit_grouped(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        self.groups
+            .send(Change { appends, done })
+            .await
+            .map_err(|_| StoreError::Unavailable("the group committer stopped".to_owned()))?;
+        let seqs = outcome
+            .await
+            .map_err(|_| StoreError::Unavailable("the group committer stopped".to_owned()))??;
+        seqs.last()
+            .copied()
+            .ok_or_else(|| StoreError::Unavailable("an empty change".to_owned()))
     }
 
     async fn commit_one(&self, append: Append) -> Result<u64, StoreError> {
@@ -252,49 +301,131 @@ impl Store {
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
     }
+}
 
-    /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the
-    /// messages only when the last one, carrying the commit header, arrives
-    /// and every expected-sequence check of the batch holds. Returns the
-    /// sequence of the last message.
-    async fn commit_batch(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
-        let client = self.js.client();
-        let batch_id = batch_id();
-        let count = appends.len();
-        let mut committed = None;
-        for (i, mut append) in appends.into_iter().enumerate() {
-            append.headers.insert(NATS_BATCH_ID, batch_id.as_str());
-            append
-                .headers
-                .insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
-            let first = i == 0;
-            let last = i + 1 == count;
-            if last {
-                append.headers.insert(NATS_BATCH_COMMIT, "1");
-            }
-            if first || last {
-                // The first message opens the batch and the server answers it
-                // (an empty acknowledgement, or an error); the last one is
-                // answered with the outcome of the whole batch.
-                let reply = tokio::time::timeout(
-                    WRITE_TIMEOUT,
-                    client.request_with_headers(append.subject, append.headers, append.payload),
-                )
-                .await
-                .map_err(|_| StoreError::Unavailable("batch write timed out".to_owned()))?
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                committed = batch_outcome(&reply.payload)?.or(committed);
-            } else {
-                client
-                    .publish_with_headers(append.subject, append.headers, append.payload)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+/// Group commit. An atomic batch costs about the same whatever its size
+/// (the server stages it on disk: about 2.0 ms for 2 messages, 2.9 ms for 50,
+/// here), so the changes that arrive while earlier groups are being stored
+/// are stored together: one batch of up to [`GROUP_MESSAGES`] messages.
+/// Each change keeps its own expected-sequence checks, so a group is stored
+/// only if every change in it would have been; if a check fails, each
+/// change of the group is committed again on its own, and only the one
+/// that lost the race sees the conflict.
+async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
+    let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        // Everything that queued while the earlier groups were stored.
+        let mut messages = first.appends.len();
+        let mut group = vec![first];
+        while messages < GROUP_MESSAGES {
+            match queue.try_recv() {
+                Ok(change) => {
+                    messages += change.appends.len();
+                    group.push(change);
+                }
+                Err(_) => break,
             }
         }
-        committed.ok_or_else(|| {
-            StoreError::Unavailable("the batch commit was not acknowledged".to_owned())
-        })
+        let js = js.clone();
+        tokio::spawn(async move {
+            commit_group(&js, group).await;
+            drop(permit);
+        });
     }
+}
+
+async fn commit_group(js: &Context, group: Vec<Change>) {
+    if group.len() == 1 {
+        let change = group.into_iter().next().expect("one change");
+        let count = change.appends.len() as u64;
+        let outcome = commit_batch(js, change.appends)
+            .await
+            .map(|last| (last + 1 - count..=last).collect());
+        let _ = change.done.send(outcome);
+        return;
+    }
+    let sizes: Vec<usize> = group.iter().map(|c| c.appends.len()).collect();
+    let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
+    match commit_batch(js, all).await {
+        Ok(last) => {
+            // A batch is stored contiguously, in order.
+            let mut next = last + 1 - sizes.iter().sum::<usize>() as u64;
+            for change in group {
+                let count = change.appends.len() as u64;
+                let _ = change.done.send(Ok((next..next + count).collect()));
+                next += count;
+            }
+        }
+        Err(StoreError::Conflict(_)) => {
+            // Someone's check failed: nothing of the group was stored. Each
+            // change on its own now, so that only the loser hears of it.
+            // A few at a time: the server admits only so many batches in
+            // flight per stream.
+            futures::stream::iter(group)
+                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| async move {
+                    let count = change.appends.len() as u64;
+                    let outcome = commit_batch(js, change.appends)
+                        .await
+                        .map(|last| (last + 1 - count..=last).collect());
+                    let _ = change.done.send(outcome);
+                })
+                .await;
+        }
+        Err(e) => {
+            // Stored or not, nobody knows (a timeout, NATS gone): each change
+            // is retried by its caller, whose checks tell a repeat.
+            let why = e.to_string();
+            for change in group {
+                let _ = change.done.send(Err(StoreError::Unavailable(why.clone())));
+            }
+        }
+    }
+}
+
+/// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the
+/// messages only when the last one, carrying the commit header, arrives and
+/// every expected-sequence check of the batch holds. Returns the sequence
+/// of the last message.
+async fn commit_batch(js: &Context, appends: Vec<Append>) -> Result<u64, StoreError> {
+    let client = js.client();
+    let batch_id = batch_id();
+    let count = appends.len();
+    let mut committed = None;
+    for (i, mut append) in appends.into_iter().enumerate() {
+        append.headers.insert(NATS_BATCH_ID, batch_id.as_str());
+        append
+            .headers
+            .insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
+        let first = i == 0;
+        let last = i + 1 == count;
+        if last {
+            append.headers.insert(NATS_BATCH_COMMIT, "1");
+        }
+        if first || last {
+            // The first message opens the batch and the server answers it
+            // (an empty acknowledgement, or an error); the last one is
+            // answered with the outcome of the whole batch.
+            let reply = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                client.request_with_headers(append.subject, append.headers, append.payload),
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable("batch write timed out".to_owned()))?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            committed = batch_outcome(&reply.payload)?.or(committed);
+        } else {
+            client
+                .publish_with_headers(append.subject, append.headers, append.payload)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+    }
+    committed
+        .ok_or_else(|| StoreError::Unavailable("the batch commit was not acknowledged".to_owned()))
 }
 
 /// The last sequence of a committed batch, `None` for the opening

@@ -118,7 +118,7 @@ async fn the_benchmark_runs_and_reports_every_measure() {
     assert_eq!(saturation["confirmed"], 500, "{saturation}");
     assert_eq!(saturation["unsettled"], 0);
     assert!(saturation["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
-    for rate in ["publish_per_s", "consume_ack_per_s", "atomic_batches_per_s"] {
+    for rate in ["publish_per_s", "consume_ack_per_s", "atomic_changes_per_s"] {
         assert!(report["jetstream"][rate].as_f64().unwrap() > 0.0, "{rate}");
     }
     // A saga stores at least the order's placed and confirmed events, its

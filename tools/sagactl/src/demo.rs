@@ -107,6 +107,7 @@ async fn drive(
     let spec = load::Spec {
         count: args.orders,
         rate: Some(args.rate),
+        max_in_flight: None,
         skus: plan.skus.iter().map(|(s, _, _)| s.clone()).collect(),
         customers: plan.customers.iter().map(|(c, _)| c.clone()).collect(),
         max_lines: 3,

@@ -31,6 +31,9 @@ pub struct LoadArgs {
     /// Orders per second; without it, as fast as JetStream acknowledges.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Without --rate: keep at most this many orders unsettled at once.
+    #[arg(long, conflicts_with = "rate")]
+    pub max_in_flight: Option<usize>,
     /// Skus to order from (sku-01 .. sku-NN, as `seed` makes them).
     #[arg(long, default_value_t = 20)]
     pub skus: usize,
@@ -50,6 +53,7 @@ impl LoadArgs {
         Spec {
             count: self.count,
             rate: self.rate,
+            max_in_flight: self.max_in_flight,
             skus: (1..=self.skus).map(sku_name).collect(),
             customers: (1..=self.customers).map(customer_name).collect(),
             max_lines: self.max_lines.max(1),
@@ -64,6 +68,10 @@ impl LoadArgs {
 pub struct Spec {
     pub count: usize,
     pub rate: Option<f64>,
+    /// Without a rate: at most this many orders placed and not yet settled
+    /// (a closed loop that keeps the suite busy without a backlog that
+    /// would run into the step deadlines).
+    pub max_in_flight: Option<usize>,
     pub skus: Vec<String>,
     pub customers: Vec<String>,
     pub max_lines: usize,
@@ -153,7 +161,13 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
     )?));
     let outcomes = client.nats().subscribe("orders.evt.*.*").await?;
     client.nats().flush().await?;
-    let collector = tokio::spawn(collect(outcomes, tally.clone(), latencies.clone()));
+    let settled = Arc::new(tokio::sync::Notify::new());
+    let collector = tokio::spawn(collect(
+        outcomes,
+        tally.clone(),
+        latencies.clone(),
+        settled.clone(),
+    ));
 
     let started = Instant::now();
     let mut acks = FuturesUnordered::new();
@@ -161,6 +175,15 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
         if let Some(rate) = spec.rate {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
+        } else if let Some(max) = spec.max_in_flight {
+            loop {
+                // Registered before the check, so no settlement is missed.
+                let next = settled.notified();
+                if i < lock(&tally).settled() + max {
+                    break;
+                }
+                next.await;
+            }
         }
         let order_id = format!("load-{run_id}-{i}");
         let body = random_order(spec, &order_id);
@@ -247,6 +270,7 @@ async fn collect(
     mut events: async_nats::Subscriber,
     tally: Arc<Mutex<Tally>>,
     latencies: Arc<Mutex<Histogram<u64>>>,
+    settled: Arc<tokio::sync::Notify>,
 ) {
     while let Some(message) = events.next().await {
         let subject = message.subject.as_str();
@@ -274,6 +298,8 @@ async fn collect(
                 .unwrap_or_else(|| "unknown".to_owned());
             *tally.cancelled.entry(reason).or_default() += 1;
         }
+        drop(tally);
+        settled.notify_one();
     }
 }
 
