@@ -124,10 +124,11 @@ impl Append {
 /// Messages of concurrent changes committed together in one atomic batch.
 /// The server's limit is 1000 per batch.
 const GROUP_MESSAGES: usize = 256;
-/// Group batches in flight at once, per store. The server admits 50
-/// batches in flight per stream; while these are busy, changes queue and
-/// the next group grows.
-const GROUPS_IN_FLIGHT: usize = 4;
+/// Group batches in flight at once, per store. One: while it is being
+/// stored, changes queue and the next group grows, and the server, whose
+/// cost is per batch, does the least work. (Measured on 2 cores, 6000
+/// orders with 256 unsettled: 255 sagas/s with 4 in flight, 450 with 1.)
+const GROUPS_IN_FLIGHT: usize = 1;
 /// Changes of a refused group committed again on their own at once, per
 /// group: with [`GROUPS_IN_FLIGHT`], well under the server's 50.
 const RETRIES_IN_FLIGHT: usize = 8;
