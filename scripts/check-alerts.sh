@@ -15,7 +15,7 @@
 #      alerts.yml and the dashboard rely on;
 #   3. deploy/prometheus/alerts.yml passes `promtool check rules`; every
 #      alert has `for`, a severity, a summary and a description, and is
-#      documented in docs/observability-metrics.md; it names only metrics
+#      documented in docs/observability.md; it names only metrics
 #      that exist;
 #   4. deploy/prometheus/alerts.test.yml passes `promtool test rules`, and
 #      fails for each deliberate break of alerts.yml listed below;
@@ -565,7 +565,7 @@ else
     echo "$out" >&2
     bad "promtool check rules $prom/alerts.yml"
 fi
-check_py lint-alerts "$prom/alerts.yml" docs/observability-metrics.md
+check_py lint-alerts "$prom/alerts.yml" docs/observability.md
 check_py contract "$root/../shared/CONTRACT.md"
 
 # --- 4. their tests --------------------------------------------------------------------------
