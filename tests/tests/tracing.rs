@@ -263,6 +263,83 @@ async fn one_order_is_one_trace_across_the_four_services() {
         );
     }
 
+    // A dead letter continues the trace of the message it holds: its
+    // traceparent names the span that dead-lettered it, in the client's
+    // trace, and that span is exported.
+    const POISON_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const POISON_SPAN: &str = "b7ad6b7169203331";
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{POISON_TRACE}-{POISON_SPAN}-01").as_str(),
+    );
+    client
+        .command(
+            events::subjects::PLACE_ORDER,
+            headers,
+            Bytes::from_static(b"not json"),
+        )
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client.nats().clone());
+    let dlq = js.get_stream("DLQ").await.unwrap();
+    let letter = eventually("the poison command to be dead-lettered", SETTLE, || {
+        let dlq = dlq.clone();
+        async move {
+            dlq.direct_get_last_for_subject("dlq.order-service.orders.cmd.place")
+                .await
+                .ok()
+        }
+    })
+    .await;
+    let traceparent = letter
+        .headers
+        .get("traceparent")
+        .expect("the dead letter has a traceparent")
+        .as_str()
+        .to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(
+        parts[1], POISON_TRACE,
+        "the dead letter is in the client's trace"
+    );
+    assert_ne!(
+        parts[2], POISON_SPAN,
+        "its parent is the span that dead-lettered it"
+    );
+    let send = eventually("the dead letter's span to be exported", SETTLE, || {
+        let received = received.clone();
+        let span_id = hex(parts[2]);
+        async move {
+            received
+                .trace(POISON_TRACE)
+                .into_iter()
+                .find(|s| s.span.span_id == span_id)
+        }
+    })
+    .await;
+    assert_eq!(send.service, "order-service");
+    assert_eq!(send.kind(), SpanKind::Producer);
+    assert_eq!(send.span.name, "send dlq.order-service.orders.cmd.place");
+    let process = eventually(
+        "the dead-lettering span's parent to be exported",
+        SETTLE,
+        || {
+            let received = received.clone();
+            let parent = send.span.parent_span_id.clone();
+            async move {
+                received
+                    .trace(POISON_TRACE)
+                    .into_iter()
+                    .find(|s| s.span.span_id == parent)
+            }
+        },
+    )
+    .await;
+    assert_eq!(process.span.name, "process orders.cmd.place");
+    assert_eq!(process.span.parent_span_id, hex(POISON_SPAN));
+
     // The JSON logs about this order carry its trace.
     for service in &services {
         let lines: Vec<serde_json::Value> = service
