@@ -235,6 +235,11 @@ impl Store {
     /// Stores every append, atomically: all of them or none. Returns the
     /// stream sequence of each, in order (a batch is stored contiguously).
     ///
+    /// A change of several messages may be stored in one batch with other
+    /// changes (see `group_commits`); when the outcome of a write is unknown
+    /// (a timeout) the caller tries again, so each of its appends should
+    /// carry an expected-sequence check that tells a repeat.
+    ///
     /// The write is one `send` span (kind producer) named after the last
     /// append, which by convention is the event the change announces; every
     /// message carries the span's trace context in its headers.
