@@ -148,3 +148,84 @@ async fn the_benchmark_runs_and_reports_every_measure() {
     assert_eq!(report["ready_ms"].as_object().unwrap().len(), 4);
     assert!(report["targets"].as_array().unwrap().len() >= 9);
 }
+
+/// `sagactl seed --file` stocks and funds what the file says, refuses a bad
+/// file naming the mistake, and `sagactl load --duration` places orders for
+/// that long and follows each to its end.
+#[tokio::test]
+async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
+    let suite = e2e::Suite::start().await;
+    let url = suite.nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    // Asynchronously: the services run on this test's runtime.
+    let sagactl = |args: Vec<String>| {
+        let mut command = tokio::process::Command::new(binary("sagactl"));
+        command
+            .env_clear()
+            .args(["--nats-url", &url, "--json"])
+            .args(args);
+        async move { command.output().await.unwrap() }
+    };
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+
+    let bad = file(
+        "bad.json",
+        r#"{"skus": [{"sku": "sku 01", "stock": 5, "price_cents": 100}]}"#,
+    );
+    let output = sagactl(vec!["seed".into(), "--file".into(), bad.clone()]).await;
+    assert!(!output.status.success());
+    // With --json, the error is JSON on stdout.
+    let error = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        error.contains(&bad) && error.contains("skus[0].sku"),
+        "the error names the file and the field: {error}"
+    );
+
+    let good = file(
+        "seed.json",
+        r#"{"skus": [{"sku": "sku-01", "stock": 100000, "price_cents": 250},
+                     {"sku": "sku-02", "stock": 100000, "price_cents": 99}],
+            "customers": [{"customer_id": "c-01", "balance_cents": 100000000}]}"#,
+    );
+    let output = sagactl(vec!["seed".into(), "--file".into(), good]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(suite.stock_of("sku-01").await, (100_000, 0));
+    assert_eq!(suite.balance_of("c-01").await, 100_000_000);
+
+    let output = sagactl(
+        [
+            "load",
+            "--duration",
+            "2",
+            "--rate",
+            "20",
+            "--skus",
+            "2",
+            "--customers",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let placed = report["placed"].as_u64().unwrap();
+    // Paced at 20/s for 2 s: never more than that, and some.
+    assert!((1..=41).contains(&placed), "placed {placed}");
+    assert_eq!(report["confirmed"].as_u64().unwrap(), placed, "{report}");
+    assert_eq!(report["unsettled"], 0);
+    suite.stop().await;
+}

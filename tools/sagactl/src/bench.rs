@@ -254,6 +254,7 @@ async fn measure(
     seed::seed(&client, &plan).await?;
     let spec = |count: usize, rate: Option<f64>| load::Spec {
         count,
+        duration: None,
         rate,
         max_in_flight: rate.is_none().then_some(saturation_in_flight),
         skus: plan.skus.iter().map(|(s, _, _)| s.clone()).collect(),

@@ -106,6 +106,7 @@ async fn drive(
     eprintln!("placing {} orders at {}/s", args.orders, args.rate);
     let spec = load::Spec {
         count: args.orders,
+        duration: None,
         rate: Some(args.rate),
         max_in_flight: None,
         skus: plan.skus.iter().map(|(s, _, _)| s.clone()).collect(),

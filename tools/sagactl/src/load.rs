@@ -28,6 +28,9 @@ pub struct LoadArgs {
     /// Orders to place.
     #[arg(long, default_value_t = 1000)]
     pub count: usize,
+    /// Place orders for this many seconds instead of a count.
+    #[arg(long, conflicts_with = "count")]
+    pub duration: Option<u64>,
     /// Orders per second; without it, as fast as JetStream acknowledges.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -51,7 +54,12 @@ pub struct LoadArgs {
 impl LoadArgs {
     pub fn spec(&self, quiet: bool) -> Spec {
         Spec {
-            count: self.count,
+            count: if self.duration.is_some() {
+                usize::MAX
+            } else {
+                self.count
+            },
+            duration: self.duration.map(Duration::from_secs),
             rate: self.rate,
             max_in_flight: self.max_in_flight,
             skus: (1..=self.skus).map(sku_name).collect(),
@@ -66,7 +74,10 @@ impl LoadArgs {
 /// One load run.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// Orders to place (at most, with a duration).
     pub count: usize,
+    /// Stop placing after this long.
+    pub duration: Option<Duration>,
     pub rate: Option<f64>,
     /// Without a rate: at most this many orders placed and not yet settled
     /// (a closed loop that keeps the suite busy without a backlog that
@@ -171,7 +182,11 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
 
     let started = Instant::now();
     let mut acks = FuturesUnordered::new();
+    let mut placed = 0;
     for i in 0..spec.count {
+        if spec.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
         if let Some(rate) = spec.rate {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
@@ -192,6 +207,7 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
             .send(events::subjects::PLACE_ORDER, Default::default(), body)
             .await?;
         acks.push(ack.into_future());
+        placed += 1;
         while acks.len() >= ACKS_IN_FLIGHT {
             acks.next()
                 .await
@@ -199,7 +215,7 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
                 .context("placing an order")?;
         }
         if spec.progress && i % 100 == 0 {
-            progress(&tally, i + 1, spec.count);
+            progress(&tally, placed, total(spec));
         }
     }
     while let Some(ack) = acks.next().await {
@@ -210,7 +226,7 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
     let mut last_progress = Instant::now();
     loop {
         let settled = lock(&tally).settled();
-        if settled >= spec.count {
+        if settled >= placed {
             break;
         }
         if settled > last_settled {
@@ -221,24 +237,24 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
             break;
         }
         if spec.progress {
-            progress(&tally, spec.count, spec.count);
+            progress(&tally, placed, total(spec));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
     collector.abort();
     if spec.progress {
-        progress(&tally, spec.count, spec.count);
+        progress(&tally, placed, total(spec));
         eprintln!();
     }
     let tally = lock(&tally);
     let histogram = lock(&latencies);
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
-        placed: spec.count,
+        placed,
         confirmed: tally.confirmed,
         cancelled: tally.cancelled.clone(),
-        unsettled: spec.count - tally.settled().min(spec.count),
+        unsettled: placed - tally.settled().min(placed),
         seconds: elapsed.as_secs_f64(),
         throughput: tally.settled() as f64 / elapsed.as_secs_f64(),
         latency_ms: Percentiles {
@@ -303,12 +319,18 @@ async fn collect(
     }
 }
 
-fn progress(tally: &Mutex<Tally>, placed: usize, total: usize) {
+/// The orders a run will place, when that is known in advance.
+fn total(spec: &Spec) -> Option<usize> {
+    spec.duration.is_none().then_some(spec.count)
+}
+
+fn progress(tally: &Mutex<Tally>, placed: usize, total: Option<usize>) {
     let tally = lock(tally);
     let cancelled: usize = tally.cancelled.values().sum();
     let in_flight = placed.saturating_sub(tally.settled());
+    let total = total.map(|t| format!("/{t}")).unwrap_or_default();
     eprint!(
-        "\r  placed {placed:>6}/{total}  confirmed {:>6}  cancelled {cancelled:>6}  in flight {in_flight:>5}   ",
+        "\r  placed {placed:>6}{total}  confirmed {:>6}  cancelled {cancelled:>6}  in flight {in_flight:>5}   ",
         tally.confirmed
     );
     let _ = std::io::stderr().flush();

@@ -160,7 +160,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
         Command::Watch => watch(&client, out).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq(command) => dlq::run(&client, out, command).await,
         Command::Seed(args) => {
-            let seeded = seed::seed(&client, &args.plan()).await?;
+            let seeded = seed::seed(&client, &args.plan()?).await?;
             out.value(&seeded, || {
                 format!(
                     "stocked {} skus, funded {} customers",

@@ -10,6 +10,11 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Args)]
 pub struct SeedArgs {
+    /// A catalogue and customers from a JSON file instead of the flags:
+    /// `{"skus": [{"sku": "sku-01", "stock": 500, "price_cents": 1299}],
+    /// "customers": [{"customer_id": "c-01", "balance_cents": 100000}]}`.
+    #[arg(long, conflicts_with_all = ["skus", "stock", "price", "customers", "balance"])]
+    pub file: Option<std::path::PathBuf>,
     /// Number of skus, named sku-01, sku-02, ...
     #[arg(long, default_value_t = 20)]
     pub skus: usize,
@@ -28,7 +33,15 @@ pub struct SeedArgs {
 }
 
 impl SeedArgs {
-    pub fn plan(&self) -> Plan {
+    /// What to seed: the file's, or the flags'.
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        match &self.file {
+            Some(path) => plan_from_file(path),
+            None => Ok(self.plan_from_flags()),
+        }
+    }
+
+    fn plan_from_flags(&self) -> Plan {
         Plan {
             skus: (1..=self.skus)
                 .map(|i| (sku_name(i), self.stock, self.price))
@@ -38,6 +51,77 @@ impl SeedArgs {
                 .collect(),
         }
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedFile {
+    #[serde(default)]
+    skus: Vec<SkuLine>,
+    #[serde(default)]
+    customers: Vec<CustomerLine>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkuLine {
+    sku: events::ids::Sku,
+    stock: u64,
+    price_cents: u64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerLine {
+    customer_id: events::ids::CustomerId,
+    balance_cents: u64,
+}
+
+/// Reads a seed file; every mistake is named with where it is.
+fn plan_from_file(path: &std::path::Path) -> anyhow::Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut json = serde_json::Deserializer::from_str(&text);
+    let file: SeedFile = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| anyhow::anyhow!("{}: at {}: {}", path.display(), e.path(), e.inner()))?;
+    anyhow::ensure!(
+        !file.skus.is_empty() || !file.customers.is_empty(),
+        "{}: neither skus nor customers to seed",
+        path.display()
+    );
+    for (i, line) in file.skus.iter().enumerate() {
+        anyhow::ensure!(
+            (1..=events::commands::MAX_RESTOCK).contains(&line.stock),
+            "{}: skus[{i}].stock must be between 1 and {}",
+            path.display(),
+            events::commands::MAX_RESTOCK
+        );
+        anyhow::ensure!(
+            (1..=events::commands::MAX_PRICE_CENTS).contains(&line.price_cents),
+            "{}: skus[{i}].price_cents must be between 1 and {}",
+            path.display(),
+            events::commands::MAX_PRICE_CENTS
+        );
+    }
+    for (i, line) in file.customers.iter().enumerate() {
+        anyhow::ensure!(
+            line.balance_cents > 0,
+            "{}: customers[{i}].balance_cents must be positive",
+            path.display()
+        );
+    }
+    Ok(Plan {
+        skus: file
+            .skus
+            .into_iter()
+            .map(|l| (l.sku.to_string(), l.stock, l.price_cents))
+            .collect(),
+        customers: file
+            .customers
+            .into_iter()
+            .map(|l| (l.customer_id.to_string(), l.balance_cents))
+            .collect(),
+    })
 }
 
 pub fn sku_name(i: usize) -> String {
