@@ -55,6 +55,13 @@ pub struct BenchArgs {
     /// Messages in each raw JetStream measurement.
     #[arg(long, default_value_t = 100_000)]
     pub js_messages: usize,
+    /// Skus in the catalogue: fewer make hotter skus, whose changes queue
+    /// behind each other.
+    #[arg(long, default_value_t = 1000)]
+    pub skus: usize,
+    /// Customers ordering.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
     /// Export the services' traces to this OTLP/HTTP endpoint (off by
     /// default), to measure what tracing costs.
     #[arg(long)]
@@ -72,6 +79,8 @@ pub struct BenchArgs {
 pub struct BenchReport {
     pub machine: Machine,
     pub command: String,
+    pub skus: usize,
+    pub customers: usize,
     pub trace_export: bool,
     pub jetstream: Ceiling,
     /// From process start to `/readyz` 200.
@@ -198,6 +207,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
             &services,
             nats_pid,
             (saturation_orders, args.saturation_in_flight),
+            (args.skus.max(1), args.customers.max(1)),
             &rates,
             rate_seconds,
         ) => outcome,
@@ -213,6 +223,8 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     let report = BenchReport {
         machine: machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        skus: args.skus,
+        customers: args.customers,
         trace_export: args.otlp_endpoint.is_some(),
         jetstream,
         ready_ms,
@@ -238,16 +250,17 @@ async fn measure(
     services: &[Service],
     nats_pid: u32,
     (saturation_orders, saturation_in_flight): (usize, usize),
+    (skus, customers): (usize, usize),
     rates: &[f64],
     rate_seconds: u64,
 ) -> anyhow::Result<Measured> {
     let client = Client::new(raw.clone());
     // Plenty of everything: every order of the benchmark should confirm.
     let plan = Plan {
-        skus: (1..=50)
+        skus: (1..=skus)
             .map(|i| (sku_name(i), 1_000_000_000, 1_000))
             .collect(),
-        customers: (1..=200)
+        customers: (1..=customers)
             .map(|i| (customer_name(i), 100_000_000_000_000))
             .collect(),
     };
@@ -530,12 +543,14 @@ fn table(r: &BenchReport) -> String {
     let m = &r.machine;
     let _ = writeln!(
         t,
-        "\nmachine: {} cpus ({}), {:.0} GiB; {}; trace export {}",
+        "\nmachine: {} cpus ({}), {:.0} GiB; {}; trace export {}; {} skus, {} customers",
         m.cpus,
         m.cpu_model,
         m.memory_gib,
         m.nats_server,
-        if r.trace_export { "on" } else { "off" }
+        if r.trace_export { "on" } else { "off" },
+        r.skus,
+        r.customers
     );
     let j = &r.jetstream;
     let _ = writeln!(
