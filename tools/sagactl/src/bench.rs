@@ -147,15 +147,26 @@ pub struct Target {
 }
 
 pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
-    let (saturation_orders, rates, rate_seconds, js_messages) = if args.quick {
-        (500, vec![100.0], 2, 5_000)
+    let (workload, js_messages) = if args.quick {
+        let quick = Workload {
+            saturation_orders: 500,
+            saturation_in_flight: args.saturation_in_flight,
+            rates: vec![100.0],
+            rate_seconds: 2,
+            skus: 50,
+            customers: 50,
+        };
+        (quick, 5_000)
     } else {
-        (
-            args.saturation_orders,
-            args.rates.clone(),
-            args.rate_seconds,
-            args.js_messages,
-        )
+        let full = Workload {
+            saturation_orders: args.saturation_orders,
+            saturation_in_flight: args.saturation_in_flight,
+            rates: args.rates.clone(),
+            rate_seconds: args.rate_seconds,
+            skus: args.skus.max(1),
+            customers: args.customers.max(1),
+        };
+        (full, args.js_messages)
     };
     let bin_dir = demo::bin_dir()?;
     let monitor = free_port();
@@ -184,33 +195,29 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     let started = Instant::now();
     let mut services: Vec<Service> = Vec::new();
     for (name, _) in demo::SERVICES {
-        services.push(demo::spawn(
-            &bin_dir,
-            name,
-            free_port(),
-            &nats.url(),
-            &logs,
-            &env,
-        )?);
+        match demo::spawn(&bin_dir, name, free_port(), &nats.url(), &logs, &env) {
+            Ok(service) => services.push(service),
+            Err(e) => {
+                for service in &mut services {
+                    demo::stop(service).await;
+                }
+                return Err(e);
+            }
+        }
     }
     let mut ready_ms = BTreeMap::new();
-    for service in &services {
-        let ready = ready_after(service.http, started, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("{} did not become ready", service.name))?;
-        ready_ms.insert(service.name.to_owned(), ready.as_secs_f64() * 1000.0);
-    }
+    let run = async {
+        for service in &services {
+            let ready = ready_after(service.http, started, Duration::from_secs(30))
+                .await
+                .with_context(|| format!("{} did not become ready", service.name))?;
+            ready_ms.insert(service.name.to_owned(), ready.as_secs_f64() * 1000.0);
+        }
+        measure(&raw, monitor, &services, nats_pid, &workload).await
+    };
+    // Whatever happens, nothing started here outlives the run.
     let outcome = tokio::select! {
-        outcome = measure(
-            &raw,
-            monitor,
-            &services,
-            nats_pid,
-            (saturation_orders, args.saturation_in_flight),
-            (args.skus.max(1), args.customers.max(1)),
-            &rates,
-            rate_seconds,
-        ) => outcome,
+        outcome = run => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     for service in &mut services {
@@ -223,8 +230,8 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     let report = BenchReport {
         machine: machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        skus: args.skus,
-        customers: args.customers,
+        skus: workload.skus,
+        customers: workload.customers,
         trace_export: args.otlp_endpoint.is_some(),
         jetstream,
         ready_ms,
@@ -242,6 +249,17 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     Ok(report.saturation.unsettled == 0)
 }
 
+/// What the saga runs put through the suite.
+#[derive(Debug, Clone)]
+struct Workload {
+    saturation_orders: usize,
+    saturation_in_flight: usize,
+    rates: Vec<f64>,
+    rate_seconds: u64,
+    skus: usize,
+    customers: usize,
+}
+
 type Measured = (Report, Vec<RateRun>, Cost, BTreeMap<String, Resources>);
 
 async fn measure(
@@ -249,11 +267,16 @@ async fn measure(
     monitor: SocketAddr,
     services: &[Service],
     nats_pid: u32,
-    (saturation_orders, saturation_in_flight): (usize, usize),
-    (skus, customers): (usize, usize),
-    rates: &[f64],
-    rate_seconds: u64,
+    workload: &Workload,
 ) -> anyhow::Result<Measured> {
+    let Workload {
+        saturation_orders,
+        saturation_in_flight,
+        ref rates,
+        rate_seconds,
+        skus,
+        customers,
+    } = *workload;
     let client = Client::new(raw.clone());
     // Plenty of everything: every order of the benchmark should confirm.
     let plan = Plan {
