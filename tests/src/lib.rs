@@ -17,6 +17,19 @@ pub mod process;
 
 pub use testkit;
 
+/// Runs `sagactl --nats-url <url> --json <args>` and returns what it did.
+/// Asynchronously: the in-process services run on the test's runtime, and
+/// a blocking wait would keep them from answering it.
+pub async fn sagactl(url: &str, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(testkit::binary("sagactl"))
+        .env_clear()
+        .args(["--nats-url", url, "--json"])
+        .args(args)
+        .output()
+        .await
+        .expect("sagactl runs")
+}
+
 /// How long an order may take to settle in a test.
 pub const SETTLE: Duration = Duration::from_secs(30);
 

@@ -157,15 +157,6 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
     let suite = e2e::Suite::start().await;
     let url = suite.nats.url();
     let dir = tempfile::tempdir().unwrap();
-    // Asynchronously: the services run on this test's runtime.
-    let sagactl = |args: Vec<String>| {
-        let mut command = tokio::process::Command::new(binary("sagactl"));
-        command
-            .env_clear()
-            .args(["--nats-url", &url, "--json"])
-            .args(args);
-        async move { command.output().await.unwrap() }
-    };
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -176,7 +167,7 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
         "bad.json",
         r#"{"skus": [{"sku": "sku 01", "stock": 5, "price_cents": 100}]}"#,
     );
-    let output = sagactl(vec!["seed".into(), "--file".into(), bad.clone()]).await;
+    let output = e2e::sagactl(&url, &["seed", "--file", &bad]).await;
     assert!(!output.status.success());
     // With --json, the error is JSON on stdout.
     let error = String::from_utf8_lossy(&output.stdout);
@@ -191,7 +182,7 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
                      {"sku": "sku-02", "stock": 100000, "price_cents": 99}],
             "customers": [{"customer_id": "c-01", "balance_cents": 100000000}]}"#,
     );
-    let output = sagactl(vec!["seed".into(), "--file".into(), good]).await;
+    let output = e2e::sagactl(&url, &["seed", "--file", &good]).await;
     assert!(
         output.status.success(),
         "{}",
@@ -200,8 +191,9 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
     assert_eq!(suite.stock_of("sku-01").await, (100_000, 0));
     assert_eq!(suite.balance_of("c-01").await, 100_000_000);
 
-    let output = sagactl(
-        [
+    let output = e2e::sagactl(
+        &url,
+        &[
             "load",
             "--duration",
             "2",
@@ -211,9 +203,7 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
             "2",
             "--customers",
             "1",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
     )
     .await;
     assert!(

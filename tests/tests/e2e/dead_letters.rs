@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use e2e::testkit::{binary, eventually};
+use e2e::testkit::eventually;
 use e2e::{Suite, SETTLE};
 
 #[tokio::test]
@@ -41,18 +41,8 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
     let suite = Suite::start().await;
     suite.client.deposit("c-1", 0).await.unwrap();
     let url = suite.nats.url();
-    // Asynchronously: the services run on this test's runtime, and a
-    // blocking wait would keep them from answering sagactl.
-    let sagactl = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(binary("sagactl"));
-        command
-            .env_clear()
-            .args(["--nats-url", &url, "--json"])
-            .args(args);
-        async move { command.output().await.unwrap() }
-    };
     let listed = eventually("sagactl to list the dead letter", SETTLE, || async {
-        let output = sagactl(&["dlq", "list", "--service", "payment-service"]).await;
+        let output = e2e::sagactl(&url, &["dlq", "list", "--service", "payment-service"]).await;
         let letters: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
         (letters.as_array()?.len() == 1).then_some(letters)
     })
@@ -60,7 +50,7 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
     assert_eq!(listed[0]["original_subject"], "payments.cmd.deposit");
     let seq = listed[0]["seq"].as_u64().unwrap().to_string();
 
-    let shown = sagactl(&["dlq", "show", &seq]).await;
+    let shown = e2e::sagactl(&url, &["dlq", "show", &seq]).await;
     assert_eq!(shown.status.code(), Some(0));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     let body: serde_json::Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
@@ -70,14 +60,14 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
         "the body, unchanged"
     );
 
-    let missing: Output = sagactl(&["dlq", "show", "999999"]).await;
+    let missing: Output = e2e::sagactl(&url, &["dlq", "show", "999999"]).await;
     assert_eq!(
         missing.status.code(),
         Some(3),
         "not found: {}",
         String::from_utf8_lossy(&missing.stdout)
     );
-    let missing = sagactl(&["get", "no-such-order"]).await;
+    let missing = e2e::sagactl(&url, &["get", "no-such-order"]).await;
     assert_eq!(
         missing.status.code(),
         Some(3),
@@ -85,14 +75,17 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
         String::from_utf8_lossy(&missing.stdout)
     );
     assert_eq!(
-        sagactl(&["dlq", "replay"]).await.status.code(),
+        e2e::sagactl(&url, &["dlq", "replay"]).await.status.code(),
         Some(2),
         "usage"
     );
 
     // Replayed as it is, it fails again: dead-lettered anew, not lost.
     assert_eq!(
-        sagactl(&["dlq", "replay", "--all"]).await.status.code(),
+        e2e::sagactl(&url, &["dlq", "replay", "--all"])
+            .await
+            .status
+            .code(),
         Some(0)
     );
     eventually(
