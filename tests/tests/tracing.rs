@@ -340,6 +340,45 @@ async fn one_order_is_one_trace_across_the_four_services() {
     assert_eq!(process.span.name, "process orders.cmd.place");
     assert_eq!(process.span.parent_span_id, hex(POISON_SPAN));
 
+    // A query continues its requester's trace too, and its reply says so.
+    const QUERY_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const QUERY_SPAN: &str = "00f067aa0ba902b7";
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{QUERY_TRACE}-{QUERY_SPAN}-01").as_str(),
+    );
+    let reply = client
+        .nats()
+        .request_with_headers(
+            events::subjects::GET_ORDER,
+            headers,
+            Bytes::from(format!(r#"{{"order_id":"{order_id}"}}"#)),
+        )
+        .await
+        .unwrap();
+    let traceparent = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .expect("the reply carries the trace context")
+        .as_str()
+        .to_owned();
+    assert!(
+        traceparent.starts_with(&format!("00-{QUERY_TRACE}-")),
+        "{traceparent}"
+    );
+    let query = eventually("the query's span to be exported", SETTLE, || {
+        let received = received.clone();
+        async move { received.trace(QUERY_TRACE).into_iter().next() }
+    })
+    .await;
+    assert_eq!(query.service, "order-service");
+    assert_eq!(query.kind(), SpanKind::Server);
+    assert_eq!(query.span.name, events::subjects::GET_ORDER);
+    assert_eq!(query.span.parent_span_id, hex(QUERY_SPAN));
+    assert!(traceparent.contains(&hex_string(&query.span.span_id)));
+
     // The JSON logs about this order carry its trace.
     for service in &services {
         let lines: Vec<serde_json::Value> = service
@@ -420,6 +459,10 @@ fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
         Value::DoubleValue(d) => Some(d.to_string()),
         other => Some(format!("{other:?}")),
     }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex(text: &str) -> Vec<u8> {

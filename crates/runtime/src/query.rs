@@ -16,8 +16,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::store::StoreError;
+use crate::telemetry;
 
 /// Queries answered at once, per endpoint; more wait their turn.
 const MAX_CONCURRENT_QUERIES: usize = 256;
@@ -150,14 +153,32 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers one request, in a span (kind server) that continues the
+/// requester's trace; the reply carries the span's trace context.
 async fn respond(request: Request, answer: AnswerFn) {
-    let (body, headers) = match answer(request.message.payload.clone()).await {
-        Ok(body) => (body, HeaderMap::new()),
-        Err(e) => error_reply(&e),
-    };
-    if let Err(e) = request.respond_with_headers(Ok(body), headers).await {
-        tracing::debug!(error = %e, "could not answer a query");
+    let subject = request.message.subject.to_string();
+    let span = tracing::info_span!(
+        "query",
+        otel.name = %subject,
+        otel.kind = "server",
+        subject = %subject,
+    );
+    telemetry::continue_trace(&span, request.message.headers.as_ref());
+    span.set_attribute("messaging.system", "nats");
+    span.set_attribute("messaging.operation.type", "process");
+    span.set_attribute("messaging.destination.name", subject);
+    async {
+        let (body, mut headers) = match answer(request.message.payload.clone()).await {
+            Ok(body) => (body, HeaderMap::new()),
+            Err(e) => error_reply(&e),
+        };
+        telemetry::inject(&tracing::Span::current(), &mut headers);
+        if let Err(e) = request.respond_with_headers(Ok(body), headers).await {
+            tracing::debug!(error = %e, "could not answer a query");
+        }
     }
+    .instrument(span)
+    .await;
 }
 
 fn error_reply(error: &QueryError) -> (Bytes, HeaderMap) {
