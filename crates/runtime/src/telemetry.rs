@@ -47,12 +47,15 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered (within the exporter's timeout).
+    /// Exports the spans still buffered, for at most a few seconds: an
+    /// unreachable collector must not hold the exit past the grace period.
     pub async fn shutdown(self) {
+        const FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
         let provider = self.provider;
         // The batch processor runs on this runtime: wait for it from a
         // thread of its own rather than block a worker.
-        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let flushed =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH)).await;
         if let Ok(Err(e)) = flushed {
             tracing::warn!(error = %e, "flushing the trace exporter");
         }
