@@ -77,11 +77,7 @@ async fn one_order_is_one_trace_across_the_four_services() {
     .await;
 
     let order_id = "o-traced-1";
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "traceparent",
-        format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01").as_str(),
-    );
+    let headers = trace_headers(CLIENT_TRACE, CLIENT_SPAN);
     client
         .command(
             events::subjects::PLACE_ORDER,
@@ -268,11 +264,7 @@ async fn one_order_is_one_trace_across_the_four_services() {
     // trace, and that span is exported.
     const POISON_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
     const POISON_SPAN: &str = "b7ad6b7169203331";
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "traceparent",
-        format!("00-{POISON_TRACE}-{POISON_SPAN}-01").as_str(),
-    );
+    let headers = trace_headers(POISON_TRACE, POISON_SPAN);
     client
         .command(
             events::subjects::PLACE_ORDER,
@@ -343,11 +335,7 @@ async fn one_order_is_one_trace_across_the_four_services() {
     // A query continues its requester's trace too, and its reply says so.
     const QUERY_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const QUERY_SPAN: &str = "00f067aa0ba902b7";
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "traceparent",
-        format!("00-{QUERY_TRACE}-{QUERY_SPAN}-01").as_str(),
-    );
+    let headers = trace_headers(QUERY_TRACE, QUERY_SPAN);
     let reply = client
         .nats()
         .request_with_headers(
@@ -459,6 +447,16 @@ fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
         Value::DoubleValue(d) => Some(d.to_string()),
         other => Some(format!("{other:?}")),
     }
+}
+
+/// Headers carrying a sampled W3C trace context: the caller's own span.
+fn trace_headers(trace_id: &str, span_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{trace_id}-{span_id}-01").as_str(),
+    );
+    headers
 }
 
 fn hex_string(bytes: &[u8]) -> String {

@@ -345,11 +345,7 @@ fn consumer_span(
         order_id = tracing::field::Empty,
     );
     telemetry::continue_trace(&span, message.headers.as_ref());
-    span.set_attribute("messaging.system", "nats");
-    span.set_attribute("messaging.operation.type", "process");
-    span.set_attribute("messaging.operation.name", "process");
-    span.set_attribute("messaging.destination.name", subject.to_owned());
-    span.set_attribute("messaging.destination.template", template);
+    telemetry::describe_messaging(&span, "process", subject, template);
     span.set_attribute("messaging.consumer.group.name", spec.durable);
     span.set_attribute("messaging.message.id", stream_seq.to_string());
     span.set_attribute("messaging.message.delivery_count", delivered);
@@ -408,15 +404,9 @@ async fn dead_letter(
     }
     .instrument(span.clone())
     .await;
-    let stored = match stored {
+    match stored {
         Ok(seq) => {
             span.set_attribute("messaging.message.id", seq.to_string());
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    match stored {
-        Ok(()) => {
             if let Err(e) = message.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %e, "term failed; a redelivery dead-letters it again, deduplicated");
             }

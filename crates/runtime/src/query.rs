@@ -17,7 +17,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::store::StoreError;
 use crate::telemetry;
@@ -164,9 +163,7 @@ async fn respond(request: Request, answer: AnswerFn) {
         subject = %subject,
     );
     telemetry::continue_trace(&span, request.message.headers.as_ref());
-    span.set_attribute("messaging.system", "nats");
-    span.set_attribute("messaging.operation.type", "process");
-    span.set_attribute("messaging.destination.name", subject);
+    telemetry::describe_messaging(&span, "process", &subject, subject.clone());
     async {
         let (body, mut headers) = match answer(request.message.payload.clone()).await {
             Ok(body) => (body, HeaderMap::new()),

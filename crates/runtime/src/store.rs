@@ -255,7 +255,7 @@ impl Store {
         let written = async {
             if count == 1 {
                 let append = appends.pop().expect("one append");
-                self.commit_one(append).await
+                self.commit_one(append).await.map(|seq| vec![seq])
             } else {
                 self.commit_grouped(appends).await
             }
@@ -263,32 +263,26 @@ impl Store {
         .instrument(span.clone())
         .await;
         match &written {
-            Ok(last) if count == 1 => {
-                span.set_attribute("messaging.message.id", last.to_string());
+            Ok(seqs) if count == 1 => {
+                span.set_attribute("messaging.message.id", seqs[0].to_string());
             }
             Ok(_) => {}
             Err(e) => span.set_status(opentelemetry::trace::Status::error(e.to_string())),
         }
-        let last = written?;
-        let count = count as u64;
-        Ok((last + 1 - count..=last).collect())
+        written
     }
 
     /// A change of several messages goes through the group committer,
     /// which stores it, all or nothing, in one atomic batch with whatever
-    /// other changes are waiting. Returns its last sequence.
-    async fn commit_grouped(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
+    /// other changes are waiting.
+    async fn commit_grouped(&self, appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
+        let stopped = || StoreError::Unavailable("the group committer stopped".to_owned());
         let (done, outcome) = oneshot::channel();
         self.groups
             .send(Change { appends, done })
             .await
-            .map_err(|_| StoreError::Unavailable("the group committer stopped".to_owned()))?;
-        let seqs = outcome
-            .await
-            .map_err(|_| StoreError::Unavailable("the group committer stopped".to_owned()))??;
-        seqs.last()
-            .copied()
-            .ok_or_else(|| StoreError::Unavailable("an empty change".to_owned()))
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     async fn commit_one(&self, append: Append) -> Result<u64, StoreError> {
@@ -344,15 +338,10 @@ async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
     }
 }
 
-async fn commit_group(js: &Context, group: Vec<Change>) {
+async fn commit_group(js: &Context, mut group: Vec<Change>) {
     if group.len() == 1 {
-        let change = group.into_iter().next().expect("one change");
-        let count = change.appends.len() as u64;
-        let outcome = commit_batch(js, change.appends)
-            .await
-            .map(|last| (last + 1 - count..=last).collect());
-        let _ = change.done.send(outcome);
-        return;
+        let change = group.pop().expect("one change");
+        return commit_alone(js, change).await;
     }
     let sizes: Vec<usize> = group.iter().map(|c| c.appends.len()).collect();
     let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
@@ -372,13 +361,7 @@ async fn commit_group(js: &Context, group: Vec<Change>) {
             // A few at a time: the server admits only so many batches in
             // flight per stream.
             futures::stream::iter(group)
-                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| async move {
-                    let count = change.appends.len() as u64;
-                    let outcome = commit_batch(js, change.appends)
-                        .await
-                        .map(|last| (last + 1 - count..=last).collect());
-                    let _ = change.done.send(outcome);
-                })
+                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(js, change))
                 .await;
         }
         Err(e) => {
@@ -390,6 +373,15 @@ async fn commit_group(js: &Context, group: Vec<Change>) {
             }
         }
     }
+}
+
+/// One change in a batch of its own, its outcome sent to its caller.
+async fn commit_alone(js: &Context, change: Change) {
+    let count = change.appends.len() as u64;
+    let outcome = commit_batch(js, change.appends)
+        .await
+        .map(|last| (last + 1 - count..=last).collect());
+    let _ = change.done.send(outcome);
 }
 
 /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the

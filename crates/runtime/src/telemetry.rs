@@ -185,11 +185,7 @@ pub fn producer_span(subject: &str, count: usize) -> tracing::Span {
         otel.name = %format_args!("send {template}"),
         otel.kind = "producer",
     );
-    span.set_attribute("messaging.system", "nats");
-    span.set_attribute("messaging.operation.type", "send");
-    span.set_attribute("messaging.operation.name", "send");
-    span.set_attribute("messaging.destination.name", subject.to_owned());
-    span.set_attribute("messaging.destination.template", template);
+    describe_messaging(&span, "send", subject, template);
     if count > 1 {
         span.set_attribute(
             "messaging.batch.message_count",
@@ -200,6 +196,22 @@ pub fn producer_span(subject: &str, count: usize) -> tracing::Span {
         span.set_attribute("order_id", order_id.to_owned());
     }
     span
+}
+
+/// The OpenTelemetry messaging attributes every jetsaga span carries: the
+/// system, the operation (`send`, `process`), and the subject with its
+/// low-cardinality template.
+pub fn describe_messaging(
+    span: &tracing::Span,
+    operation: &'static str,
+    subject: &str,
+    template: String,
+) {
+    span.set_attribute("messaging.system", "nats");
+    span.set_attribute("messaging.operation.type", operation);
+    span.set_attribute("messaging.operation.name", operation);
+    span.set_attribute("messaging.destination.name", subject.to_owned());
+    span.set_attribute("messaging.destination.template", template);
 }
 
 /// Records the order the current span is about: in its log lines (where

@@ -91,16 +91,7 @@ async fn readiness_follows_the_nats_connection_and_health_does_not() {
 
     suite.nats.restart();
     suite.wait_ready().await;
-    suite.seed(&[("sku-1", 1, 100)], &[("c-1", 10_000)]).await;
-    suite
-        .client
-        .place("o-after-outage", "c-1", &[("sku-1", 1)])
-        .await
-        .unwrap();
-    assert_eq!(
-        suite.settled("o-after-outage").await.status,
-        OrderStatus::Confirmed
-    );
+    an_order_goes_through(&suite, "o-after-outage").await;
     suite.stop().await;
 }
 
@@ -158,15 +149,18 @@ async fn a_deleted_stream_is_provisioned_again_and_work_resumes() {
     // The consumers on it (the inventory service's and the orchestrator's)
     // bind again, and an order goes through.
     suite.wait_ready().await;
+    an_order_goes_through(&suite, "o-after-delete").await;
+    suite.stop().await;
+}
+
+/// Stocks one sku and funds one customer, places an order, and checks that
+/// it is confirmed.
+async fn an_order_goes_through(suite: &Suite, order_id: &str) {
     suite.seed(&[("sku-1", 1, 100)], &[("c-1", 10_000)]).await;
     suite
         .client
-        .place("o-after-delete", "c-1", &[("sku-1", 1)])
+        .place(order_id, "c-1", &[("sku-1", 1)])
         .await
         .unwrap();
-    assert_eq!(
-        suite.settled("o-after-delete").await.status,
-        OrderStatus::Confirmed
-    );
-    suite.stop().await;
+    assert_eq!(suite.settled(order_id).await.status, OrderStatus::Confirmed);
 }
