@@ -134,14 +134,22 @@ pub struct SagaRecord {
     /// unanswered past its deadline is asked again.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// When `command` is overdue (RFC 3339, UTC): the saga's wake-up may
+    /// come early or late, and this says whether the step has timed out.
+    /// Absent on a finished saga, and on records written before deadlines
+    /// were kept here (their wake-ups name the step they are for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
 }
 
 fn first_attempt() -> u32 {
     1
 }
 
-/// The body of a step's timer, `saga.timer.<order_id>.<command>.<attempt>`,
-/// and of the timeout it fires on `saga.timeout.<order_id>`.
+/// The body of a saga's wake-up, `saga.timer.<order_id>`, and of the
+/// timeout it fires on `saga.timeout.<order_id>`: the step it was armed for,
+/// for the record; the saga's own `deadline` decides whether a step is
+/// overdue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepTimer {
     pub order_id: OrderId,

@@ -81,11 +81,13 @@ pub fn saga_records(order_id: &OrderId) -> String {
     format!("saga.log.{order_id}.*")
 }
 
-/// `saga.timer.<order_id>.<command>.<attempt>`: a step's deadline, a
-/// JetStream scheduled message (one schedule per step, so arming the next
-/// step's never cancels this one's).
-pub fn step_timer(order_id: &OrderId, command: &str, attempt: u32) -> String {
-    format!("saga.timer.{order_id}.{command}.{attempt}")
+/// `saga.timer.<order_id>`: the saga's wake-up, a JetStream scheduled
+/// message. A subject holds one schedule, so arming the next step's
+/// deadline replaces the last one: a saga has at most one pending.
+/// (Sagas written before this kept one per step, on
+/// `saga.timer.<order_id>.<command>.<attempt>`.)
+pub fn step_timer(order_id: &OrderId) -> String {
+    format!("saga.timer.{order_id}")
 }
 
 /// `saga.timeout.<order_id>`: where a step's deadline fires.
@@ -196,6 +198,7 @@ mod template_tests {
         assert_eq!(template(ORDER_REJECTED), ORDER_REJECTED);
         assert_eq!(template("saga.log.o-1.reserve"), "saga.log.*.reserve");
         assert_eq!(template("saga.timer.o-1.charge.3"), "saga.timer.*.charge.*");
+        assert_eq!(template("saga.timer.o-1"), "saga.timer.*");
         assert_eq!(template("saga.timeout.o-1"), "saga.timeout.*");
         assert_eq!(template("inventory.sku.sku-9"), "inventory.sku.*");
         assert_eq!(template("payments.account.c-1"), "payments.account.*");

@@ -10,15 +10,15 @@
 //! The cache is only ever a guess that the store confirms.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
 
+use crate::memory::Memory;
 use crate::store::{Append, Store, StoreError, Versioned};
 
 /// Lock stripes: aggregates that share a stripe take turns needlessly, but
@@ -30,8 +30,7 @@ const STRIPES: usize = 1024;
 pub struct Aggregates<T> {
     store: Store,
     stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
-    cache: Mutex<HashMap<String, Versioned<T>>>,
-    capacity: usize,
+    memory: Memory<T>,
 }
 
 /// Turns held on some aggregates; released on drop.
@@ -46,8 +45,7 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         Self {
             store,
             stripes: (0..STRIPES).map(|_| Arc::default()).collect(),
-            cache: Mutex::new(HashMap::new()),
-            capacity,
+            memory: Memory::new(capacity),
         }
     }
 
@@ -70,8 +68,8 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
     /// The aggregate as last seen by this process, or read from the store.
     /// An absent aggregate is never remembered: it may be created elsewhere.
     pub async fn read(&self, subject: &str) -> Result<Option<Versioned<T>>, StoreError> {
-        if let Some(hit) = self.lock().get(subject) {
-            return Ok(Some(hit.clone()));
+        if let Some(hit) = self.memory.get(subject) {
+            return Ok(Some(hit));
         }
         let read: Option<Versioned<T>> = self.store.last(subject).await?;
         if let Some(v) = &read {
@@ -87,25 +85,14 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
 
     /// Records the state just written (or read) at `seq`.
     pub fn remember(&self, value: Versioned<T>) {
-        let mut cache = self.lock();
-        if cache.len() >= self.capacity && !cache.contains_key(&value.subject) {
-            // Bounded, not clever: drop any one entry; it is read again
-            // when needed.
-            if let Some(victim) = cache.keys().next().cloned() {
-                cache.remove(&victim);
-            }
-        }
-        cache.insert(value.subject.clone(), value);
+        let key = value.subject.clone();
+        self.memory.remember(&key, value);
     }
 
     /// Drops what is remembered of `subject`, after a conflict showed it
     /// stale.
     pub fn forget(&self, subject: &str) {
-        self.lock().remove(subject);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versioned<T>>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        self.memory.forget(subject);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod config;
 pub mod consumer;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod nats;
 pub mod query;

@@ -26,6 +26,8 @@ use events::order::OrderEvent;
 use events::payment::PaymentEvent;
 use events::saga::{SagaCommand, SagaRecord, SagaState, Step, StepStatus, StepTimer};
 use events::{CancelReason, Order, OrderId, OrderStatus};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// What the orchestrator hears from the participants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,54 @@ impl Default for Policy {
     fn default() -> Self {
         Self { max_attempts: 3 }
     }
+}
+
+/// What an event does to a saga.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Write this record (with its command).
+    Advance(SagaRecord),
+    /// A wake-up came before the step's deadline: wake up again then.
+    WakeAt(OffsetDateTime),
+    Nothing,
+}
+
+/// [`on_event`], with the saga's wake-ups read against its deadline: a
+/// wake-up times out the step the saga waits on, whichever step it was
+/// armed for, once that step's `deadline` has passed, and asks for another
+/// wake-up when it comes early. Returns the event as it was applied.
+pub fn decide(
+    saga: Option<&SagaRecord>,
+    event: &SagaEvent,
+    now: OffsetDateTime,
+    policy: Policy,
+) -> (SagaEvent, Decision) {
+    let event = match (saga, event) {
+        (Some(saga), SagaEvent::Timeout(_)) if !saga.state.is_terminal() => {
+            let deadline = saga
+                .deadline
+                .as_deref()
+                .and_then(|d| OffsetDateTime::parse(d, &Rfc3339).ok());
+            match deadline {
+                Some(at) if now < at => return (event.clone(), Decision::WakeAt(at)),
+                Some(_) => SagaEvent::Timeout(StepTimer {
+                    order_id: saga.order_id.clone(),
+                    command: saga.command.name().to_owned(),
+                    attempt: saga.attempt,
+                }),
+                // A record from before deadlines were kept in it: its
+                // wake-up names the step it is for.
+                None => event.clone(),
+            }
+        }
+        _ => event.clone(),
+    };
+    let stamp = now.format(&Rfc3339).expect("a UTC time formats");
+    let decision = match on_event(saga, &event, &stamp, policy) {
+        Some(next) => Decision::Advance(next),
+        None => Decision::Nothing,
+    };
+    (event, decision)
 }
 
 /// The next record of the saga, or `None` when the event changes nothing.
@@ -139,6 +189,7 @@ fn start(order: &Order, now: &str) -> SagaRecord {
         steps: vec![step(command.name(), StepStatus::Requested, now)],
         command,
         attempt: 1,
+        deadline: None,
     }
 }
 

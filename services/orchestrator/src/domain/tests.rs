@@ -298,6 +298,81 @@ fn a_deadline_of_an_answered_step_changes_nothing() {
     .is_none());
 }
 
+fn at(rfc3339: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(rfc3339, &Rfc3339).unwrap()
+}
+
+/// A saga waiting on its charge, due at 12:00:10.
+fn charging_due_at_ten_past() -> SagaRecord {
+    let (saga, _) = run(&[placed(), reserved()]);
+    SagaRecord {
+        deadline: Some("2026-11-26T12:00:10Z".to_owned()),
+        ..saga.unwrap()
+    }
+}
+
+#[test]
+fn an_overdue_step_times_out_whichever_step_the_wake_up_was_armed_for() {
+    let saga = charging_due_at_ten_past();
+    // A wake-up armed by a writer that lost its race names another step.
+    let stale = timeout(command::RESERVE_STOCK, 1);
+    let (applied, decision) = decide(Some(&saga), &stale, at("2026-11-26T12:00:11Z"), POLICY);
+    assert_eq!(applied, timeout(command::CHARGE_PAYMENT, 1));
+    let Decision::Advance(next) = decision else {
+        panic!("the overdue charge is asked again, got {decision:?}");
+    };
+    assert_eq!((next.state, next.attempt), (SagaState::Charging, 2));
+    assert_eq!(next.steps.last().unwrap().name, command::CHARGE_PAYMENT);
+}
+
+#[test]
+fn a_wake_up_before_the_deadline_waits_for_it() {
+    let saga = charging_due_at_ten_past();
+    let (_, decision) = decide(
+        Some(&saga),
+        &timeout(command::CHARGE_PAYMENT, 1),
+        at("2026-11-26T12:00:09Z"),
+        POLICY,
+    );
+    assert_eq!(decision, Decision::WakeAt(at("2026-11-26T12:00:10Z")));
+}
+
+#[test]
+fn a_wake_up_changes_nothing_once_the_saga_is_finished() {
+    let (saga, _) = run(&[placed(), reserve_failed(), cancelled()]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    let (_, decision) = decide(
+        Some(&saga),
+        &timeout(command::CANCEL_ORDER, 1),
+        at("2030-01-01T00:00:00Z"),
+        POLICY,
+    );
+    assert_eq!(decision, Decision::Nothing);
+}
+
+#[test]
+fn a_record_without_a_deadline_times_out_only_on_its_own_wake_up() {
+    let (saga, _) = run(&[placed(), reserved()]);
+    let saga = saga.unwrap();
+    assert!(saga.deadline.is_none());
+    let later = at("2030-01-01T00:00:00Z");
+    let (_, other) = decide(
+        Some(&saga),
+        &timeout(command::RESERVE_STOCK, 1),
+        later,
+        POLICY,
+    );
+    assert_eq!(other, Decision::Nothing);
+    let (_, own) = decide(
+        Some(&saga),
+        &timeout(command::CHARGE_PAYMENT, 1),
+        later,
+        POLICY,
+    );
+    assert!(matches!(own, Decision::Advance(next) if next.attempt == 2));
+}
+
 #[test]
 fn compensations_are_asked_again_without_limit() {
     let mut events = vec![placed(), reserved(), declined()];
