@@ -140,6 +140,21 @@ pub struct SagaRecord {
     /// were kept here (their wake-ups name the step they are for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// When the saga's pending wake-up fires (RFC 3339, UTC), as armed by
+    /// this record's writer or an earlier one. A step whose deadline is no
+    /// earlier keeps it rather than arming its own: the wake-up then comes
+    /// early, and is armed again for the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<String>,
+    /// The stream sequence of the order's event this saga last heard
+    /// (`placed`): the order service may write after it without reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_seq: Option<u64>,
+    /// The stream sequence of the order's inventory event this saga last
+    /// heard (`reserved`): the inventory may settle after it without
+    /// reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_seq: Option<u64>,
 }
 
 fn first_attempt() -> u32 {

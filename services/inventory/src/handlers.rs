@@ -87,10 +87,10 @@ impl Handler for SagaSteps {
                 retry_conflicts(|| self.reserve(order_id, items)).await?
             }
             SagaCommand::CommitStock => {
-                retry_conflicts(|| self.settle(order_id, Settle::Commit)).await?
+                retry_conflicts(|| self.settle(&record, Settle::Commit)).await?
             }
             SagaCommand::ReleaseStock => {
-                retry_conflicts(|| self.settle(order_id, Settle::Release)).await?
+                retry_conflicts(|| self.settle(&record, Settle::Release)).await?
             }
             other => Err(format!("not an inventory command: {}", other.name())),
         };
@@ -164,11 +164,47 @@ impl SagaSteps {
         }
     }
 
-    async fn settle(&self, order_id: &OrderId, settle: Settle) -> Result<Verdict, StoreError> {
+    /// Commits or releases what the order holds. The saga heard the
+    /// reservation at `inventory_seq`: unless something came after it
+    /// (which the write's check tells), that is what the order holds now,
+    /// and no read is needed.
+    async fn settle(&self, record: &SagaRecord, settle: Settle) -> Result<Verdict, StoreError> {
+        let order_id = &record.order_id;
+        let heard = record
+            .inventory_seq
+            .zip(record.lines.clone())
+            .zip(record.total_cents);
+        if let Some(((seq, lines), total_cents)) = heard {
+            let reserved = Versioned {
+                seq,
+                subject: subjects::inventory_event(order_id, "reserved"),
+                value: InventoryEvent::Reserved {
+                    order_id: order_id.clone(),
+                    lines,
+                    total_cents,
+                },
+            };
+            // A reservation always changes, so `Ok(Ok)` means written.
+            match self.settle_after(order_id, settle, Some(reserved)).await {
+                Err(StoreError::Conflict(_)) | Ok(Err(_)) => {}
+                done => return done,
+            }
+        }
         let last: Option<Versioned<InventoryEvent>> = self
             .store()
             .last(&subjects::inventory_events(order_id))
             .await?;
+        self.settle_after(order_id, settle, last).await
+    }
+
+    /// Settles on the order's inventory event `last`, guarded by its
+    /// sequence.
+    async fn settle_after(
+        &self,
+        order_id: &OrderId,
+        settle: Settle,
+        last: Option<Versioned<InventoryEvent>>,
+    ) -> Result<Verdict, StoreError> {
         let (after, last) = match last {
             Some(v) => (v.seq, Some(v.value)),
             None => (0, None),

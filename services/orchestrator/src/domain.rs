@@ -67,7 +67,7 @@ impl Default for Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Write this record (with its command).
-    Advance(SagaRecord),
+    Advance(Box<SagaRecord>),
     /// A wake-up came before the step's deadline: wake up again then.
     WakeAt(OffsetDateTime),
     Nothing,
@@ -105,7 +105,7 @@ pub fn decide(
     };
     let stamp = now.format(&Rfc3339).expect("a UTC time formats");
     let decision = match on_event(saga, &event, &stamp, policy) {
-        Some(next) => Decision::Advance(next),
+        Some(next) => Decision::Advance(Box::new(next)),
         None => Decision::Nothing,
     };
     (event, decision)
@@ -190,6 +190,9 @@ fn start(order: &Order, now: &str) -> SagaRecord {
         command,
         attempt: 1,
         deadline: None,
+        wake_at: None,
+        order_seq: None,
+        inventory_seq: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::Message;
+use bytes::Bytes;
 use events::inventory::InventoryEvent;
 use events::order::{OrderEvent, OrderEventType};
 use events::payment::PaymentEvent;
@@ -16,6 +17,7 @@ use events::saga::{SagaRecord, SagaState, SagaView, StepTimer};
 use events::subjects;
 use events::OrderId;
 use rand::Rng;
+use runtime::consumer::stream_sequence;
 use runtime::memory::Memory;
 use runtime::query::{Query, QueryError};
 use runtime::retry::Backoff;
@@ -58,7 +60,7 @@ impl Handler for Events {
             Source::Payments => SagaEvent::Payment(decode::<PaymentEvent>(message)?),
             Source::Timeouts => SagaEvent::Timeout(decode::<StepTimer>(message)?),
         };
-        self.saga.advance(&event).await
+        self.saga.advance(&event, stream_sequence(message)).await
     }
 }
 
@@ -98,8 +100,9 @@ impl Saga {
         }
     }
 
-    async fn advance(&self, event: &SagaEvent) -> Result<(), HandleError> {
-        let transition = retry_conflicts(|| self.try_advance(event)).await?;
+    /// Applies `event`, the message at `seq` of its participant's stream.
+    async fn advance(&self, event: &SagaEvent, seq: u64) -> Result<(), HandleError> {
+        let transition = retry_conflicts(|| self.try_advance(event, seq)).await?;
         if let Some((started, next, event)) = transition {
             tracing::info!(state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
             if let SagaEvent::Timeout(timer) = &event {
@@ -117,6 +120,7 @@ impl Saga {
     async fn try_advance(
         &self,
         event: &SagaEvent,
+        seq: u64,
     ) -> Result<Option<(bool, SagaRecord, SagaEvent)>, StoreError> {
         let order_id = event.order_id();
         let mut known = self.recall(event).await?;
@@ -124,8 +128,8 @@ impl Saga {
             let now = OffsetDateTime::now_utc();
             let current = known.record.as_ref().map(|v| &v.value);
             let (event, decision) = domain::decide(current, event, now, self.policy);
-            let next = match decision {
-                Decision::Advance(next) => next,
+            let mut next = match decision {
+                Decision::Advance(next) => *next,
                 // A finished saga changes no more: remembering it is enough.
                 _ if !known.fresh && !current.is_some_and(|r| r.state.is_terminal()) => {
                     known = self.read(order_id).await?;
@@ -138,8 +142,10 @@ impl Saga {
                 }
                 Decision::Nothing => return Ok(None),
             };
+            heard(&mut next, &event, seq);
             let after = known.record.as_ref().map_or(0, |v| v.seq);
-            match self.write(next, after, now).await {
+            let woken = matches!(event, SagaEvent::Timeout(_));
+            match self.write(next, after, now, woken).await {
                 Ok(next) => return Ok(Some((after == 0, next, event))),
                 Err(StoreError::Conflict(_)) if !known.fresh => {
                     known = self.read(order_id).await?;
@@ -182,20 +188,33 @@ impl Saga {
         })
     }
 
-    /// Writes `next`, guarded by the sequence of the record it was decided
-    /// on, after arming the deadline of the step it asks for.
+    /// Writes `next` (decided on the record at `after`), guarded by that
+    /// sequence, after making sure a wake-up is pending no later than the
+    /// deadline of the step it asks for: the one the saga has already, or
+    /// a new one. A saga woken by its wake-up (`woken`) has none left.
+    /// A finished saga's wake-up is cancelled once the record is stored.
     async fn write(
         &self,
         mut next: SagaRecord,
         after: u64,
         now: OffsetDateTime,
+        woken: bool,
     ) -> Result<SagaRecord, StoreError> {
         let order_id = next.order_id.clone();
+        let pending = next.wake_at.take().filter(|_| !woken);
         next.deadline = None;
         if !next.state.is_terminal() {
             let at = self.deadline(&next, now);
-            next.deadline = Some(at.format(&Rfc3339).expect("formats"));
-            self.arm(&next, at).await?;
+            next.deadline = Some(rfc3339(at));
+            let kept = pending
+                .as_deref()
+                .and_then(|w| OffsetDateTime::parse(w, &Rfc3339).ok())
+                .filter(|w| *w <= at);
+            let wake_at = match kept {
+                Some(w) => w,
+                None => self.arm(&next, at).await?,
+            };
+            next.wake_at = Some(rfc3339(wake_at));
         }
         let subject = subjects::saga_record(&order_id, next.command.name());
         let append = Append::json(subject.clone(), &next)
@@ -211,6 +230,9 @@ impl Saga {
                         value: next.clone(),
                     },
                 );
+                if next.state.is_terminal() && pending.is_some() {
+                    self.disarm(&order_id).await;
+                }
                 Ok(next)
             }
             Err(e) => {
@@ -248,7 +270,12 @@ impl Saga {
     /// may replace the winner's, at about the same time: whichever fires,
     /// the saga's own `deadline` says whether its step is overdue, and a
     /// wake-up that comes early is armed again for the deadline.
-    async fn arm(&self, record: &SagaRecord, at: OffsetDateTime) -> Result<(), StoreError> {
+    /// Returns when it fires.
+    async fn arm(
+        &self,
+        record: &SagaRecord,
+        at: OffsetDateTime,
+    ) -> Result<OffsetDateTime, StoreError> {
         // Never in the past: a clock behind the server's must not spin.
         let at = at.max(
             OffsetDateTime::now_utc()
@@ -256,7 +283,7 @@ impl Saga {
                 .expect("valid")
                 + time::Duration::SECOND,
         );
-        let schedule = format!("@at {}", at.format(&Rfc3339).expect("formats"));
+        let schedule = format!("@at {}", rfc3339(at));
         let timer = StepTimer {
             order_id: record.order_id.clone(),
             command: record.command.name().to_owned(),
@@ -266,7 +293,18 @@ impl Saga {
         let append = Append::json(subjects::step_timer(&record.order_id), &timer)
             .header("Nats-Schedule", &schedule)
             .header("Nats-Schedule-Target", &target);
-        self.store.commit(vec![append]).await.map(|_| ())
+        self.store.commit(vec![append]).await?;
+        Ok(at)
+    }
+
+    /// Cancels a finished saga's wake-up: a message without a schedule
+    /// replaces it. Best effort: a wake-up that fires anyway finds the saga
+    /// finished and changes nothing, at the cost of a delivery.
+    async fn disarm(&self, order_id: &OrderId) {
+        let append = Append::raw(subjects::step_timer(order_id), Bytes::new());
+        if let Err(e) = self.store.commit(vec![append]).await {
+            tracing::debug!(error = %e, "cancelling a finished saga's wake-up");
+        }
     }
 
     fn observe(&self, started: bool, record: &SagaRecord) {
@@ -285,6 +323,20 @@ impl Saga {
             .map(|start| (OffsetDateTime::now_utc() - start).as_seconds_f64());
         self.metrics.saga_completed(outcome, seconds);
     }
+}
+
+/// Notes the version of the participant's aggregate that `event` (at
+/// `seq` of its stream) announced, for the commands that follow it.
+fn heard(next: &mut SagaRecord, event: &SagaEvent, seq: u64) {
+    match event {
+        SagaEvent::Order(e) if e.kind == OrderEventType::Placed => next.order_seq = Some(seq),
+        SagaEvent::Inventory(InventoryEvent::Reserved { .. }) => next.inventory_seq = Some(seq),
+        _ => {}
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).expect("a UTC time formats")
 }
 
 /// `saga.query.get`.
