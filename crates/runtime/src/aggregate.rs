@@ -8,10 +8,17 @@
 //! The expected-sequence checks stay on every write: another replica's
 //! write makes ours fail, we forget what we remembered, and read again.
 //! The cache is only ever a guess that the store confirms.
+//!
+//! A turn need not last until the write is stored, only until it is
+//! queued ([`crate::store::Store::queue`]): the next writer decides on the
+//! state just queued ([`Version::Queued`]), and its write is stored right
+//! after that one, or not at all. Holding the turn across the write made
+//! a hot sku's changes wait a batch each.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -19,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::memory::Memory;
-use crate::store::{Append, Store, StoreError, Versioned};
+use crate::store::{Append, Queued, Store, StoreError, Versioned};
 
 /// Lock stripes: aggregates that share a stripe take turns needlessly, but
 /// memory stays fixed however many aggregates there are.
@@ -31,6 +38,35 @@ pub struct Aggregates<T> {
     store: Store,
     stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
     memory: Memory<T>,
+    /// States written by changes still queued for the store: newer than
+    /// anything in `memory`, until they are settled.
+    queued: Mutex<HashMap<String, (T, Queued)>>,
+}
+
+/// An aggregate's state as this process knows it, and its version.
+#[derive(Debug, Clone)]
+pub struct Known<T> {
+    pub value: T,
+    pub version: Version,
+}
+
+/// Which write an aggregate's known state comes from.
+#[derive(Debug, Clone)]
+pub enum Version {
+    /// Stored at this sequence.
+    Stored(u64),
+    /// Written by a change of this process that is still being stored.
+    Queued(Queued),
+}
+
+impl Version {
+    /// Guards `append` with this version: it is stored only right after it.
+    pub fn guard(&self, append: Append) -> Append {
+        match self {
+            Self::Stored(seq) => append.expect_last(*seq),
+            Self::Queued(queued) => append.expect_after(queued),
+        }
+    }
 }
 
 /// Turns held on some aggregates; released on drop.
@@ -46,6 +82,7 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             store,
             stripes: (0..STRIPES).map(|_| Arc::default()).collect(),
             memory: Memory::new(capacity),
+            queued: Mutex::default(),
         }
     }
 
@@ -65,22 +102,58 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         Held { _guards: guards }
     }
 
-    /// The aggregate as last seen by this process, or read from the store.
-    /// An absent aggregate is never remembered: it may be created elsewhere.
-    pub async fn read(&self, subject: &str) -> Result<Option<Versioned<T>>, StoreError> {
-        if let Some(hit) = self.memory.get(subject) {
-            return Ok(Some(hit));
+    /// The aggregate as last written or seen by this process (a write
+    /// still queued included), or read from the store. An absent aggregate
+    /// is never remembered: it may be created elsewhere.
+    pub async fn read(&self, subject: &str) -> Result<Option<Known<T>>, StoreError> {
+        if let Some(known) = self.recall(subject) {
+            return Ok(Some(known));
         }
         let read: Option<Versioned<T>> = self.store.last(subject).await?;
-        if let Some(v) = &read {
+        Ok(read.map(|v| {
             self.remember(v.clone());
-        }
-        Ok(read)
+            Known {
+                value: v.value,
+                version: Version::Stored(v.seq),
+            }
+        }))
     }
 
     /// [`Aggregates::read`] of an owned subject, for concurrent reads.
-    pub async fn read_owned(&self, subject: String) -> Result<Option<Versioned<T>>, StoreError> {
+    pub async fn read_owned(&self, subject: String) -> Result<Option<Known<T>>, StoreError> {
         self.read(&subject).await
+    }
+
+    fn recall(&self, subject: &str) -> Option<Known<T>> {
+        let mut queued = self.lock_queued();
+        if let Some((value, message)) = queued.get(subject) {
+            match message.outcome() {
+                None => {
+                    return Some(Known {
+                        value: value.clone(),
+                        version: Version::Queued(message.clone()),
+                    })
+                }
+                Some(stored) => {
+                    let (value, _) = queued.remove(subject).expect("just found");
+                    if let Some(seq) = stored {
+                        self.memory.remember(
+                            subject,
+                            Versioned {
+                                seq,
+                                subject: subject.to_owned(),
+                                value,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        drop(queued);
+        self.memory.get(subject).map(|v| Known {
+            value: v.value,
+            version: Version::Stored(v.seq),
+        })
     }
 
     /// Records the state just written (or read) at `seq`.
@@ -89,10 +162,37 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         self.memory.remember(&key, value);
     }
 
+    /// Records the state `message`, a change still queued, writes on
+    /// `subject`: the next writer decides on it, and its write goes right
+    /// after that one, or not at all.
+    pub fn remember_queued(&self, subject: &str, value: T, message: Queued) {
+        let mut queued = self.lock_queued();
+        if queued.len() >= self.memory.capacity() {
+            // Settled entries move to `memory`, which is bounded; those
+            // still in flight are few (one per aggregate at most).
+            let settled: Vec<String> = queued
+                .iter()
+                .filter(|(_, (_, m))| m.outcome().is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            drop(queued);
+            for subject in settled {
+                self.recall(&subject);
+            }
+            queued = self.lock_queued();
+        }
+        queued.insert(subject.to_owned(), (value, message));
+    }
+
     /// Drops what is remembered of `subject`, after a conflict showed it
     /// stale.
     pub fn forget(&self, subject: &str) {
+        self.lock_queued().remove(subject);
         self.memory.forget(subject);
+    }
+
+    fn lock_queued(&self) -> std::sync::MutexGuard<'_, HashMap<String, (T, Queued)>> {
+        self.queued.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -125,10 +225,14 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
             Ok(next) => next,
             Err(e) => return Ok(Err(e.to_string())),
         };
+        let state = Append::json(subject, &next);
         let written = self
             .store
             .commit(vec![
-                Append::json(subject, &next).expect_last(current.map_or(0, |v| v.seq)),
+                match &current {
+                    Some(known) => known.version.guard(state),
+                    None => state.expect_last(0),
+                },
                 Append::raw(marker.to_owned(), command.clone()).expect_last(0),
             ])
             .await;

@@ -58,6 +58,10 @@ impl<T: Clone> Memory<T> {
         self.lock().remove(key);
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

@@ -8,7 +8,8 @@
 //! on one aggregate can never both win: the loser gets [`StoreError::Conflict`],
 //! reloads, and decides again.
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::header::{
@@ -71,6 +72,62 @@ pub struct Append {
     pub subject: String,
     pub payload: Bytes,
     pub headers: HeaderMap,
+    /// Stores only right after this write, queued earlier in the same
+    /// store (see [`Append::expect_after`]).
+    after: Option<Queued>,
+}
+
+/// A message queued for the group committer: where it will be stored, once
+/// that is known. Settled before its change's caller hears the outcome.
+#[derive(Debug, Clone, Default)]
+pub struct Queued(Arc<OnceLock<Option<u64>>>);
+
+impl Queued {
+    /// `None` while the change is in flight; then the sequence the message
+    /// was stored at, or `None` if the change was not stored (refused, or
+    /// its outcome unknown).
+    pub fn outcome(&self) -> Option<Option<u64>> {
+        self.0.get().copied()
+    }
+
+    /// Whether `other` is this same queued message.
+    pub fn is(&self, other: &Queued) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn settle(&self, seq: Option<u64>) {
+        let _ = self.0.set(seq);
+    }
+}
+
+/// A change queued for the group committer ([`Store::queue`]).
+#[derive(Debug)]
+pub struct QueuedChange {
+    /// Each append's message, in order: a later change may build on one
+    /// ([`Append::expect_after`]) before it is stored.
+    pub messages: Vec<Queued>,
+    outcome: oneshot::Receiver<Result<Vec<u64>, StoreError>>,
+    span: tracing::Span,
+}
+
+impl QueuedChange {
+    /// Waits until the change is stored (all of it) or refused (none of
+    /// it): the sequence of each append, in order.
+    pub async fn stored(self) -> Result<Vec<u64>, StoreError> {
+        let written = self
+            .outcome
+            .await
+            .unwrap_or_else(|_| Err(committer_stopped()));
+        if let Err(e) = &written {
+            self.span
+                .set_status(opentelemetry::trace::Status::error(e.to_string()));
+        }
+        written
+    }
+}
+
+fn committer_stopped() -> StoreError {
+    StoreError::Unavailable("the group committer stopped".to_owned())
 }
 
 impl Append {
@@ -81,6 +138,7 @@ impl Append {
             subject: subject.into(),
             payload: payload.into(),
             headers: HeaderMap::new(),
+            after: None,
         }
     }
 
@@ -90,6 +148,7 @@ impl Append {
             subject: subject.into(),
             payload,
             headers: HeaderMap::new(),
+            after: None,
         }
     }
 
@@ -112,6 +171,16 @@ impl Append {
             filter,
         );
         append
+    }
+
+    /// Stores only right after `queued`, a message on the same subject
+    /// queued earlier in the same store and not stored yet: the check
+    /// becomes the sequence it gets, and if it is not stored, neither is
+    /// this. So a writer need not wait for its predecessor's write before
+    /// deciding on what it wrote.
+    pub fn expect_after(mut self, queued: &Queued) -> Self {
+        self.after = Some(queued.clone());
+        self
     }
 
     /// Adds a header, such as a `traceparent`.
@@ -146,7 +215,81 @@ pub struct Store {
 #[derive(Debug)]
 struct Change {
     appends: Vec<Append>,
+    /// Settled with the outcome, before `done` is sent.
+    messages: Vec<Queued>,
     done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+}
+
+impl Change {
+    /// Settles the change's messages, then tells its caller.
+    fn finish(self, outcome: Result<Vec<u64>, StoreError>) {
+        match &outcome {
+            Ok(seqs) => {
+                for (message, seq) in self.messages.iter().zip(seqs) {
+                    message.settle(Some(*seq));
+                }
+            }
+            Err(_) => self.messages.iter().for_each(|m| m.settle(None)),
+        }
+        let _ = self.done.send(outcome);
+    }
+
+    /// Adds what this change's checks are about (the subjects it writes,
+    /// the wildcards it checks) to `checked`, those of a group's earlier
+    /// changes; `false`, adding nothing, if one of its checks is about
+    /// something already there: the server would check it against the
+    /// stream before the batch, blind to the earlier change. An append
+    /// built on an earlier change of the group carries no check of its own.
+    fn claim(&self, checked: &mut HashSet<String>) -> bool {
+        let mut claims = Vec::new();
+        for append in &self.appends {
+            let guarded = append
+                .headers
+                .get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)
+                .is_some();
+            let filter = append
+                .headers
+                .get(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT)
+                .map(|f| f.as_str().to_owned());
+            for key in std::iter::once(append.subject.clone()).chain(filter) {
+                if guarded && checked.contains(&key) {
+                    return false;
+                }
+                claims.push(key);
+            }
+        }
+        checked.extend(claims);
+        true
+    }
+
+    /// Turns each `expect_after` into a check on the sequence its
+    /// predecessor got. `Err` when a predecessor was not stored;
+    /// `Ok(true)` when one is still in flight, which can only be in this
+    /// same group, earlier (groups go one at a time, in queue order): the
+    /// batch's own order then guards this append.
+    fn resolve(&mut self) -> Result<bool, StoreError> {
+        let mut in_group = false;
+        for append in &mut self.appends {
+            let Some(after) = &append.after else { continue };
+            match after.outcome() {
+                Some(Some(seq)) => {
+                    append.headers.insert(
+                        NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                        seq.to_string().as_str(),
+                    );
+                    append.after = None;
+                }
+                Some(None) => {
+                    return Err(StoreError::Conflict(format!(
+                        "the write to {} this change builds on was not stored",
+                        append.subject
+                    )))
+                }
+                None => in_group = true,
+            }
+        }
+        Ok(in_group)
+    }
 }
 
 #[derive(Deserialize)]
@@ -244,45 +387,55 @@ impl Store {
     /// append, which by convention is the event the change announces; every
     /// message carries the span's trace context in its headers.
     pub async fn commit(&self, mut appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
+        if appends.len() != 1 || appends[0].after.is_some() {
+            return self.queue(appends).await?.stored().await;
+        }
+        let mut append = appends.pop().expect("one append");
+        let span = telemetry::producer_span(&append.subject, 1);
+        telemetry::inject(&span, &mut append.headers);
+        let written = self.commit_one(append).instrument(span.clone()).await;
+        match &written {
+            Ok(seq) => span.set_attribute("messaging.message.id", seq.to_string()),
+            Err(e) => span.set_status(opentelemetry::trace::Status::error(e.to_string())),
+        }
+        written.map(|seq| vec![seq])
+    }
+
+    /// Queues a change for the group committer, which stores it, all or
+    /// nothing, in one atomic batch with whatever other changes are
+    /// waiting, and returns once it is queued: a writer that takes turns
+    /// on its aggregates can let the next one decide on what it wrote
+    /// ([`QueuedChange::messages`], [`Append::expect_after`]) while the
+    /// batch is stored. The span is the write's, as for [`Store::commit`].
+    pub async fn queue(&self, mut appends: Vec<Append>) -> Result<QueuedChange, StoreError> {
+        let (done, outcome) = oneshot::channel();
         let Some(announced) = appends.last() else {
-            return Ok(vec![]);
+            let _ = done.send(Ok(vec![]));
+            return Ok(QueuedChange {
+                messages: vec![],
+                outcome,
+                span: tracing::Span::none(),
+            });
         };
-        let count = appends.len();
-        let span = telemetry::producer_span(&announced.subject, count);
+        let span = telemetry::producer_span(&announced.subject, appends.len());
         for append in &mut appends {
             telemetry::inject(&span, &mut append.headers);
         }
-        let written = async {
-            if count == 1 {
-                let append = appends.pop().expect("one append");
-                self.commit_one(append).await.map(|seq| vec![seq])
-            } else {
-                self.commit_grouped(appends).await
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        match &written {
-            Ok(seqs) if count == 1 => {
-                span.set_attribute("messaging.message.id", seqs[0].to_string());
-            }
-            Ok(_) => {}
-            Err(e) => span.set_status(opentelemetry::trace::Status::error(e.to_string())),
-        }
-        written
-    }
-
-    /// A change of several messages goes through the group committer,
-    /// which stores it, all or nothing, in one atomic batch with whatever
-    /// other changes are waiting.
-    async fn commit_grouped(&self, appends: Vec<Append>) -> Result<Vec<u64>, StoreError> {
-        let stopped = || StoreError::Unavailable("the group committer stopped".to_owned());
-        let (done, outcome) = oneshot::channel();
+        let messages: Vec<Queued> = appends.iter().map(|_| Queued::default()).collect();
+        let change = Change {
+            appends,
+            messages: messages.clone(),
+            done,
+        };
         self.groups
-            .send(Change { appends, done })
+            .send(change)
             .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+            .map_err(|_| committer_stopped())?;
+        Ok(QueuedChange {
+            messages,
+            outcome,
+            span,
+        })
     }
 
     async fn commit_one(&self, append: Append) -> Result<u64, StoreError> {
@@ -311,9 +464,27 @@ impl Store {
 /// only if every change in it would have been; if a check fails, each
 /// change of the group is committed again on its own, and only the one
 /// that lost the race sees the conflict.
+///
+/// The server checks a batch against the stream as it was before the
+/// batch, not against the batch's own earlier messages. So two changes
+/// that check the same subject or wildcard (two answers for one order, two
+/// writes of one aggregate) never share a batch, where both checks would
+/// pass: the later one, and everything queued after it, waits for the next
+/// group, and its check then sees the first. The one exception is a change
+/// built on an earlier change of the group ([`Append::expect_after`]),
+/// which the batch's order guards.
 async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
     let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
+    // Changes held back from a group, first in line for the next one.
+    let mut held_back: VecDeque<Change> = VecDeque::new();
+    loop {
+        let first = match held_back.pop_front() {
+            Some(change) => change,
+            None => match queue.recv().await {
+                Some(change) => change,
+                None => break,
+            },
+        };
         let permit = Arc::clone(&in_flight)
             .acquire_owned()
             .await
@@ -322,23 +493,55 @@ async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
         let mut messages = first.appends.len();
         let mut group = vec![first];
         while messages < GROUP_MESSAGES {
-            match queue.try_recv() {
-                Ok(change) => {
-                    messages += change.appends.len();
-                    group.push(change);
+            let next = match held_back.pop_front() {
+                Some(change) => change,
+                None => match queue.try_recv() {
+                    Ok(change) => change,
+                    Err(_) => break,
+                },
+            };
+            messages += next.appends.len();
+            group.push(next);
+        }
+        // The earlier groups are settled now (one group at a time): each
+        // change that builds on one of their writes checks the sequence it
+        // got, or fails with it; in queue order, so that a failure carries
+        // on down a chain of changes within this group.
+        let mut ready = Vec::with_capacity(group.len());
+        let mut checked = HashSet::new();
+        let mut chained = false;
+        let mut rest = group.into_iter();
+        for mut change in rest.by_ref() {
+            let in_group = match change.resolve() {
+                Ok(in_group) => in_group,
+                Err(e) => {
+                    change.finish(Err(e));
+                    continue;
                 }
-                Err(_) => break,
+            };
+            if !change.claim(&mut checked) {
+                held_back.push_back(change);
+                break;
             }
+            chained |= in_group;
+            ready.push(change);
+        }
+        // Behind the one held back, in order: a change may build on it.
+        held_back.extend(rest);
+        if ready.is_empty() {
+            continue;
         }
         let js = js.clone();
         tokio::spawn(async move {
-            commit_group(&js, group).await;
+            commit_group(&js, ready, chained).await;
             drop(permit);
         });
     }
 }
 
-async fn commit_group(js: &Context, mut group: Vec<Change>) {
+/// Stores `group` as one batch. `chained`: some change builds on another
+/// change of the group, and stands unguarded without it.
+async fn commit_group(js: &Context, mut group: Vec<Change>, chained: bool) {
     if group.len() == 1 {
         let change = group.pop().expect("one change");
         return commit_alone(js, change).await;
@@ -351,8 +554,24 @@ async fn commit_group(js: &Context, mut group: Vec<Change>) {
             let mut next = last + 1 - sizes.iter().sum::<usize>() as u64;
             for change in group {
                 let count = change.appends.len() as u64;
-                let _ = change.done.send(Ok((next..next + count).collect()));
+                change.finish(Ok((next..next + count).collect()));
                 next += count;
+            }
+        }
+        Err(StoreError::Conflict(_)) if chained => {
+            // As below, but in order, so that a change that builds on
+            // another is checked against the sequence that one got, or
+            // fails with it.
+            for mut change in group {
+                match change.resolve() {
+                    Ok(false) => commit_alone(js, change).await,
+                    // Cannot be: every earlier change of the group is
+                    // settled. Refused rather than stored unguarded.
+                    Ok(true) => change.finish(Err(StoreError::Conflict(
+                        "a change it builds on is unsettled".to_owned(),
+                    ))),
+                    Err(e) => change.finish(Err(e)),
+                }
             }
         }
         Err(StoreError::Conflict(_)) => {
@@ -369,7 +588,7 @@ async fn commit_group(js: &Context, mut group: Vec<Change>) {
             // is retried by its caller, whose checks tell a repeat.
             let why = e.to_string();
             for change in group {
-                let _ = change.done.send(Err(StoreError::Unavailable(why.clone())));
+                change.finish(Err(StoreError::Unavailable(why.clone())));
             }
         }
     }
@@ -378,10 +597,10 @@ async fn commit_group(js: &Context, mut group: Vec<Change>) {
 /// One change in a batch of its own, its outcome sent to its caller.
 async fn commit_alone(js: &Context, change: Change) {
     let count = change.appends.len() as u64;
-    let outcome = commit_batch(js, change.appends)
+    let outcome = commit_batch(js, change.appends.clone())
         .await
         .map(|last| (last + 1 - count..=last).collect());
-    let _ = change.done.send(outcome);
+    change.finish(outcome);
 }
 
 /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the

@@ -90,3 +90,135 @@ async fn a_stale_change_is_refused_alone_and_the_rest_of_its_group_is_stored() {
         "99 changes of 2 messages, nothing of the stale one"
     );
 }
+
+/// A change of the counter on `t.state.hot` to `value`, announced on its
+/// own event subject.
+fn count(value: usize) -> Vec<Append> {
+    vec![
+        Append::raw("t.state.hot", Bytes::from(value.to_string())),
+        Append::raw(format!("t.event.{value}"), Bytes::from("counted")).expect_last(0),
+    ]
+}
+
+/// The value stored last on `t.state.hot`.
+async fn hot_value(js: &async_nats::jetstream::Context) -> String {
+    let stream = js.get_stream("T").await.unwrap();
+    let last = stream
+        .get_last_raw_message_by_subject("t.state.hot")
+        .await
+        .unwrap();
+    String::from_utf8(last.payload.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
+    let nats = NatsServer::start();
+    let (js, store) = store(&nats).await;
+    // Fifty writers of one aggregate, each deciding on the one before it
+    // while that one is still queued: nothing waits for a write.
+    let mut queued = Vec::new();
+    let first = store
+        .queue(
+            count(0)
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| if i == 0 { a.expect_last(0) } else { a })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut previous = first.messages[0].clone();
+    queued.push(first);
+    for value in 1..50 {
+        let mut appends = count(value);
+        appends[0] = appends[0].clone().expect_after(&previous);
+        let change = store.queue(appends).await.unwrap();
+        previous = change.messages[0].clone();
+        queued.push(change);
+    }
+    let mut last_state = 0;
+    for (value, change) in queued.into_iter().enumerate() {
+        let seqs = change
+            .stored()
+            .await
+            .unwrap_or_else(|e| panic!("change {value}: {e}"));
+        assert!(
+            seqs[0] > last_state,
+            "change {value} is stored after the one it built on"
+        );
+        last_state = seqs[0];
+    }
+    assert_eq!(hot_value(&js).await, "49");
+    // And one built on a write already stored is checked against its
+    // sequence like any other.
+    let mut appends = count(50);
+    appends[0] = appends[0].clone().expect_after(&previous);
+    store.commit(appends).await.unwrap();
+    assert_eq!(hot_value(&js).await, "50");
+}
+
+#[tokio::test]
+async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() {
+    let nats = NatsServer::start();
+    let (js, store) = store(&nats).await;
+    store.commit(count(0)).await.unwrap();
+    // A stale change (it expects the hot state empty), one built on it,
+    // one built on that, and an unrelated change, queued back to back:
+    // in one group or several, only the unrelated one is stored.
+    let mut stale = count(1);
+    stale[0] = stale[0].clone().expect_last(0);
+    let stale = store.queue(stale).await.unwrap();
+    let mut second = count(2);
+    second[0] = second[0].clone().expect_after(&stale.messages[0]);
+    let second = store.queue(second).await.unwrap();
+    let mut third = count(3);
+    third[0] = third[0].clone().expect_after(&second.messages[0]);
+    let third = store.queue(third).await.unwrap();
+    let unrelated = store.queue(change(9, 0)).await.unwrap();
+
+    for (name, change) in [("stale", stale), ("second", second), ("third", third)] {
+        match change.stored().await {
+            Err(StoreError::Conflict(_)) => {}
+            other => panic!("the {name} change was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(unrelated.stored().await.unwrap().len(), 2);
+    assert_eq!(
+        hot_value(&js).await,
+        "0",
+        "nothing built on the stale change was stored"
+    );
+    let mut stream = js.get_stream("T").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 4);
+}
+
+#[tokio::test]
+async fn two_changes_checking_the_same_wildcard_never_both_pass() {
+    let nats = NatsServer::start();
+    let (js, store) = store(&nats).await;
+    // Two answers for one order, each expecting the order to have none
+    // yet: a batch is checked against the stream before it, so were they
+    // to share one, both would be stored.
+    let answer = |state: usize| {
+        vec![
+            Append::raw(format!("t.state.{state}"), Bytes::from("held")).expect_last(0),
+            Append::raw("t.event.o-1.reserved", Bytes::from(state.to_string()))
+                .expect_last_on("t.event.o-1.*", 0),
+        ]
+    };
+    let mut queued = Vec::new();
+    for state in 0..20 {
+        queued.push(store.queue(answer(state)).await.unwrap());
+    }
+    let mut stored = 0;
+    for change in queued {
+        match change.stored().await {
+            Ok(_) => stored += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stored, 1, "one answer per order");
+    let mut stream = js.get_stream("T").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}

@@ -19,7 +19,7 @@ use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{LineItem, OrderId, PricedLine, Sku};
 use futures::future::try_join_all;
-use runtime::aggregate::{Aggregates, Applied};
+use runtime::aggregate::{Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -104,11 +104,11 @@ enum Settle {
     Release,
 }
 
-/// The levels of some skus, with the sequences they were read at.
+/// The levels of some skus, with the versions they were read at.
 #[derive(Debug, Default)]
 struct Levels {
     stock: BTreeMap<Sku, StockLevel>,
-    seqs: BTreeMap<Sku, u64>,
+    versions: BTreeMap<Sku, Version>,
 }
 
 impl SagaSteps {
@@ -123,7 +123,7 @@ impl SagaSteps {
     async fn reserve(&self, order_id: &OrderId, items: &[LineItem]) -> Result<Verdict, StoreError> {
         let skus: BTreeSet<&Sku> = items.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
-        let _turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
+        let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
         let mut levels = self.levels(&skus).await?;
         let mut decision = domain::reserve(order_id, items, &levels.stock);
         if matches!(decision, Reservation::Refused(_)) {
@@ -140,7 +140,7 @@ impl SagaSteps {
         // Expecting no inventory event for the order yet makes a repeated
         // reservation fail as a whole: no read needed to be idempotent.
         match self
-            .write(order_id, &changed, &levels.seqs, &event, 0)
+            .write(turn, order_id, &changed, &levels.versions, &event, 0)
             .await
         {
             Ok(()) => {
@@ -251,7 +251,7 @@ impl SagaSteps {
         };
         let skus: BTreeSet<&Sku> = lines.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
-        let _turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
+        let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
         let settle_on = |levels: &Levels| match settle {
             Settle::Commit => domain::commit(&lines, &levels.stock),
             Settle::Release => domain::release(&lines, &levels.stock),
@@ -269,7 +269,7 @@ impl SagaSteps {
             Err(e) => return Ok(Err(e.to_string())),
         };
         match self
-            .write(order_id, &changed, &levels.seqs, &event, after)
+            .write(turn, order_id, &changed, &levels.versions, &event, after)
             .await
         {
             Ok(()) => {
@@ -292,7 +292,9 @@ impl SagaSteps {
         .await?;
         let mut levels = Levels::default();
         for level in read.into_iter().flatten() {
-            levels.seqs.insert(level.value.sku.clone(), level.seq);
+            levels
+                .versions
+                .insert(level.value.sku.clone(), level.version);
             levels.stock.insert(level.value.sku.clone(), level.value);
         }
         Ok(levels)
@@ -304,21 +306,31 @@ impl SagaSteps {
         }
     }
 
-    /// One atomic batch: the sku levels, each checked against the sequence
+    /// One atomic batch: the sku levels, each checked against the version
     /// it was read at, and the order's event, checked against `after`.
+    ///
+    /// The turn on the skus is held until the change is queued, not until
+    /// it is stored: the next change of these skus decides on the levels
+    /// written here and is stored right after this one, or not at all (see
+    /// [`Append::expect_after`]). So changes of a hot sku share a batch
+    /// instead of waiting a batch each.
     async fn write(
         &self,
+        turn: Held,
         order_id: &OrderId,
         changed: &[StockLevel],
-        seqs: &BTreeMap<Sku, u64>,
+        versions: &BTreeMap<Sku, Version>,
         event: &InventoryEvent,
         after: u64,
     ) -> Result<(), StoreError> {
         let mut appends: Vec<Append> = changed
             .iter()
             .map(|level| {
-                Append::json(subjects::stock(&level.sku), level)
-                    .expect_last(seqs.get(&level.sku).copied().unwrap_or(0))
+                let append = Append::json(subjects::stock(&level.sku), level);
+                match versions.get(&level.sku) {
+                    Some(version) => version.guard(append),
+                    None => append.expect_last(0),
+                }
             })
             .collect();
         appends.push(
@@ -328,15 +340,20 @@ impl SagaSteps {
             )
             .expect_last_on(&subjects::inventory_events(order_id), after),
         );
-        let stored = self.store().commit(appends).await?;
-        for (level, seq) in changed.iter().zip(stored) {
-            self.stock.remember(Versioned {
-                seq,
-                subject: subjects::stock(&level.sku),
-                value: level.clone(),
-            });
+        if changed.is_empty() {
+            // An event alone: nothing for a next writer to build on.
+            return self.store().commit(appends).await.map(|_| ());
         }
-        Ok(())
+        let queued = self.store().queue(appends).await?;
+        for (level, message) in changed.iter().zip(&queued.messages) {
+            self.stock.remember_queued(
+                &subjects::stock(&level.sku),
+                level.clone(),
+                message.clone(),
+            );
+        }
+        drop(turn);
+        queued.stored().await.map(|_| ())
     }
 }
 

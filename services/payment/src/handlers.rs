@@ -16,7 +16,7 @@ use events::query::ByCustomer;
 use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
-use runtime::aggregate::{Aggregates, Applied};
+use runtime::aggregate::{Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -164,7 +164,7 @@ impl<G: Gateway> SagaSteps<G> {
             return Ok(Ok(()));
         }
         let subject = subjects::account(customer_id);
-        let _turn = self.accounts.hold([subject.as_str()]).await;
+        let turn = self.accounts.hold([subject.as_str()]).await;
         let mut current = self.accounts.read(&subject).await?;
         let mut decision = domain::charge(
             order_id,
@@ -184,7 +184,7 @@ impl<G: Gateway> SagaSteps<G> {
                 amount,
             );
         }
-        let seq = current.as_ref().map_or(0, |v| v.seq);
+        let version = current.map(|v| v.version);
         let (account, event) = match decision {
             Charge::Taken { account, event } => (Some(account), event),
             Charge::Declined(event) => (None, event),
@@ -200,7 +200,7 @@ impl<G: Gateway> SagaSteps<G> {
         // Expecting no payment event for the order yet makes a repeated
         // charge fail as a whole: no read needed to be idempotent.
         match self
-            .write(order_id, account.map(|a| (a, seq)), &event, 0)
+            .write(turn, order_id, account.map(|a| (a, version)), &event, 0)
             .await
         {
             Ok(()) => {
@@ -259,7 +259,7 @@ impl<G: Gateway> SagaSteps<G> {
             amount_cents: charged,
         };
         let subject = subjects::account(customer_id);
-        let _turn = self.accounts.hold([subject.as_str()]).await;
+        let turn = self.accounts.hold([subject.as_str()]).await;
         let account = if charged == Cents::ZERO {
             None
         } else {
@@ -278,9 +278,9 @@ impl<G: Gateway> SagaSteps<G> {
             {
                 return Ok(Err(not_done));
             }
-            Some((account, current.seq))
+            Some((account, Some(current.version)))
         };
-        match self.write(order_id, account, &event, after).await {
+        match self.write(turn, order_id, account, &event, after).await {
             Ok(()) => {
                 tracing::info!(%customer_id, amount = charged.0, "refunded");
                 Ok(Ok(()))
@@ -293,33 +293,43 @@ impl<G: Gateway> SagaSteps<G> {
     }
 
     /// One atomic batch: the account (when it changes), checked against the
-    /// sequence it was read at, and the order's event, checked against `after`.
+    /// version it was read at, and the order's event, checked against
+    /// `after`. As in the inventory, the turn on the account is held until
+    /// the change is queued, not until it is stored: the customer's next
+    /// change decides on this balance and is stored right after it, or not
+    /// at all.
     async fn write(
         &self,
+        turn: Held,
         order_id: &OrderId,
-        account: Option<(Account, u64)>,
+        account: Option<(Account, Option<Version>)>,
         event: &PaymentEvent,
         after: u64,
     ) -> Result<(), StoreError> {
         let mut appends = Vec::with_capacity(2);
-        if let Some((account, seq)) = &account {
-            appends.push(
-                Append::json(subjects::account(&account.customer_id), account).expect_last(*seq),
-            );
+        if let Some((account, version)) = &account {
+            let append = Append::json(subjects::account(&account.customer_id), account);
+            appends.push(match version {
+                Some(version) => version.guard(append),
+                None => append.expect_last(0),
+            });
         }
         appends.push(
             Append::json(subjects::payment_event(order_id, event.type_name()), event)
                 .expect_last_on(&subjects::payment_events(order_id), after),
         );
-        let stored = self.store().commit(appends).await?;
-        if let Some((account, _)) = account {
-            self.accounts.remember(Versioned {
-                seq: stored[0],
-                subject: subjects::account(&account.customer_id),
-                value: account,
-            });
+        if account.is_none() {
+            // An event alone: nothing for a next writer to build on.
+            return self.store().commit(appends).await.map(|_| ());
         }
-        Ok(())
+        let queued = self.store().queue(appends).await?;
+        if let (Some((account, _)), Some(message)) = (account, queued.messages.first()) {
+            let subject = subjects::account(&account.customer_id);
+            self.accounts
+                .remember_queued(&subject, account, message.clone());
+        }
+        drop(turn);
+        queued.stored().await.map(|_| ())
     }
 }
 
