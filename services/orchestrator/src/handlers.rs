@@ -124,6 +124,9 @@ impl Saga {
     ) -> Result<Option<(bool, SagaRecord, SagaEvent)>, StoreError> {
         let order_id = event.order_id();
         let mut known = self.recall(event).await?;
+        // Whether a write of ours lost after arming a wake-up, which may
+        // have replaced the saga's own.
+        let mut lost = false;
         loop {
             let now = OffsetDateTime::now_utc();
             let current = known.record.as_ref().map(|v| &v.value);
@@ -140,7 +143,18 @@ impl Saga {
                     self.arm(record, at).await?;
                     return Ok(None);
                 }
-                Decision::Nothing => return Ok(None),
+                Decision::Nothing => {
+                    // A duplicate `placed` presumed a new saga and armed a
+                    // wake-up for it: give the saga back one for its own
+                    // deadline.
+                    if let Some(saga) = current.filter(|s| lost && !s.state.is_terminal()) {
+                        if let Some(at) = saga.deadline.as_deref() {
+                            let at = OffsetDateTime::parse(at, &Rfc3339).unwrap_or(now);
+                            self.arm(saga, at).await?;
+                        }
+                    }
+                    return Ok(None);
+                }
             };
             heard(&mut next, &event, seq);
             let after = known.record.as_ref().map_or(0, |v| v.seq);
@@ -148,6 +162,7 @@ impl Saga {
             match self.write(next, after, now, woken).await {
                 Ok(next) => return Ok(Some((after == 0, next, event))),
                 Err(StoreError::Conflict(_)) if !known.fresh => {
+                    lost = true;
                     known = self.read(order_id).await?;
                 }
                 Err(e) => return Err(e),
