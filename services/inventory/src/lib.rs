@@ -32,7 +32,7 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, NAME, "0.0.0.0:8082")?;
-        let concurrency = parse_or(env, "INVENTORY_CONCURRENCY", 64usize)?;
+        let concurrency = parse_or(env, "INVENTORY_CONCURRENCY", 128usize)?;
         if concurrency == 0 {
             return Err(ConfigError::new(
                 "INVENTORY_CONCURRENCY",

@@ -42,7 +42,7 @@ impl Config {
         if step_timeout_ms == 0 {
             return Err(ConfigError::new("SAGA_STEP_TIMEOUT_MS", "must be positive"));
         }
-        let concurrency = parse_or(env, "ORCHESTRATOR_CONCURRENCY", 64usize)?;
+        let concurrency = parse_or(env, "ORCHESTRATOR_CONCURRENCY", 128usize)?;
         if concurrency == 0 {
             return Err(ConfigError::new(
                 "ORCHESTRATOR_CONCURRENCY",

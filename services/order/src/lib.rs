@@ -30,7 +30,7 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, NAME, "0.0.0.0:8081")?;
-        let concurrency = parse_or(env, "ORDER_CONCURRENCY", 64usize)?;
+        let concurrency = parse_or(env, "ORDER_CONCURRENCY", 128usize)?;
         if concurrency == 0 {
             return Err(ConfigError::new("ORDER_CONCURRENCY", "must be positive"));
         }
