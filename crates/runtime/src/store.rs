@@ -90,11 +90,6 @@ impl Queued {
         self.0.get().copied()
     }
 
-    /// Whether `other` is this same queued message.
-    pub fn is(&self, other: &Queued) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-
     fn settle(&self, seq: Option<u64>) {
         let _ = self.0.set(seq);
     }
