@@ -59,13 +59,13 @@ pub enum Version {
     Queued(Queued),
 }
 
-impl Version {
-    /// Guards `append` with this version: it is stored only right after it.
-    pub fn guard(&self, append: Append) -> Append {
-        match self {
-            Self::Stored(seq) => append.expect_last(*seq),
-            Self::Queued(queued) => append.expect_after(queued),
-        }
+/// Guards `append`, a new state of an aggregate known at `version` (`None`:
+/// it does not exist yet): it is stored only right after that version.
+pub fn guard(append: Append, version: Option<&Version>) -> Append {
+    match version {
+        Some(Version::Stored(seq)) => append.expect_last(*seq),
+        Some(Version::Queued(queued)) => append.expect_after(queued),
+        None => append.expect_last(0),
     }
 }
 
@@ -162,10 +162,35 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         self.memory.remember(&key, value);
     }
 
+    /// Writes a change made under `turn`: `appends` begins with the new
+    /// state of each aggregate in `changed` (subject and state, in the same
+    /// order). The turn is held until the change is queued, not until it is
+    /// stored: the next writer of these aggregates decides on the states
+    /// queued here, and its write is stored right after this one, or not at
+    /// all. A change of no aggregate (an event alone) is written plainly.
+    pub async fn write(
+        &self,
+        turn: Held,
+        changed: Vec<(String, T)>,
+        appends: Vec<Append>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if changed.is_empty() {
+            let written = self.store.commit(appends).await;
+            drop(turn);
+            return written;
+        }
+        let queued = self.store.queue(appends).await?;
+        for ((subject, value), message) in changed.into_iter().zip(&queued.messages) {
+            self.remember_queued(&subject, value, message.clone());
+        }
+        drop(turn);
+        queued.stored().await
+    }
+
     /// Records the state `message`, a change still queued, writes on
     /// `subject`: the next writer decides on it, and its write goes right
     /// after that one, or not at all.
-    pub fn remember_queued(&self, subject: &str, value: T, message: Queued) {
+    fn remember_queued(&self, subject: &str, value: T, message: Queued) {
         let mut queued = self.lock_queued();
         if queued.len() >= self.memory.capacity() {
             // Settled entries move to `memory`, which is bounded; those
@@ -225,14 +250,13 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
             Ok(next) => next,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let state = Append::json(subject, &next);
         let written = self
             .store
             .commit(vec![
-                match &current {
-                    Some(known) => known.version.guard(state),
-                    None => state.expect_last(0),
-                },
+                guard(
+                    Append::json(subject, &next),
+                    current.as_ref().map(|k| &k.version),
+                ),
                 Append::raw(marker.to_owned(), command.clone()).expect_last(0),
             ])
             .await;

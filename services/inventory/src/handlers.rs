@@ -19,7 +19,7 @@ use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{LineItem, OrderId, PricedLine, Sku};
 use futures::future::try_join_all;
-use runtime::aggregate::{Aggregates, Applied, Held, Version};
+use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -307,12 +307,9 @@ impl SagaSteps {
     }
 
     /// One atomic batch: the sku levels, each checked against the version
-    /// it was read at, and the order's event, checked against `after`.
-    ///
-    /// The turn on the skus is held until the change is queued, not until
-    /// it is stored: the next change of these skus decides on the levels
-    /// written here and is stored right after this one, or not at all (see
-    /// [`Append::expect_after`]). So changes of a hot sku share a batch
+    /// it was read at, and the order's event, checked against `after`. The
+    /// turn on the skus lasts until the change is queued
+    /// ([`Aggregates::write`]), so changes of a hot sku share a batch
     /// instead of waiting a batch each.
     async fn write(
         &self,
@@ -323,14 +320,17 @@ impl SagaSteps {
         event: &InventoryEvent,
         after: u64,
     ) -> Result<(), StoreError> {
+        let changed: Vec<(String, StockLevel)> = changed
+            .iter()
+            .map(|level| (subjects::stock(&level.sku), level.clone()))
+            .collect();
         let mut appends: Vec<Append> = changed
             .iter()
-            .map(|level| {
-                let append = Append::json(subjects::stock(&level.sku), level);
-                match versions.get(&level.sku) {
-                    Some(version) => version.guard(append),
-                    None => append.expect_last(0),
-                }
+            .map(|(subject, level)| {
+                guard(
+                    Append::json(subject.clone(), level),
+                    versions.get(&level.sku),
+                )
             })
             .collect();
         appends.push(
@@ -340,20 +340,7 @@ impl SagaSteps {
             )
             .expect_last_on(&subjects::inventory_events(order_id), after),
         );
-        if changed.is_empty() {
-            // An event alone: nothing for a next writer to build on.
-            return self.store().commit(appends).await.map(|_| ());
-        }
-        let queued = self.store().queue(appends).await?;
-        for (level, message) in changed.iter().zip(&queued.messages) {
-            self.stock.remember_queued(
-                &subjects::stock(&level.sku),
-                level.clone(),
-                message.clone(),
-            );
-        }
-        drop(turn);
-        queued.stored().await.map(|_| ())
+        self.stock.write(turn, changed, appends).await.map(|_| ())
     }
 }
 

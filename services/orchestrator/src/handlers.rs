@@ -268,10 +268,7 @@ impl Saga {
             record.attempt.saturating_sub(1),
         );
         let delay = ceiling.mul_f64(rand::rng().random_range(0.9..1.1));
-        (now + delay)
-            .replace_nanosecond(0)
-            .expect("zero nanoseconds is valid")
-            + time::Duration::SECOND
+        next_second(now + delay)
     }
 
     /// Arms the saga's wake-up for `at`, as a JetStream scheduled message
@@ -292,12 +289,7 @@ impl Saga {
         at: OffsetDateTime,
     ) -> Result<OffsetDateTime, StoreError> {
         // Never in the past: a clock behind the server's must not spin.
-        let at = at.max(
-            OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .expect("valid")
-                + time::Duration::SECOND,
-        );
+        let at = at.max(next_second(OffsetDateTime::now_utc()));
         let schedule = format!("@at {}", rfc3339(at));
         let timer = StepTimer {
             order_id: record.order_id.clone(),
@@ -348,6 +340,12 @@ fn heard(next: &mut SagaRecord, event: &SagaEvent, seq: u64) {
         SagaEvent::Inventory(InventoryEvent::Reserved { .. }) => next.inventory_seq = Some(seq),
         _ => {}
     }
+}
+
+/// The first whole second after `t`: schedules have a resolution of one
+/// second, so deadlines round up, never down.
+fn next_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).expect("zero nanoseconds is valid") + time::Duration::SECOND
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {

@@ -16,7 +16,7 @@ use events::query::ByCustomer;
 use events::saga::{SagaCommand, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
-use runtime::aggregate::{Aggregates, Applied, Held, Version};
+use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -294,10 +294,8 @@ impl<G: Gateway> SagaSteps<G> {
 
     /// One atomic batch: the account (when it changes), checked against the
     /// version it was read at, and the order's event, checked against
-    /// `after`. As in the inventory, the turn on the account is held until
-    /// the change is queued, not until it is stored: the customer's next
-    /// change decides on this balance and is stored right after it, or not
-    /// at all.
+    /// `after`. The turn on the account lasts until the change is queued
+    /// ([`Aggregates::write`]).
     async fn write(
         &self,
         turn: Held,
@@ -307,29 +305,23 @@ impl<G: Gateway> SagaSteps<G> {
         after: u64,
     ) -> Result<(), StoreError> {
         let mut appends = Vec::with_capacity(2);
-        if let Some((account, version)) = &account {
-            let append = Append::json(subjects::account(&account.customer_id), account);
-            appends.push(match version {
-                Some(version) => version.guard(append),
-                None => append.expect_last(0),
-            });
+        let mut changed = Vec::with_capacity(1);
+        if let Some((account, version)) = account {
+            let subject = subjects::account(&account.customer_id);
+            appends.push(guard(
+                Append::json(subject.clone(), &account),
+                version.as_ref(),
+            ));
+            changed.push((subject, account));
         }
         appends.push(
             Append::json(subjects::payment_event(order_id, event.type_name()), event)
                 .expect_last_on(&subjects::payment_events(order_id), after),
         );
-        if account.is_none() {
-            // An event alone: nothing for a next writer to build on.
-            return self.store().commit(appends).await.map(|_| ());
-        }
-        let queued = self.store().queue(appends).await?;
-        if let (Some((account, _)), Some(message)) = (account, queued.messages.first()) {
-            let subject = subjects::account(&account.customer_id);
-            self.accounts
-                .remember_queued(&subject, account, message.clone());
-        }
-        drop(turn);
-        queued.stored().await.map(|_| ())
+        self.accounts
+            .write(turn, changed, appends)
+            .await
+            .map(|_| ())
     }
 }
 
