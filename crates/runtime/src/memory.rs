@@ -5,28 +5,35 @@
 //! from it still carries its expected-sequence check, so a stale entry
 //! costs a refused write and a fresh read, never a lost update. What it
 //! saves is the read on the common path.
+//!
+//! When full, it forgets the entry used longest ago: the aggregates in use
+//! now (the sagas in flight, the hot skus) stay. It once dropped whichever
+//! entry its hash map listed first, which is not random: new entries land
+//! there as often as old ones, and at saturation a quarter of the
+//! orchestrator's events found their saga forgotten and read it back.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
+
+use lru::LruCache;
 
 use crate::store::Versioned;
 
 /// At most `capacity` aggregates, each at the newest version seen.
 #[derive(Debug)]
 pub struct Memory<T> {
-    entries: Mutex<HashMap<String, Versioned<T>>>,
-    capacity: usize,
+    entries: Mutex<LruCache<String, Versioned<T>>>,
 }
 
 impl<T: Clone> Memory<T> {
     pub fn new(capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
+            entries: Mutex::new(LruCache::new(capacity)),
         }
     }
 
-    /// The version remembered under `key`.
+    /// The version remembered under `key` (which counts as a use).
     pub fn get(&self, key: &str) -> Option<Versioned<T>> {
         self.lock().get(key).cloned()
     }
@@ -40,14 +47,7 @@ impl<T: Clone> Memory<T> {
             Some(known) if known.seq >= value.seq => {}
             Some(known) => *known = value,
             None => {
-                if entries.len() >= self.capacity {
-                    // Bounded, not clever: drop any one entry; it is read
-                    // again when needed.
-                    if let Some(victim) = entries.keys().next().cloned() {
-                        entries.remove(&victim);
-                    }
-                }
-                entries.insert(key.to_owned(), value);
+                entries.push(key.to_owned(), value);
             }
         }
     }
@@ -55,11 +55,11 @@ impl<T: Clone> Memory<T> {
     /// Drops what is remembered under `key`, after a refused write showed
     /// it stale.
     pub fn forget(&self, key: &str) {
-        self.lock().remove(key);
+        self.lock().pop(key);
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.lock().cap().get()
     }
 
     pub fn len(&self) -> usize {
@@ -70,7 +70,7 @@ impl<T: Clone> Memory<T> {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Versioned<T>>> {
+    fn lock(&self) -> MutexGuard<'_, LruCache<String, Versioned<T>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -105,6 +105,27 @@ mod tests {
         }
         assert_eq!(memory.len(), 3);
         assert_eq!(memory.get("e").unwrap().value, "e");
+    }
+
+    #[test]
+    fn when_full_it_forgets_what_was_used_longest_ago() {
+        let memory = Memory::new(3);
+        memory.remember("a", at(1, "a"));
+        memory.remember("b", at(2, "b"));
+        memory.remember("c", at(3, "c"));
+        // `a` is in use; `b` is not.
+        assert!(memory.get("a").is_some());
+        memory.remember("d", at(4, "d"));
+        assert!(memory.get("b").is_none(), "the least recently used goes");
+        for key in ["a", "c", "d"] {
+            assert!(memory.get(key).is_some(), "{key} stays");
+        }
+        // A saga in flight is used at every step: a stream of new ones
+        // never pushes it out.
+        for i in 0..1000u64 {
+            assert!(memory.get("a").is_some(), "lost the entry in use after {i} new ones");
+            memory.remember(&format!("new-{i}"), at(10 + i, "new"));
+        }
     }
 
     #[test]
