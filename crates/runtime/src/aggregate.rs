@@ -2,8 +2,7 @@
 //!
 //! Optimistic concurrency alone turns a hot sku into a storm of conflicts:
 //! every racing writer reads, loses, and reads again. So within a process,
-//! writers of one aggregate take turns (striped locks, taken in a fixed
-//! order so multi-aggregate writes cannot deadlock), and the last state
+//! writers of one aggregate take turns ([`crate::turns`]), and the last state
 //! written or read is remembered, so the common path does no read at all.
 //! The expected-sequence checks stay on every write: another replica's
 //! write makes ours fail, we forget what we remembered, and read again.
@@ -15,28 +14,26 @@
 //! after that one, or not at all. Holding the turn across the write made
 //! a hot sku's changes wait a batch each.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::OwnedMutexGuard;
 
 use crate::memory::Memory;
 use crate::store::{Append, Queued, Store, StoreError, Versioned};
+pub use crate::turns::Held;
+use crate::turns::Turns;
 
-/// Lock stripes: aggregates that share a stripe take turns needlessly, but
-/// memory stays fixed however many aggregates there are.
+/// Turn stripes: aggregates that share one take turns needlessly.
 const STRIPES: usize = 1024;
 
 /// The aggregates of one kind (skus, accounts) in one stream.
 #[derive(Debug)]
 pub struct Aggregates<T> {
     store: Store,
-    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+    turns: Turns,
     memory: Memory<T>,
     /// States written by changes still queued for the store: newer than
     /// anything in `memory`, until they are settled.
@@ -69,18 +66,12 @@ pub fn guard(append: Append, version: Option<&Version>) -> Append {
     }
 }
 
-/// Turns held on some aggregates; released on drop.
-#[derive(Debug)]
-pub struct Held {
-    _guards: Vec<OwnedMutexGuard<()>>,
-}
-
 impl<T: Clone + DeserializeOwned> Aggregates<T> {
     /// Remembers at most `capacity` aggregates.
     pub fn new(store: Store, capacity: usize) -> Self {
         Self {
             store,
-            stripes: (0..STRIPES).map(|_| Arc::default()).collect(),
+            turns: Turns::new(STRIPES),
             memory: Memory::new(capacity),
             queued: Mutex::default(),
         }
@@ -92,14 +83,7 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
 
     /// Takes this process's turn on every aggregate of `subjects`.
     pub async fn hold<'a>(&self, subjects: impl IntoIterator<Item = &'a str>) -> Held {
-        let mut stripes: Vec<usize> = subjects.into_iter().map(stripe).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for i in stripes {
-            guards.push(self.stripes[i].clone().lock_owned().await);
-        }
-        Held { _guards: guards }
+        self.turns.hold(subjects).await
     }
 
     /// The aggregate as last written or seen by this process (a write
@@ -279,10 +263,4 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
             Err(e) => Err(e),
         }
     }
-}
-
-fn stripe(subject: &str) -> usize {
-    let mut hasher = DefaultHasher::new();
-    subject.hash(&mut hasher);
-    (hasher.finish() % STRIPES as u64) as usize
 }

@@ -14,6 +14,7 @@ pub mod retry;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod turns;
 
 pub use consumer::{decode, ConsumerSpec, HandleError, Handler};
 pub use service::ServiceRuntime;

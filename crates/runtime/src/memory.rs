@@ -123,7 +123,10 @@ mod tests {
         // A saga in flight is used at every step: a stream of new ones
         // never pushes it out.
         for i in 0..1000u64 {
-            assert!(memory.get("a").is_some(), "lost the entry in use after {i} new ones");
+            assert!(
+                memory.get("a").is_some(),
+                "lost the entry in use after {i} new ones"
+            );
             memory.remember(&format!("new-{i}"), at(10 + i, "new"));
         }
     }

@@ -22,6 +22,7 @@ use runtime::memory::Memory;
 use runtime::query::{Query, QueryError};
 use runtime::retry::Backoff;
 use runtime::store::retry_conflicts;
+use runtime::turns::Turns;
 use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -70,6 +71,10 @@ impl Handler for Events {
 /// RSS to 52 MiB.)
 const REMEMBERED_SAGAS: usize = 4_096;
 
+/// Turn stripes: sagas advanced at once (four consumers' handlers) share
+/// one rarely.
+const SAGA_STRIPES: usize = 4_096;
+
 /// The saga log, its deadlines, and what is measured about it.
 #[derive(Debug, Clone)]
 pub struct Saga {
@@ -77,6 +82,9 @@ pub struct Saga {
     /// The last record this process wrote or read of each saga, by order
     /// id: a guess that the record's expected-sequence check confirms.
     memory: Arc<Memory<SagaRecord>>,
+    /// One event of a saga at a time: the next one decides on the record
+    /// the last one wrote, once it is stored and remembered.
+    turns: Arc<Turns>,
     metrics: SagaMetrics,
     policy: Policy,
     step_timeout: Duration,
@@ -94,6 +102,7 @@ impl Saga {
         Self {
             store,
             memory: Arc::new(Memory::new(REMEMBERED_SAGAS)),
+            turns: Arc::new(Turns::new(SAGA_STRIPES)),
             metrics,
             policy,
             step_timeout,
@@ -101,8 +110,16 @@ impl Saga {
     }
 
     /// Applies `event`, the message at `seq` of its participant's stream.
+    ///
+    /// Under the saga's turn: a participant can answer a command before
+    /// the write that sent it has come back to this process, and without
+    /// the turn its answer would find the saga's previous record
+    /// remembered, change nothing, and cost a read.
     async fn advance(&self, event: &SagaEvent, seq: u64) -> Result<(), HandleError> {
-        let transition = retry_conflicts(|| self.try_advance(event, seq)).await?;
+        let turn = self.turns.hold([event.order_id().as_str()]).await;
+        let transition = retry_conflicts(|| self.try_advance(event, seq)).await;
+        drop(turn);
+        let transition = transition?;
         if let Some((started, next, event)) = transition {
             tracing::info!(state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
             if let SagaEvent::Timeout(timer) = &event {
