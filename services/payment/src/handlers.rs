@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use async_nats::jetstream::Message;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
@@ -97,7 +99,11 @@ impl<G: Gateway> Handler for SagaSteps<G> {
             SagaCommand::ChargePayment {
                 customer_id,
                 amount_cents,
-            } => retry_conflicts(|| self.charge(order_id, customer_id, *amount_cents)).await?,
+            } => {
+                let delivery = message.info().map_or(1, |i| i.delivered);
+                let look = domain::may_be_decided(&record, delivery, OffsetDateTime::now_utc());
+                retry_conflicts(|| self.charge(order_id, customer_id, *amount_cents, look)).await?
+            }
             SagaCommand::RefundPayment { customer_id } => {
                 retry_conflicts(|| self.refund(order_id, customer_id)).await?
             }
@@ -147,19 +153,23 @@ impl<G: Gateway> SagaSteps<G> {
         self.accounts.store()
     }
 
+    /// Charges `amount` for `order_id`, once. `look`: the order may be
+    /// decided already ([`domain::may_be_decided`]), so look first.
     async fn charge(
         &self,
         order_id: &OrderId,
         customer_id: &CustomerId,
         amount: Cents,
+        look: bool,
     ) -> Result<Attempt, StoreError> {
         // Decided before (or refunded before it was ever charged): the
         // gateway must not be called again for it; say the answer again, in
         // case the saga missed it.
-        if self
-            .store()
-            .re_emit(&subjects::payment_events(order_id))
-            .await?
+        if look
+            && self
+                .store()
+                .re_emit(&subjects::payment_events(order_id))
+                .await?
         {
             return Ok(Ok(()));
         }
