@@ -81,7 +81,9 @@ pub struct Saga {
     store: Store,
     /// The last record this process wrote or read of each saga, by order
     /// id: a guess that the record's expected-sequence check confirms.
-    memory: Arc<Memory<SagaRecord>>,
+    /// Shared, not copied: a record with its history is a few dozen
+    /// allocations.
+    memory: Arc<Memory<Arc<SagaRecord>>>,
     /// One event of a saga at a time: the next one decides on the record
     /// the last one wrote, once it is stored and remembered.
     turns: Arc<Turns>,
@@ -93,7 +95,7 @@ pub struct Saga {
 /// A saga's last record, and whether it was read from the store just now
 /// or only remembered (or presumed absent).
 struct Known {
-    record: Option<Versioned<SagaRecord>>,
+    record: Option<Versioned<Arc<SagaRecord>>>,
     fresh: bool,
 }
 
@@ -138,7 +140,7 @@ impl Saga {
         &self,
         event: &SagaEvent,
         seq: u64,
-    ) -> Result<Option<(bool, SagaRecord, SagaEvent)>, StoreError> {
+    ) -> Result<Option<(bool, Arc<SagaRecord>, SagaEvent)>, StoreError> {
         let order_id = event.order_id();
         let mut known = self.recall(event).await?;
         // Whether a write of ours lost after arming a wake-up, which may
@@ -146,7 +148,7 @@ impl Saga {
         let mut lost = false;
         loop {
             let now = OffsetDateTime::now_utc();
-            let current = known.record.as_ref().map(|v| &v.value);
+            let current = known.record.as_ref().map(|v| v.value.as_ref());
             let (event, decision) = domain::decide(current, event, now, self.policy);
             let mut next = match decision {
                 Decision::Advance(next) => *next,
@@ -211,6 +213,11 @@ impl Saga {
         self.memory.forget(order_id.as_str());
         let record: Option<Versioned<SagaRecord>> =
             self.store.last(&subjects::saga_records(order_id)).await?;
+        let record = record.map(|v| Versioned {
+            seq: v.seq,
+            subject: v.subject,
+            value: Arc::new(v.value),
+        });
         if let Some(record) = &record {
             self.memory.remember(order_id.as_str(), record.clone());
         }
@@ -231,7 +238,7 @@ impl Saga {
         after: u64,
         now: OffsetDateTime,
         woken: bool,
-    ) -> Result<SagaRecord, StoreError> {
+    ) -> Result<Arc<SagaRecord>, StoreError> {
         let order_id = next.order_id.clone();
         let pending = next.wake_at.take().filter(|_| !woken);
         next.deadline = None;
@@ -253,11 +260,11 @@ impl Saga {
             .expect_last_on(&subjects::saga_records(&order_id), after);
         match self.store.commit(vec![append]).await {
             Ok(seqs) => {
-                let seq = seqs[0];
+                let next = Arc::new(next);
                 self.memory.remember(
                     order_id.as_str(),
                     Versioned {
-                        seq,
+                        seq: seqs[0],
                         subject,
                         value: next.clone(),
                     },
