@@ -11,5 +11,6 @@ mod gateway;
 mod hot_sku;
 mod idempotency;
 mod queries;
+mod reads;
 mod saga_paths;
 mod sidecar;
