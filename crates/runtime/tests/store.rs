@@ -56,8 +56,7 @@ async fn concurrent_changes_each_get_their_own_sequences() {
     all_seqs.sort_unstable();
     all_seqs.dedup();
     assert_eq!(all_seqs.len(), 600, "no sequence handed out twice");
-    let mut stream = js.get_stream("T").await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 600);
+    assert_eq!(stored_messages(&js).await, 600);
 }
 
 #[tokio::test]
@@ -83,8 +82,7 @@ async fn a_stale_change_is_refused_alone_and_the_rest_of_its_group_is_stored() {
             (i, Err(e)) => panic!("change {i} failed with its group: {e}"),
         }
     }
-    let mut stream = js.get_stream("T").await.unwrap();
-    let stored = stream.info().await.unwrap().state.messages;
+    let stored = stored_messages(&js).await;
     assert_eq!(
         stored, 198,
         "99 changes of 2 messages, nothing of the stale one"
@@ -98,6 +96,12 @@ fn count(value: usize) -> Vec<Append> {
         Append::raw("t.state.hot", Bytes::from(value.to_string())),
         Append::raw(format!("t.event.{value}"), Bytes::from("counted")).expect_last(0),
     ]
+}
+
+/// How many messages the test stream holds.
+async fn stored_messages(js: &async_nats::jetstream::Context) -> u64 {
+    let mut stream = js.get_stream("T").await.unwrap();
+    stream.info().await.unwrap().state.messages
 }
 
 /// The value stored last on `t.state.hot`.
@@ -188,8 +192,7 @@ async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() 
         "0",
         "nothing built on the stale change was stored"
     );
-    let mut stream = js.get_stream("T").await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 4);
+    assert_eq!(stored_messages(&js).await, 4);
 }
 
 #[tokio::test]
@@ -219,6 +222,5 @@ async fn two_changes_checking_the_same_wildcard_never_both_pass() {
         }
     }
     assert_eq!(stored, 1, "one answer per order");
-    let mut stream = js.get_stream("T").await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+    assert_eq!(stored_messages(&js).await, 2);
 }
