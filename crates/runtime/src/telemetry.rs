@@ -25,12 +25,11 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing::level_filters::LevelFilter;
-use tracing::Dispatch;
+use tracing::{Dispatch, Level};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{filter, EnvFilter, Layer};
 
 use crate::config::{CommonConfig, LogFormat, OtlpProtocol};
 
@@ -94,17 +93,25 @@ pub fn init(config: &CommonConfig) -> Telemetry {
             Err(e) => export_error = Some(e.to_string()),
         }
     }
+    let exporting = config.otlp.is_some() && export_error.is_none();
     let provider = provider.build();
     let tracer = provider.tracer("jetsaga");
 
-    // Spans are traced whatever RUST_LOG says of the logs; events at info
-    // and above become span events.
+    // Spans are traced whatever RUST_LOG says of the logs. When they are
+    // exported, events at info and above become span events; when they are
+    // not, nobody would see those, so the layer only gives spans their ids.
+    // Nothing here reads OpenTelemetry's "current context" (the trace
+    // context is taken from the span, see `inject`), so entering a span
+    // need not make its context current, which costs on every poll.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_threads(false)
         .with_location(false)
-        .with_filter(LevelFilter::INFO);
+        .with_filter(filter::filter_fn(move |meta| {
+            meta.level() <= &Level::INFO && (exporting || meta.is_span())
+        }));
     // Validated with the configuration: an invalid filter exits 64 first.
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = match config.log_format {
