@@ -396,6 +396,22 @@ impl Store {
         written.map(|seq| vec![seq])
     }
 
+    /// Sends one message without asking for its acknowledgement, for a
+    /// write that may be lost at no cost (a best-effort clean-up): the
+    /// stream stores it all the same, but nobody waits for it, and the
+    /// server sends no answer. No check makes sense here, as nobody would
+    /// hear it fail.
+    pub async fn send(&self, mut append: Append) -> Result<(), StoreError> {
+        let span = telemetry::producer_span(&append.subject, 1);
+        telemetry::inject(&span, &mut append.headers);
+        self.js
+            .client()
+            .publish_with_headers(append.subject, append.headers, append.payload)
+            .instrument(span)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// Queues a change for the group committer, which stores it, all or
     /// nothing, in one atomic batch with whatever other changes are
     /// waiting, and returns once it is queued: a writer that takes turns

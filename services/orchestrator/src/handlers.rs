@@ -329,11 +329,12 @@ impl Saga {
     }
 
     /// Cancels a finished saga's wake-up: a message without a schedule
-    /// replaces it. Best effort: a wake-up that fires anyway finds the saga
-    /// finished and changes nothing, at the cost of a delivery.
+    /// replaces it. Best effort, so not acknowledged: a wake-up that fires
+    /// anyway finds the saga finished and changes nothing, at the cost of a
+    /// delivery.
     async fn disarm(&self, order_id: &OrderId) {
         let append = Append::raw(subjects::step_timer(order_id), Bytes::new());
-        if let Err(e) = self.store.commit(vec![append]).await {
+        if let Err(e) = self.store.send(append).await {
             tracing::debug!(error = %e, "cancelling a finished saga's wake-up");
         }
     }

@@ -127,3 +127,31 @@ async fn deadlines_fire_while_the_orchestrator_is_down() {
     assert_eq!(stock.reserved, 0);
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn a_finished_saga_leaves_no_wake_up_behind() {
+    let suite = Suite::start().await;
+    suite.seed(&[("sku-1", 5, 1000)], &[("c-1", 10_000)]).await;
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    assert_eq!(suite.settled("o-1").await.status, OrderStatus::Confirmed);
+    saga_reaches(&suite, "o-1", SagaState::Confirmed).await;
+    // The saga armed a wake-up when it started; once it is finished, the
+    // last message on its timer subject is one without a schedule, which
+    // cancels it (sent without waiting for an acknowledgement, so it may
+    // trail the record).
+    let js = async_nats::jetstream::new(suite.client.nats().clone());
+    let saga = js.get_stream("SAGA").await.expect("the saga stream");
+    eventually("the wake-up to be cancelled", SETTLE, || async {
+        let timer = saga
+            .get_last_raw_message_by_subject("saga.timer.o-1")
+            .await
+            .ok()?;
+        let scheduled = timer.headers.get("Nats-Schedule").is_some();
+        (!scheduled && timer.payload.is_empty()).then_some(())
+    })
+    .await;
+}
