@@ -26,12 +26,91 @@ impl Outcome {
     }
 }
 
+/// Sizes of the group committer's atomic batches, in messages, up to the
+/// server's limit of 1000.
+const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,
+];
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     handled: IntCounterVec,
     duration: HistogramVec,
     dead_letters: IntCounterVec,
+    batches: BatchMetrics,
+}
+
+/// How the store's atomic batches go, by stream (beyond the contract: for
+/// operators tuning the group commit, and for the benchmark).
+#[derive(Debug, Clone)]
+pub struct BatchMetrics {
+    messages: HistogramVec,
+    duration: HistogramVec,
+    outcomes: IntCounterVec,
+}
+
+impl BatchMetrics {
+    fn new() -> Self {
+        Self {
+            messages: HistogramVec::new(
+                HistogramOpts::new(
+                    "jetsaga_store_batch_messages",
+                    "Messages in one atomic batch (changes committed together).",
+                )
+                .buckets(BATCH_SIZE_BUCKETS.to_vec()),
+                &["stream"],
+            )
+            .expect("valid metric"),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "jetsaga_store_batch_duration_seconds",
+                    "From an atomic batch's first message sent to its outcome.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["stream"],
+            )
+            .expect("valid metric"),
+            outcomes: IntCounterVec::new(
+                Opts::new(
+                    "jetsaga_store_batches_total",
+                    "Atomic batches by outcome: stored, refused (a failed \
+                     expected-sequence check) or unknown (no answer, or an error).",
+                ),
+                &["stream", "outcome"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Records one batch of `messages` on `stream` that took `seconds`.
+    pub fn record(&self, stream: &str, messages: usize, seconds: f64, outcome: BatchOutcome) {
+        self.messages
+            .with_label_values(&[stream])
+            .observe(messages as f64);
+        self.duration.with_label_values(&[stream]).observe(seconds);
+        self.outcomes
+            .with_label_values(&[stream, outcome.as_str()])
+            .inc();
+    }
+}
+
+/// What became of an atomic batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Stored,
+    Refused,
+    Unknown,
+}
+
+impl BatchOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Refused => "refused",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 impl Metrics {
@@ -68,10 +147,14 @@ impl Metrics {
             &["consumer"],
         )
         .expect("valid metric");
+        let batches = BatchMetrics::new();
         for collector in [
             Box::new(handled.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(dead_letters.clone()),
+            Box::new(batches.messages.clone()),
+            Box::new(batches.duration.clone()),
+            Box::new(batches.outcomes.clone()),
         ] {
             registry.register(collector).expect("metric registers once");
         }
@@ -80,7 +163,13 @@ impl Metrics {
             handled,
             duration,
             dead_letters,
+            batches,
         }
+    }
+
+    /// The store's batch metrics (see [`crate::Store::with_metrics`]).
+    pub fn batches(&self) -> &BatchMetrics {
+        &self.batches
     }
 
     /// The registry, for a service's own metrics.

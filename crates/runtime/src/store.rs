@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::metrics::{BatchMetrics, BatchOutcome, Metrics};
 use crate::telemetry;
 
 /// The header that applies an expected-sequence check to a wildcard
@@ -307,12 +308,35 @@ impl Store {
     /// A store of `stream`, with its group committer (a task on the current
     /// runtime, which ends when the last clone of the store is dropped).
     pub async fn new(js: Context, stream: &str) -> Result<Self, StoreError> {
+        Self::open(js, stream, None).await
+    }
+
+    /// As [`Store::new`], recording every atomic batch in `metrics`
+    /// (`jetsaga_store_batch_*`).
+    pub async fn with_metrics(
+        js: Context,
+        stream: &str,
+        metrics: &Metrics,
+    ) -> Result<Self, StoreError> {
+        Self::open(js, stream, Some(metrics.batches().clone())).await
+    }
+
+    async fn open(
+        js: Context,
+        stream: &str,
+        metrics: Option<BatchMetrics>,
+    ) -> Result<Self, StoreError> {
         let handle = js
             .get_stream_no_info(stream)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let (groups, queue) = mpsc::channel(GROUPS_IN_FLIGHT * GROUP_MESSAGES);
-        tokio::spawn(group_commits(js.clone(), queue));
+        let batches = Batches {
+            js: js.clone(),
+            stream: stream.to_owned(),
+            metrics,
+        };
+        tokio::spawn(group_commits(batches, queue));
         Ok(Self {
             js,
             stream: handle,
@@ -484,7 +508,7 @@ impl Store {
 /// group, and its check then sees the first. The one exception is a change
 /// built on an earlier change of the group ([`Append::expect_after`]),
 /// which the batch's order guards.
-async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
+async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Change>) {
     let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
     // Changes held back from a group, first in line for the next one.
     let mut held_back: VecDeque<Change> = VecDeque::new();
@@ -542,9 +566,9 @@ async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
         if ready.is_empty() {
             continue;
         }
-        let js = js.clone();
+        let batches = batches.clone();
         tokio::spawn(async move {
-            commit_group(&js, ready, chained).await;
+            commit_group(&batches, ready, chained).await;
             drop(permit);
         });
     }
@@ -552,14 +576,14 @@ async fn group_commits(js: Context, mut queue: mpsc::Receiver<Change>) {
 
 /// Stores `group` as one batch. `chained`: some change builds on another
 /// change of the group, and stands unguarded without it.
-async fn commit_group(js: &Context, mut group: Vec<Change>, chained: bool) {
+async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) {
     if group.len() == 1 {
         let change = group.pop().expect("one change");
-        return commit_alone(js, change).await;
+        return commit_alone(batches, change).await;
     }
     let sizes: Vec<usize> = group.iter().map(|c| c.appends.len()).collect();
     let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
-    match commit_batch(js, all).await {
+    match batches.commit(all).await {
         Ok(last) => {
             // A batch is stored contiguously, in order.
             let mut next = last + 1 - sizes.iter().sum::<usize>() as u64;
@@ -575,7 +599,7 @@ async fn commit_group(js: &Context, mut group: Vec<Change>, chained: bool) {
             // fails with it.
             for mut change in group {
                 match change.resolve() {
-                    Ok(false) => commit_alone(js, change).await,
+                    Ok(false) => commit_alone(batches, change).await,
                     // Cannot be: every earlier change of the group is
                     // settled. Refused rather than stored unguarded.
                     Ok(true) => change.finish(Err(StoreError::Conflict(
@@ -591,7 +615,7 @@ async fn commit_group(js: &Context, mut group: Vec<Change>, chained: bool) {
             // A few at a time: the server admits only so many batches in
             // flight per stream.
             futures::stream::iter(group)
-                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(js, change))
+                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(batches, change))
                 .await;
         }
         Err(e) => {
@@ -606,12 +630,39 @@ async fn commit_group(js: &Context, mut group: Vec<Change>, chained: bool) {
 }
 
 /// One change in a batch of its own, its outcome sent to its caller.
-async fn commit_alone(js: &Context, change: Change) {
+async fn commit_alone(batches: &Batches, change: Change) {
     let count = change.appends.len() as u64;
-    let outcome = commit_batch(js, change.appends.clone())
+    let outcome = batches
+        .commit(change.appends.clone())
         .await
         .map(|last| (last + 1 - count..=last).collect());
     change.finish(outcome);
+}
+
+/// Where a store's atomic batches go, and where they are counted.
+#[derive(Debug, Clone)]
+struct Batches {
+    js: Context,
+    stream: String,
+    metrics: Option<BatchMetrics>,
+}
+
+impl Batches {
+    /// [`commit_batch`], recorded.
+    async fn commit(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
+        let messages = appends.len();
+        let started = std::time::Instant::now();
+        let outcome = commit_batch(&self.js, appends).await;
+        if let Some(metrics) = &self.metrics {
+            let how = match &outcome {
+                Ok(_) => BatchOutcome::Stored,
+                Err(StoreError::Conflict(_)) => BatchOutcome::Refused,
+                Err(_) => BatchOutcome::Unknown,
+            };
+            metrics.record(&self.stream, messages, started.elapsed().as_secs_f64(), how);
+        }
+        outcome
+    }
 }
 
 /// An atomic batch (nats-server 2.12+, ADR-50): the stream stores the

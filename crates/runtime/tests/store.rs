@@ -224,3 +224,50 @@ async fn two_changes_checking_the_same_wildcard_never_both_pass() {
     assert_eq!(stored, 1, "one answer per order");
     assert_eq!(stored_messages(&js).await, 2);
 }
+
+/// The value of the series `name` whose labels include every one of
+/// `labels` (`key="value"`), in a Prometheus text exposition.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{')?;
+        (metric == name && labels.iter().all(|l| rest.contains(l))).then(|| value.parse().ok())?
+    })
+}
+
+#[tokio::test]
+async fn every_atomic_batch_is_counted_with_its_size_and_outcome() {
+    let nats = NatsServer::start();
+    let (js, _) = store(&nats).await;
+    let metrics = runtime::metrics::Metrics::new();
+    let store = Store::with_metrics(js.clone(), "T", &metrics)
+        .await
+        .unwrap();
+    // One at a time, so each change is a batch of its own.
+    store.commit(change(1, 0)).await.unwrap();
+    store.commit(change(2, 0)).await.unwrap();
+    let stale = store.commit(change(3, 999)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    // A single message is a plain publish, not a batch.
+    store
+        .commit(vec![Append::raw("t.single", Bytes::from("one"))])
+        .await
+        .unwrap();
+
+    let text = metrics.render();
+    let stream = r#"stream="T""#;
+    let value = |name, labels: &[&str]| {
+        series(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(value("jetsaga_store_batch_messages_count", &[stream]), 3.0);
+    assert_eq!(value("jetsaga_store_batch_messages_sum", &[stream]), 6.0);
+    assert_eq!(
+        value("jetsaga_store_batch_duration_seconds_count", &[stream]),
+        3.0
+    );
+    assert!(value("jetsaga_store_batch_duration_seconds_sum", &[stream]) > 0.0);
+    let outcome = |o: &str| value("jetsaga_store_batches_total", &[stream, o]);
+    assert_eq!(outcome(r#"outcome="stored""#), 2.0);
+    assert_eq!(outcome(r#"outcome="refused""#), 1.0);
+    assert_eq!(stored_messages(&js).await, 5);
+}

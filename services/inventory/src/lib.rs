@@ -68,7 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             ))
             .await;
     if provisioned {
-        let store = Store::new(rt.js.clone(), streams::INVENTORY)
+        let store = Store::with_metrics(rt.js.clone(), streams::INVENTORY, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let stock = Arc::new(handlers::Stock::new(store.clone(), config.cache_capacity));

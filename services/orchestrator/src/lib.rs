@@ -87,7 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             ))
             .await;
     if provisioned {
-        let store = Store::new(rt.js.clone(), streams::SAGA)
+        let store = Store::with_metrics(rt.js.clone(), streams::SAGA, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let saga = Saga::new(

@@ -53,7 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             ))
             .await;
     if provisioned {
-        let store = Store::new(rt.js.clone(), streams::ORDERS)
+        let store = Store::with_metrics(rt.js.clone(), streams::ORDERS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let mut place = ConsumerSpec::new(

@@ -112,7 +112,7 @@ pub async fn run_with_gateway<G: Gateway>(
             ))
             .await;
     if provisioned {
-        let store = Store::new(rt.js.clone(), streams::PAYMENTS)
+        let store = Store::with_metrics(rt.js.clone(), streams::PAYMENTS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let accounts = Arc::new(handlers::Accounts::new(
