@@ -3,13 +3,16 @@
 //! the four service binaries beside `sagactl`:
 //!
 //! 1. the JetStream ceiling: async publishes with acks in flight, pull
-//!    consume + ack, and two-message atomic batches (jetsaga's write);
+//!    consume + ack, and two-message atomic batches (jetsaga's write), and
+//!    the floor: how long one publish and one atomic change take alone;
 //! 2. each service's time from start to ready;
 //! 3. sagas per second at saturation, every order expected to confirm;
 //! 4. latency percentiles at fixed offered rates;
 //! 5. what one saga costs in stored messages, consumer deliveries and NATS
 //!    messages, from the server's own statistics;
-//! 6. peak RSS and CPU seconds of each service and of nats-server;
+//! 6. how the services' atomic batches went during the saturation run
+//!    (their `jetsaga_store_batch_*` metrics);
+//! 7. peak RSS and CPU seconds of each service and of nats-server;
 //!
 //! then prints a table (and JSON with `--json` or `--out`) and checks the
 //! targets of the performance issue.
@@ -33,7 +36,7 @@ use serde::Serialize;
 use testkit::{free_port, http_get, NatsServer};
 
 use crate::demo::{self, Service};
-use crate::load::{self, Report};
+use crate::load::{self, Percentiles, Report};
 use crate::output::Output;
 use crate::seed::{self, customer_name, sku_name, Plan};
 
@@ -88,6 +91,8 @@ pub struct BenchReport {
     pub saturation: Report,
     pub rates: Vec<RateRun>,
     pub per_saga: Cost,
+    /// The atomic batches of the saturation run, by stream.
+    pub batches: BTreeMap<String, GroupCommit>,
     pub resources: BTreeMap<String, Resources>,
     pub targets: Vec<Target>,
 }
@@ -110,6 +115,22 @@ pub struct Ceiling {
     /// Two-message changes (atomic, each with its expected-sequence check)
     /// stored per second through jetsaga's store, 32 writers at once.
     pub atomic_changes_per_s: f64,
+    /// One publish, from sending it to its ack, with nothing else going on.
+    pub publish_latency_ms: Percentiles,
+    /// One two-message atomic change through jetsaga's store, alone.
+    pub atomic_change_latency_ms: Percentiles,
+}
+
+/// How a stream's atomic batches went during the saturation run.
+#[derive(Debug, Default, Serialize)]
+pub struct GroupCommit {
+    pub batches_per_s: f64,
+    pub mean_messages: f64,
+    /// From a batch's first message sent to its outcome.
+    pub mean_ms: f64,
+    /// Refused by an expected-sequence check (their changes are then
+    /// committed again one by one).
+    pub refused: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,7 +245,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         demo::stop(service).await;
     }
     drop(nats);
-    let (saturation, rate_runs, per_saga, resources) = outcome?;
+    let (saturation, rate_runs, per_saga, batches, resources) = outcome?;
 
     let targets = targets(&saturation, &rate_runs, &resources, &ready_ms);
     let report = BenchReport {
@@ -238,6 +259,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         saturation,
         rates: rate_runs,
         per_saga,
+        batches,
         resources,
         targets,
     };
@@ -260,7 +282,13 @@ struct Workload {
     customers: usize,
 }
 
-type Measured = (Report, Vec<RateRun>, Cost, BTreeMap<String, Resources>);
+type Measured = (
+    Report,
+    Vec<RateRun>,
+    Cost,
+    BTreeMap<String, GroupCommit>,
+    BTreeMap<String, Resources>,
+);
 
 async fn measure(
     raw: &async_nats::Client,
@@ -302,8 +330,24 @@ async fn measure(
 
     eprintln!("saturation: {saturation_orders} orders, {saturation_in_flight} unsettled at once");
     let before = server_counts(raw, monitor).await?;
+    let batches_before = batch_counts(services).await?;
     let saturation = load::run(&client, &spec(saturation_orders, None)).await?;
     let after = server_counts(raw, monitor).await?;
+    let batches = batch_counts(services)
+        .await?
+        .into_iter()
+        .map(|(stream, now)| {
+            let then = batches_before.get(&stream).cloned().unwrap_or_default();
+            let count = (now.count - then.count).max(1.0);
+            let commit = GroupCommit {
+                batches_per_s: (now.count - then.count) / saturation.seconds,
+                mean_messages: (now.messages - then.messages) / count,
+                mean_ms: (now.seconds - then.seconds) / count * 1000.0,
+                refused: now.refused - then.refused,
+            };
+            (stream, commit)
+        })
+        .collect();
     let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
     let per_saga = Cost {
         stored_messages: (after.stored - before.stored) as f64 / sagas,
@@ -328,7 +372,7 @@ async fn measure(
         resources.insert(service.name.to_owned(), usage(service.child.id())?);
     }
     resources.insert("nats-server".to_owned(), usage(nats_pid)?);
-    Ok((saturation, rate_runs, per_saga, resources))
+    Ok((saturation, rate_runs, per_saga, batches, resources))
 }
 
 /// Polls `/readyz` closely, for a start-up time worth reporting: the time
@@ -426,11 +470,97 @@ async fn ceiling(raw: &async_nats::Client, n: usize) -> anyhow::Result<Ceiling> 
         commit?;
     }
     let atomic_changes_per_s = batches as f64 / started.elapsed().as_secs_f64();
+
+    // The floor under any saga's latency: one write at a time, nothing else
+    // going on. A saga makes three atomic changes and six plain writes, one
+    // after the other.
+    const ALONE: usize = 200;
+    let mut publishes = latency_histogram()?;
+    for i in 0..ALONE {
+        let started = Instant::now();
+        js.publish(format!("bench.alone.{i}"), payload.clone())
+            .await?
+            .await?;
+        publishes.record(started.elapsed().as_micros() as u64)?;
+    }
+    let mut changes = latency_histogram()?;
+    for i in 0..ALONE {
+        let started = Instant::now();
+        store
+            .commit(vec![
+                runtime::Append::raw(format!("bench.state.alone.{i}"), payload.clone())
+                    .expect_last(0),
+                runtime::Append::raw(format!("bench.event.alone.{i}"), payload.clone())
+                    .expect_last(0),
+            ])
+            .await?;
+        changes.record(started.elapsed().as_micros() as u64)?;
+    }
     js.delete_stream("BENCH").await?;
     Ok(Ceiling {
         publish_per_s,
         consume_ack_per_s,
         atomic_changes_per_s,
+        publish_latency_ms: Percentiles::of(&publishes),
+        atomic_change_latency_ms: Percentiles::of(&changes),
+    })
+}
+
+/// Microseconds, from 1 µs to a minute.
+fn latency_histogram() -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    Ok(hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// A stream's `jetsaga_store_batch_*` totals, as a service reports them.
+#[derive(Debug, Clone, Default)]
+struct BatchCounts {
+    count: f64,
+    messages: f64,
+    seconds: f64,
+    refused: f64,
+}
+
+/// The atomic batches each service has sent so far, by stream.
+async fn batch_counts(services: &[Service]) -> anyhow::Result<BTreeMap<String, BatchCounts>> {
+    let mut counts: BTreeMap<String, BatchCounts> = BTreeMap::new();
+    for service in services {
+        let (_, text) = http_get(service.http, "/metrics")
+            .await
+            .with_context(|| format!("{} serves /metrics", service.name))?;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let Some(stream) = label(series, "stream") else {
+                continue;
+            };
+            let entry = counts.entry(stream.to_owned()).or_default();
+            let name = series.split('{').next().unwrap_or_default();
+            match name {
+                "jetsaga_store_batch_messages_count" => entry.count += value,
+                "jetsaga_store_batch_messages_sum" => entry.messages += value,
+                "jetsaga_store_batch_duration_seconds_sum" => entry.seconds += value,
+                "jetsaga_store_batches_total" if label(series, "outcome") == Some("refused") => {
+                    entry.refused += value
+                }
+                _ => {}
+            }
+        }
+    }
+    counts.retain(|_, c| c.count > 0.0);
+    Ok(counts)
+}
+
+/// The value of label `name` in a Prometheus series such as
+/// `metric{a="1",b="2"}`.
+fn label<'a>(series: &'a str, name: &str) -> Option<&'a str> {
+    let labels = series.split_once('{')?.1.strip_suffix('}')?;
+    labels.split(',').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.trim_matches('"'))
     })
 }
 
@@ -581,6 +711,14 @@ fn table(r: &BenchReport) -> String {
         "JetStream ceiling: publish {:.0}/s, consume+ack {:.0}/s, 2-message atomic changes {:.0}/s",
         j.publish_per_s, j.consume_ack_per_s, j.atomic_changes_per_s
     );
+    let _ = writeln!(
+        t,
+        "JetStream floor (one write alone): publish p50 {:.2} ms (p99 {:.2}), 2-message atomic change p50 {:.2} ms (p99 {:.2})",
+        j.publish_latency_ms.p50,
+        j.publish_latency_ms.p99,
+        j.atomic_change_latency_ms.p50,
+        j.atomic_change_latency_ms.p99
+    );
     let ready: Vec<String> = r
         .ready_ms
         .iter()
@@ -597,6 +735,13 @@ fn table(r: &BenchReport) -> String {
         "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out",
         c.stored_messages, c.deliveries, c.nats_messages_in, c.nats_messages_out
     );
+    for (stream, b) in &r.batches {
+        let _ = writeln!(
+            t,
+            "atomic batches on {stream} (saturation): {:.0}/s, {:.1} messages and {:.1} ms each, {:.0} refused",
+            b.batches_per_s, b.mean_messages, b.mean_ms, b.refused
+        );
+    }
     let _ = writeln!(
         t,
         "\n{:<20} {:>14} {:>12}",
@@ -625,4 +770,18 @@ fn table(r: &BenchReport) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn reads_a_label_of_a_prometheus_series() {
+        let series = r#"jetsaga_store_batches_total{outcome="refused",stream="INVENTORY"}"#;
+        assert_eq!(label(series, "stream"), Some("INVENTORY"));
+        assert_eq!(label(series, "outcome"), Some("refused"));
+        assert_eq!(label(series, "consumer"), None);
+        assert_eq!(label("process_cpu_seconds_total", "stream"), None);
+    }
 }

@@ -113,6 +113,20 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+impl Percentiles {
+    /// The percentiles, in milliseconds, of a histogram of microseconds.
+    pub fn of(micros: &Histogram<u64>) -> Self {
+        let ms = |q: f64| micros.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: micros.max() as f64 / 1000.0,
+        }
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cancelled: usize = self.cancelled.values().sum();
@@ -249,7 +263,6 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
     }
     let tally = lock(&tally);
     let histogram = lock(&latencies);
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     Ok(Report {
         placed,
         confirmed: tally.confirmed,
@@ -257,13 +270,7 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
         unsettled: placed - tally.settled().min(placed),
         seconds: elapsed.as_secs_f64(),
         throughput: tally.settled() as f64 / elapsed.as_secs_f64(),
-        latency_ms: Percentiles {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p999: ms(0.999),
-            max: histogram.max() as f64 / 1000.0,
-        },
+        latency_ms: Percentiles::of(&histogram),
     })
 }
 
