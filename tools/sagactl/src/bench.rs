@@ -11,7 +11,8 @@
 //! 5. what one saga costs in stored messages, consumer deliveries and NATS
 //!    messages, from the server's own statistics;
 //! 6. how the services' atomic batches went during the saturation run
-//!    (their `jetsaga_store_batch_*` metrics);
+//!    (their `jetsaga_store_batch_*` metrics), and how long each consumer
+//!    took per message (what a saga's latency is made of);
 //! 7. peak RSS and CPU seconds of each service and of nats-server;
 //!
 //! then prints a table (and JSON with `--json` or `--out`) and checks the
@@ -93,6 +94,10 @@ pub struct BenchReport {
     pub per_saga: Cost,
     /// The atomic batches of the saturation run, by stream.
     pub batches: BTreeMap<String, GroupCommit>,
+    /// How long the services' consumers took per message during the
+    /// saturation run, by consumer: a saga's latency is about the sum,
+    /// over consumers, of `per_saga` × `mean_ms`.
+    pub handling: BTreeMap<String, Handling>,
     pub resources: BTreeMap<String, Resources>,
     pub targets: Vec<Target>,
 }
@@ -119,6 +124,15 @@ pub struct Ceiling {
     pub publish_latency_ms: Percentiles,
     /// One two-message atomic change through jetsaga's store, alone.
     pub atomic_change_latency_ms: Percentiles,
+}
+
+/// A consumer's messages during the saturation run.
+#[derive(Debug, Default, Serialize)]
+pub struct Handling {
+    /// Messages handled per saga settled.
+    pub per_saga: f64,
+    /// Mean time to handle one (`jetsaga_message_handle_duration_seconds`).
+    pub mean_ms: f64,
 }
 
 /// How a stream's atomic batches went during the saturation run.
@@ -245,7 +259,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         demo::stop(service).await;
     }
     drop(nats);
-    let (saturation, rate_runs, per_saga, batches, resources) = outcome?;
+    let (saturation, rate_runs, per_saga, batches, handling, resources) = outcome?;
 
     let targets = targets(&saturation, &rate_runs, &resources, &ready_ms);
     let report = BenchReport {
@@ -260,6 +274,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         rates: rate_runs,
         per_saga,
         batches,
+        handling,
         resources,
         targets,
     };
@@ -287,6 +302,7 @@ type Measured = (
     Vec<RateRun>,
     Cost,
     BTreeMap<String, GroupCommit>,
+    BTreeMap<String, Handling>,
     BTreeMap<String, Resources>,
 );
 
@@ -330,14 +346,20 @@ async fn measure(
 
     eprintln!("saturation: {saturation_orders} orders, {saturation_in_flight} unsettled at once");
     let before = server_counts(raw, monitor).await?;
-    let batches_before = batch_counts(services).await?;
+    let services_before = service_counts(services).await?;
     let saturation = load::run(&client, &spec(saturation_orders, None)).await?;
     let after = server_counts(raw, monitor).await?;
-    let batches = batch_counts(services)
-        .await?
+    let services_after = service_counts(services).await?;
+    let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
+    let batches = services_after
+        .batches
         .into_iter()
         .map(|(stream, now)| {
-            let then = batches_before.get(&stream).cloned().unwrap_or_default();
+            let then = services_before
+                .batches
+                .get(&stream)
+                .cloned()
+                .unwrap_or_default();
             let count = (now.count - then.count).max(1.0);
             let commit = GroupCommit {
                 batches_per_s: (now.count - then.count) / saturation.seconds,
@@ -348,7 +370,25 @@ async fn measure(
             (stream, commit)
         })
         .collect();
-    let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
+    let handling = services_after
+        .handled
+        .into_iter()
+        .filter_map(|(consumer, now)| {
+            let then = services_before
+                .handled
+                .get(&consumer)
+                .cloned()
+                .unwrap_or_default();
+            let count = now.count - then.count;
+            (count > 0.0).then(|| {
+                let handled = Handling {
+                    per_saga: count / sagas,
+                    mean_ms: (now.seconds - then.seconds) / count * 1000.0,
+                };
+                (consumer, handled)
+            })
+        })
+        .collect();
     let per_saga = Cost {
         stored_messages: (after.stored - before.stored) as f64 / sagas,
         deliveries: (after.delivered - before.delivered) as f64 / sagas,
@@ -372,7 +412,9 @@ async fn measure(
         resources.insert(service.name.to_owned(), usage(service.child.id())?);
     }
     resources.insert("nats-server".to_owned(), usage(nats_pid)?);
-    Ok((saturation, rate_runs, per_saga, batches, resources))
+    Ok((
+        saturation, rate_runs, per_saga, batches, handling, resources,
+    ))
 }
 
 /// Polls `/readyz` closely, for a start-up time worth reporting: the time
@@ -520,9 +562,24 @@ struct BatchCounts {
     refused: f64,
 }
 
-/// The atomic batches each service has sent so far, by stream.
-async fn batch_counts(services: &[Service]) -> anyhow::Result<BTreeMap<String, BatchCounts>> {
-    let mut counts: BTreeMap<String, BatchCounts> = BTreeMap::new();
+/// A consumer's `jetsaga_message_handle_duration_seconds` totals.
+#[derive(Debug, Clone, Default)]
+struct HandledCounts {
+    count: f64,
+    seconds: f64,
+}
+
+/// What the services' own metrics have counted so far.
+#[derive(Debug, Default)]
+struct ServiceCounts {
+    /// Atomic batches, by stream.
+    batches: BTreeMap<String, BatchCounts>,
+    /// Messages handled, by consumer.
+    handled: BTreeMap<String, HandledCounts>,
+}
+
+async fn service_counts(services: &[Service]) -> anyhow::Result<ServiceCounts> {
+    let mut counts = ServiceCounts::default();
     for service in services {
         let (_, text) = http_get(service.http, "/metrics")
             .await
@@ -534,11 +591,20 @@ async fn batch_counts(services: &[Service]) -> anyhow::Result<BTreeMap<String, B
             let Ok(value) = value.parse::<f64>() else {
                 continue;
             };
+            let name = series.split('{').next().unwrap_or_default();
+            if let Some(consumer) = label(series, "consumer") {
+                let entry = counts.handled.entry(consumer.to_owned()).or_default();
+                match name {
+                    "jetsaga_message_handle_duration_seconds_count" => entry.count += value,
+                    "jetsaga_message_handle_duration_seconds_sum" => entry.seconds += value,
+                    _ => {}
+                }
+                continue;
+            }
             let Some(stream) = label(series, "stream") else {
                 continue;
             };
-            let entry = counts.entry(stream.to_owned()).or_default();
-            let name = series.split('{').next().unwrap_or_default();
+            let entry = counts.batches.entry(stream.to_owned()).or_default();
             match name {
                 "jetsaga_store_batch_messages_count" => entry.count += value,
                 "jetsaga_store_batch_messages_sum" => entry.messages += value,
@@ -550,7 +616,7 @@ async fn batch_counts(services: &[Service]) -> anyhow::Result<BTreeMap<String, B
             }
         }
     }
-    counts.retain(|_, c| c.count > 0.0);
+    counts.batches.retain(|_, c| c.count > 0.0);
     Ok(counts)
 }
 
@@ -741,6 +807,21 @@ fn table(r: &BenchReport) -> String {
             "atomic batches on {stream} (saturation): {:.0}/s, {:.1} messages and {:.1} ms each, {:.0} refused",
             b.batches_per_s, b.mean_messages, b.mean_ms, b.refused
         );
+    }
+    if !r.handling.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nhandling one message, during saturation (what a saga's latency is made of):"
+        );
+        for (consumer, h) in &r.handling {
+            let _ = writeln!(
+                t,
+                "  {consumer:<20} {:>7.1} ms x {:.1} a saga",
+                h.mean_ms, h.per_saga
+            );
+        }
+        let sum: f64 = r.handling.values().map(|h| h.mean_ms * h.per_saga).sum();
+        let _ = writeln!(t, "  {:<20} {sum:>7.1} ms", "sum");
     }
     let _ = writeln!(
         t,
