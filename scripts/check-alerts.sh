@@ -76,7 +76,8 @@ Prints `ok: ...` or `FAIL: ...` per check (other lines are details)."""
 import json, os, re, subprocess, sys
 
 # Every metric a query may name: CONTRACT.md section 6, the orchestrator's
-# step timeouts (beyond the contract), the process collector's, and `up`.
+# step timeouts and the store's atomic batches (beyond the contract), the
+# process collector's, and `up`.
 CONTRACT = {
     "jetsaga_messages_handled_total": "counter",
     "jetsaga_message_handle_duration_seconds": "histogram",
@@ -87,7 +88,10 @@ CONTRACT = {
     "jetsaga_sagas_in_flight": "gauge",
     "jetsaga_circuit_breaker_state": "gauge",
 }
-BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter"}
+BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter",
+                   "jetsaga_store_batch_messages": "histogram",
+                   "jetsaga_store_batch_duration_seconds": "histogram",
+                   "jetsaga_store_batches_total": "counter"}
 PROCESS = {"process_cpu_seconds_total", "process_open_fds", "process_max_fds",
            "process_virtual_memory_bytes", "process_resident_memory_bytes",
            "process_start_time_seconds", "process_threads"}
@@ -424,7 +428,7 @@ def dashboard(path, datasources, provisioning, compose, rules_out):
         for u in unknown:
             print(f"FAIL: {u}")
     else:
-        print(f"ok: the dashboard's {len(queries)} queries name only metrics of the contract, the step timeouts, process_* and up")
+        print(f"ok: the dashboard's {len(queries)} queries name only metrics of the contract, the step timeouts, the store's batches, process_* and up")
 
     # The panels operators need.
     def panels_with(pred):
@@ -452,6 +456,7 @@ def dashboard(path, datasources, provisioning, compose, rules_out):
             and {"0": "closed", "1": "half-open", "2": "open"}.items() <= {k: v.get("text") for m in p.get("fieldConfig", {}).get("defaults", {}).get("mappings", []) for k, v in m.get("options", {}).items()}.items(),
         "sagas in flight": lambda p, es: any("jetsaga_sagas_in_flight" in e for e in es),
         "step timeouts by step": lambda p, es: rate_by(es, "jetsaga_saga_step_timeouts_total", {"step"}),
+        "atomic batches: messages per batch, by stream": lambda p, es: any("jetsaga_store_batch_messages_sum" in e and "stream" in grouping(e) for e in es),
         "resident memory per service": lambda p, es: any("process_resident_memory_bytes" in e and "service" in grouping(e) for e in es),
     }
     for need, pred in needs.items():
