@@ -514,8 +514,9 @@ async fn ceiling(raw: &async_nats::Client, n: usize) -> anyhow::Result<Ceiling> 
     let atomic_changes_per_s = batches as f64 / started.elapsed().as_secs_f64();
 
     // The floor under any saga's latency: one write at a time, nothing else
-    // going on. A saga makes three atomic changes and six plain writes, one
-    // after the other.
+    // going on. Until its order is confirmed, a saga makes three atomic
+    // changes and eight plain writes (its command included), one after the
+    // other.
     const ALONE: usize = 200;
     let mut publishes = latency_histogram()?;
     for i in 0..ALONE {
