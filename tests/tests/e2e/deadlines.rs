@@ -154,4 +154,5 @@ async fn a_finished_saga_leaves_no_wake_up_behind() {
         (!scheduled && timer.payload.is_empty()).then_some(())
     })
     .await;
+    suite.stop().await;
 }
