@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use async_nats::jetstream::Message;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
@@ -23,6 +21,7 @@ use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
 use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+use time::OffsetDateTime;
 
 use crate::breaker::Breaker;
 use crate::domain::{self, Charge};
