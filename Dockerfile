@@ -43,6 +43,11 @@ ENTRYPOINT ["/usr/local/bin/service"]
 
 # --- source build: dependency layer, then the workspace ---------------------
 FROM ${RUST_IMAGE} AS chef
+# make: tikv-jemalloc-sys builds jemalloc, the services' allocator, with it
+# (the slim image has only the C compiler).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.77
 WORKDIR /src
 

@@ -3,6 +3,12 @@
 use runtime::config::ProcessEnv;
 use runtime::service::{config_or_exit, shutdown_on_signals};
 
+/// jemalloc, not glibc's malloc: handling a message allocates and frees a
+/// few hundred small buffers (JSON, headers, spans), and glibc's bin
+/// upkeep was a quarter of the orchestrator's CPU (README, Performance).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let config = config_or_exit(saga_orchestrator::Config::from_env(&ProcessEnv));
