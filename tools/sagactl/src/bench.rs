@@ -5,11 +5,14 @@
 //! 1. the JetStream ceiling: async publishes with acks in flight, pull
 //!    consume + ack, and two-message atomic batches (jetsaga's write), and
 //!    the floor: how long one publish and one atomic change take alone;
+//!    and the saga flow: a saga's messages relayed by participants that do
+//!    nothing else ([`crate::relay`]), the most any implementation of the
+//!    saga could settle here;
 //! 2. each service's time from start to ready;
 //! 3. sagas per second at saturation, every order expected to confirm;
 //! 4. latency percentiles at fixed offered rates;
 //! 5. what one saga costs in stored messages, consumer deliveries and NATS
-//!    messages, from the server's own statistics;
+//!    messages, from the server's own statistics, and in CPU time;
 //! 6. how the services' atomic batches went during the saturation run
 //!    (their `jetsaga_store_batch_*` metrics), and how long each consumer
 //!    took per message (what a saga's latency is made of);
@@ -39,6 +42,7 @@ use testkit::{free_port, http_get, NatsServer};
 use crate::demo::{self, Service};
 use crate::load::{self, Percentiles, Report};
 use crate::output::Output;
+use crate::relay::{self, SagaFlow};
 use crate::seed::{self, customer_name, sku_name, Plan};
 
 #[derive(Debug, Clone, Args)]
@@ -59,6 +63,9 @@ pub struct BenchArgs {
     /// Messages in each raw JetStream measurement.
     #[arg(long, default_value_t = 100_000)]
     pub js_messages: usize,
+    /// Sagas relayed through JetStream alone (the saga flow).
+    #[arg(long, default_value_t = 20_000)]
+    pub flow_sagas: usize,
     /// Skus in the catalogue: fewer make hotter skus, whose changes queue
     /// behind each other.
     #[arg(long, default_value_t = 1000)]
@@ -87,6 +94,9 @@ pub struct BenchReport {
     pub customers: usize,
     pub trace_export: bool,
     pub jetstream: Ceiling,
+    /// A saga's messages through JetStream alone, as many unsettled at
+    /// once as in the saturation run.
+    pub saga_flow: SagaFlow,
     /// From process start to `/readyz` 200.
     pub ready_ms: BTreeMap<String, f64>,
     pub saturation: Report,
@@ -165,6 +175,10 @@ pub struct Cost {
     pub nats_messages_in: f64,
     /// NATS messages the server sent (deliveries, replies, acks).
     pub nats_messages_out: f64,
+    /// nats-server's CPU time.
+    pub server_cpu_ms: f64,
+    /// The four services' CPU time, together.
+    pub services_cpu_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,7 +196,7 @@ pub struct Target {
 }
 
 pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
-    let (workload, js_messages) = if args.quick {
+    let (workload, js_messages, flow_sagas) = if args.quick {
         let quick = Workload {
             saturation_orders: 500,
             saturation_in_flight: args.saturation_in_flight,
@@ -191,7 +205,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
             skus: 50,
             customers: 50,
         };
-        (quick, 5_000)
+        (quick, 5_000, 1_000)
     } else {
         let full = Workload {
             saturation_orders: args.saturation_orders,
@@ -201,7 +215,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
             skus: args.skus.max(1),
             customers: args.customers.max(1),
         };
-        (full, args.js_messages)
+        (full, args.js_messages, args.flow_sagas)
     };
     let bin_dir = demo::bin_dir()?;
     let monitor = free_port();
@@ -219,6 +233,17 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     let raw = async_nats::connect(nats.url()).await?;
     eprintln!("JetStream ceiling ({js_messages} messages each)...");
     let jetstream = ceiling(&raw, js_messages).await?;
+    eprintln!(
+        "saga flow: {flow_sagas} sagas through JetStream alone, {} unsettled at once...",
+        workload.saturation_in_flight
+    );
+    let saga_flow = relay::run(
+        &nats.url(),
+        nats_pid,
+        flow_sagas,
+        workload.saturation_in_flight,
+    )
+    .await?;
 
     // All four at once, as `docker compose up` starts them: each provisions
     // its streams and binds to the others' as they appear.
@@ -269,6 +294,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         customers: workload.customers,
         trace_export: args.otlp_endpoint.is_some(),
         jetstream,
+        saga_flow,
         ready_ms,
         saturation,
         rates: rate_runs,
@@ -345,9 +371,19 @@ async fn measure(
     };
 
     eprintln!("saturation: {saturation_orders} orders, {saturation_in_flight} unsettled at once");
+    let cpu = || -> anyhow::Result<(f64, f64)> {
+        let server = usage(nats_pid)?.cpu_seconds;
+        let mut services_cpu = 0.0;
+        for service in services {
+            services_cpu += usage(service.child.id())?.cpu_seconds;
+        }
+        Ok((server, services_cpu))
+    };
     let before = server_counts(raw, monitor).await?;
     let services_before = service_counts(services).await?;
+    let cpu_before = cpu()?;
     let saturation = load::run(&client, &spec(saturation_orders, None)).await?;
+    let cpu_after = cpu()?;
     let after = server_counts(raw, monitor).await?;
     let services_after = service_counts(services).await?;
     let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
@@ -394,6 +430,8 @@ async fn measure(
         deliveries: (after.delivered - before.delivered) as f64 / sagas,
         nats_messages_in: (after.in_msgs - before.in_msgs) as f64 / sagas,
         nats_messages_out: (after.out_msgs - before.out_msgs) as f64 / sagas,
+        server_cpu_ms: (cpu_after.0 - cpu_before.0) * 1000.0 / sagas,
+        services_cpu_ms: (cpu_after.1 - cpu_before.1) * 1000.0 / sagas,
     };
 
     let mut rate_runs = Vec::new();
@@ -664,7 +702,7 @@ async fn server_counts(raw: &async_nats::Client, monitor: SocketAddr) -> anyhow:
 }
 
 /// Peak RSS (the kernel's high-water mark) and CPU time of a process.
-fn usage(pid: u32) -> anyhow::Result<Resources> {
+pub(crate) fn usage(pid: u32) -> anyhow::Result<Resources> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let hwm_kib: f64 = status
         .lines()
@@ -786,6 +824,12 @@ fn table(r: &BenchReport) -> String {
         j.atomic_change_latency_ms.p50,
         j.atomic_change_latency_ms.p99
     );
+    let f = &r.saga_flow;
+    let _ = writeln!(
+        t,
+        "JetStream saga flow ({} messages a saga, participants that do nothing): {:.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; nats-server CPU {:.2} ms a saga",
+        relay::HOPS, f.sagas_per_s, f.latency_ms.p50, f.latency_ms.p99, f.server_cpu_ms_per_saga
+    );
     let ready: Vec<String> = r
         .ready_ms
         .iter()
@@ -799,8 +843,13 @@ fn table(r: &BenchReport) -> String {
     let c = &r.per_saga;
     let _ = writeln!(
         t,
-        "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out",
-        c.stored_messages, c.deliveries, c.nats_messages_in, c.nats_messages_out
+        "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out; CPU: nats-server {:.2} ms, services {:.2} ms",
+        c.stored_messages,
+        c.deliveries,
+        c.nats_messages_in,
+        c.nats_messages_out,
+        c.server_cpu_ms,
+        c.services_cpu_ms
     );
     for (stream, b) in &r.batches {
         let _ = writeln!(

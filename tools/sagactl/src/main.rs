@@ -9,6 +9,7 @@ mod demo;
 mod dlq;
 mod load;
 mod output;
+mod relay;
 mod seed;
 
 use std::process::ExitCode;
