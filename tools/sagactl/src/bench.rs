@@ -42,7 +42,7 @@ use testkit::{free_port, http_get, NatsServer};
 use crate::demo::{self, Service};
 use crate::load::{self, Percentiles, Report};
 use crate::output::Output;
-use crate::relay::{self, SagaFlow};
+use crate::relay::{self, Flow, SagaFlow};
 use crate::seed::{self, customer_name, sku_name, Plan};
 
 #[derive(Debug, Clone, Args)]
@@ -63,7 +63,7 @@ pub struct BenchArgs {
     /// Messages in each raw JetStream measurement.
     #[arg(long, default_value_t = 100_000)]
     pub js_messages: usize,
-    /// Sagas relayed through JetStream alone (the saga flow).
+    /// Sagas relayed through JetStream alone in each saga flow.
     #[arg(long, default_value_t = 20_000)]
     pub flow_sagas: usize,
     /// Skus in the catalogue: fewer make hotter skus, whose changes queue
@@ -95,8 +95,9 @@ pub struct BenchReport {
     pub trace_export: bool,
     pub jetstream: Ceiling,
     /// A saga's messages through JetStream alone, as many unsettled at
-    /// once as in the saturation run.
-    pub saga_flow: SagaFlow,
+    /// once as in the saturation run: bare, with the states they change,
+    /// and with those as jetsaga's atomic changes.
+    pub saga_flows: Vec<SagaFlow>,
     /// From process start to `/readyz` 200.
     pub ready_ms: BTreeMap<String, f64>,
     pub saturation: Report,
@@ -233,17 +234,23 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
     let raw = async_nats::connect(nats.url()).await?;
     eprintln!("JetStream ceiling ({js_messages} messages each)...");
     let jetstream = ceiling(&raw, js_messages).await?;
-    eprintln!(
-        "saga flow: {flow_sagas} sagas through JetStream alone, {} unsettled at once...",
-        workload.saturation_in_flight
-    );
-    let saga_flow = relay::run(
-        &nats.url(),
-        nats_pid,
-        flow_sagas,
-        workload.saturation_in_flight,
-    )
-    .await?;
+    let mut saga_flows = Vec::new();
+    for flow in Flow::ALL {
+        eprintln!(
+            "saga flow, {}: {flow_sagas} sagas through JetStream alone, {} unsettled at once...",
+            flow.describe(),
+            workload.saturation_in_flight
+        );
+        let measured = relay::run(
+            &nats.url(),
+            nats_pid,
+            flow,
+            flow_sagas,
+            workload.saturation_in_flight,
+        )
+        .await?;
+        saga_flows.push(measured);
+    }
 
     // All four at once, as `docker compose up` starts them: each provisions
     // its streams and binds to the others' as they appear.
@@ -294,7 +301,7 @@ pub async fn run(args: BenchArgs, out: &Output) -> anyhow::Result<bool> {
         customers: workload.customers,
         trace_export: args.otlp_endpoint.is_some(),
         jetstream,
-        saga_flow,
+        saga_flows,
         ready_ms,
         saturation,
         rates: rate_runs,
@@ -824,12 +831,23 @@ fn table(r: &BenchReport) -> String {
         j.atomic_change_latency_ms.p50,
         j.atomic_change_latency_ms.p99
     );
-    let f = &r.saga_flow;
     let _ = writeln!(
         t,
-        "JetStream saga flow ({} messages a saga, participants that do nothing): {:.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; nats-server CPU {:.2} ms a saga",
-        relay::HOPS, f.sagas_per_s, f.latency_ms.p50, f.latency_ms.p99, f.server_cpu_ms_per_saga
+        "JetStream saga flow ({} messages a saga, relayed by participants that do nothing):",
+        relay::HOPS
     );
+    for f in &r.saga_flows {
+        let _ = writeln!(
+            t,
+            "  {:<48} {:>5.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; {} stored and {:.2} ms of nats-server CPU a saga",
+            f.flow.describe(),
+            f.sagas_per_s,
+            f.latency_ms.p50,
+            f.latency_ms.p99,
+            f.stored_per_saga,
+            f.server_cpu_ms_per_saga
+        );
+    }
     let ready: Vec<String> = r
         .ready_ms
         .iter()

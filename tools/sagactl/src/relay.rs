@@ -1,19 +1,23 @@
 //! The JetStream ceiling for a saga: the messages of one order saga relayed
-//! through JetStream by participants that do nothing else. It is the
-//! throughput no implementation of this contract's saga can pass on this
-//! machine with this server, and the server CPU it needs a saga.
+//! through JetStream by participants that do nothing else. It is the most
+//! any implementation of this contract's saga can settle on this machine
+//! with this server, and the server CPU it needs a saga.
 //!
 //! A saga here is [`HOPS`] messages on one file-backed stream, each stored
 //! by one participant and consumed by the next, as in jetsaga: the order
 //! command, `placed`, the reserve command, `reserved`, the charge command,
 //! `charged`, the commit command, `committed`, the confirm command and
 //! `confirmed`. Each hop has a durable pull consumer with explicit acks,
-//! and its participant acks a message only once the next one is stored
-//! (its publish acknowledged), as every jetsaga consumer does; the last hop
-//! tells the load the saga is done. The participants are NATS connections
-//! of this process, one per service and one for the load, and nothing is read,
-//! decided, checked or remembered: no state, no atomic batch, no timer, no
-//! trace context.
+//! and its participant acks a message only once what it answers is stored,
+//! as every jetsaga consumer does; the last hop tells the load the saga is
+//! done. The participants are NATS connections of this process, one per
+//! service and one for the load. Nothing is read, decided or remembered,
+//! and no write carries a check, a timer or a trace context.
+//!
+//! Three flows ([`Flow`]) tell what the state changes cost on top of the
+//! messages: none, the states stored as plain publishes beside the answer,
+//! or the states and the answer stored as one atomic batch through
+//! jetsaga's store, as the inventory and the payment service write them.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -28,6 +32,8 @@ use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
+use rand::Rng;
+use runtime::{Append, Store};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -53,8 +59,17 @@ const CONSUMED_BY: [Participant; HOPS] = [
     Participant::Order,
     Participant::Load,
 ];
+/// The states each hop's message changes, as jetsaga stores them: two sku
+/// levels with `reserved` and with `committed` (the bench's orders have two
+/// lines on average), the account with `charged`.
+const STATES_CHANGED: [usize; HOPS] = [0, 0, 0, 2, 0, 1, 0, 2, 0, 0];
+/// Skus and accounts the states are spread over, as in the bench's
+/// catalogue.
+const AGGREGATES: u32 = 1000;
 /// About the size of a saga record or an order event.
 const PAYLOAD_BYTES: usize = 512;
+/// About the size of a sku's or an account's state.
+const STATE_BYTES: usize = 128;
 /// Messages a hop's participant handles at once, as a service's consumer
 /// does (its concurrency); the server holds up to four times as many
 /// unacknowledged for it.
@@ -69,10 +84,38 @@ enum Participant {
     Load,
 }
 
+/// What the participants store when they answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    /// The saga's messages alone.
+    Messages,
+    /// Also the states the answers change, each its own publish.
+    PlainStates,
+    /// The states and the answer that announces them as one atomic batch,
+    /// through jetsaga's store (and its group commit), as jetsaga does.
+    AtomicChanges,
+}
+
+impl Flow {
+    pub const ALL: [Flow; 3] = [Flow::Messages, Flow::PlainStates, Flow::AtomicChanges];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Flow::Messages => "the saga's messages alone",
+            Flow::PlainStates => "with the states they change, plain publishes",
+            Flow::AtomicChanges => "with the states, atomic changes as jetsaga's",
+        }
+    }
+}
+
 /// What relaying sagas through JetStream alone achieved.
 #[derive(Debug, Serialize)]
 pub struct SagaFlow {
+    pub flow: Flow,
     pub sagas: usize,
+    /// Messages stored per saga.
+    pub stored_per_saga: usize,
     /// Sagas relayed to their last hop per second, `unsettled` at once.
     pub sagas_per_s: f64,
     pub unsettled: usize,
@@ -87,6 +130,7 @@ pub struct SagaFlow {
 pub async fn run(
     url: &str,
     server_pid: u32,
+    flow: Flow,
     sagas: usize,
     unsettled: usize,
 ) -> anyhow::Result<SagaFlow> {
@@ -102,10 +146,16 @@ pub async fn run(
             name: "RELAY".into(),
             subjects: vec!["relay.>".into()],
             storage: StorageType::File,
+            allow_atomic_publish: true,
             ..Default::default()
         })
         .await?;
 
+    // One store (and group committer) per participant, as per service.
+    let mut stores = HashMap::new();
+    for (participant, js) in &connections {
+        stores.insert(*participant, Store::new(js.clone(), "RELAY").await?);
+    }
     let (done, mut finished) = mpsc::unbounded_channel();
     let mut hops = JoinSet::new();
     for (hop, participant) in CONSUMED_BY.into_iter().enumerate() {
@@ -118,9 +168,13 @@ pub async fn run(
                 ..Default::default()
             })
             .await?;
-        let js = connections[&participant].clone();
-        let done = done.clone();
-        hops.spawn(relay(consumer, js, hop, done));
+        let answer = Answer {
+            js: connections[&participant].clone(),
+            store: stores[&participant].clone(),
+            flow,
+            hop,
+        };
+        hops.spawn(relay(consumer, answer, done.clone()));
     }
     drop(done);
 
@@ -169,8 +223,15 @@ pub async fn run(
     let cpu = crate::bench::usage(server_pid)?.cpu_seconds - cpu_before;
     hops.abort_all();
     js.delete_stream("RELAY").await?;
+    let states: usize = if flow == Flow::Messages {
+        0
+    } else {
+        STATES_CHANGED.iter().sum()
+    };
     Ok(SagaFlow {
+        flow,
         sagas,
+        stored_per_saga: HOPS + states,
         sagas_per_s: sagas as f64 / seconds,
         unsettled,
         latency_ms: Percentiles::of(&latency),
@@ -185,12 +246,63 @@ fn subject(hop: usize, saga: &str) -> String {
     format!("relay.{saga}.{hop}")
 }
 
-/// One hop's participant: for each message, stores the next hop's (or,
-/// at the last hop, tells the load), then acks it.
+/// How one hop's participant answers a message.
+#[derive(Clone)]
+struct Answer {
+    js: Context,
+    store: Store,
+    flow: Flow,
+    hop: usize,
+}
+
+impl Answer {
+    /// Stores the next hop's message for `saga`, and the states it
+    /// changes as the flow says; returns once all of it is stored.
+    async fn send(&self, saga: &str, payload: Bytes) -> anyhow::Result<()> {
+        let next = subject(self.hop + 1, saga);
+        let changed = STATES_CHANGED[self.hop + 1];
+        let state = Bytes::from(vec![b's'; STATE_BYTES]);
+        let states: Vec<String> = {
+            let mut rng = rand::rng();
+            (0..changed)
+                .map(|_| {
+                    let aggregate = rng.random_range(0..AGGREGATES);
+                    format!("relay.state.{aggregate}.{}", self.hop + 1)
+                })
+                .collect()
+        };
+        match self.flow {
+            Flow::AtomicChanges if changed > 0 => {
+                let mut appends: Vec<Append> = states
+                    .into_iter()
+                    .map(|subject| Append::raw(subject, state.clone()))
+                    .collect();
+                appends.push(Append::raw(next, payload));
+                self.store.commit(appends).await?;
+            }
+            Flow::PlainStates if changed > 0 => {
+                let mut acks = Vec::with_capacity(changed + 1);
+                for subject in states {
+                    acks.push(self.js.publish(subject, state.clone()).await?);
+                }
+                acks.push(self.js.publish(next, payload).await?);
+                for ack in acks {
+                    ack.await?;
+                }
+            }
+            _ => {
+                self.js.publish(next, payload).await?.await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One hop's participant: for each message, stores its answer (or, at the
+/// last hop, tells the load), then acks it.
 async fn relay(
     consumer: jetstream::consumer::PullConsumer,
-    js: Context,
-    hop: usize,
+    answer: Answer,
     done: mpsc::UnboundedSender<usize>,
 ) -> anyhow::Result<()> {
     let mut messages = consumer
@@ -205,15 +317,12 @@ async fn relay(
                 let message = message
                     .context("the consumer ended")?
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let js = js.clone();
+                let answer = answer.clone();
                 let done = done.clone();
                 handling.push(async move {
                     let saga = message.subject.split('.').nth(1).unwrap_or_default();
-                    if hop + 1 < HOPS {
-                        js.publish(subject(hop + 1, saga), message.payload.clone())
-                            .await?
-                            .into_future()
-                            .await?;
+                    if answer.hop + 1 < HOPS {
+                        answer.send(saga, message.payload.clone()).await?;
                     } else {
                         let _ = done.send(saga.parse()?);
                     }
