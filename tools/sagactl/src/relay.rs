@@ -110,6 +110,14 @@ impl Flow {
             Flow::AtomicChanges => "with the states, atomic changes as jetsaga's",
         }
     }
+
+    /// The states stored with the message of `hop`.
+    fn states_changed(self, hop: usize) -> usize {
+        match self {
+            Flow::Messages => 0,
+            Flow::PlainStates | Flow::AtomicChanges => STATES_CHANGED[hop],
+        }
+    }
 }
 
 /// What relaying sagas through JetStream alone achieved.
@@ -176,6 +184,7 @@ pub async fn run(
             store: stores[&participant].clone(),
             flow,
             hop,
+            state: Bytes::from(vec![b's'; STATE_BYTES]),
         };
         hops.spawn(relay(consumer, answer, done.clone()));
     }
@@ -231,11 +240,7 @@ pub async fn run(
     let cpu = crate::bench::usage(server_pid)?.cpu_seconds - cpu_before;
     hops.abort_all();
     js.delete_stream("RELAY").await?;
-    let states: usize = if flow == Flow::Messages {
-        0
-    } else {
-        STATES_CHANGED.iter().sum()
-    };
+    let states: usize = (0..HOPS).map(|hop| flow.states_changed(hop)).sum();
     Ok(SagaFlow {
         flow,
         sagas,
@@ -261,6 +266,8 @@ struct Answer {
     store: Store,
     flow: Flow,
     hop: usize,
+    /// The body of every state it stores.
+    state: Bytes,
 }
 
 impl Answer {
@@ -268,8 +275,7 @@ impl Answer {
     /// changes as the flow says; returns once all of it is stored.
     async fn send(&self, saga: &str, payload: Bytes) -> anyhow::Result<()> {
         let next = subject(self.hop + 1, saga);
-        let changed = STATES_CHANGED[self.hop + 1];
-        let state = Bytes::from(vec![b's'; STATE_BYTES]);
+        let changed = self.flow.states_changed(self.hop + 1);
         let states: Vec<String> = {
             let mut rng = rand::rng();
             (0..changed)
@@ -283,7 +289,7 @@ impl Answer {
             Flow::AtomicChanges if changed > 0 => {
                 let mut appends: Vec<Append> = states
                     .into_iter()
-                    .map(|subject| Append::raw(subject, state.clone()))
+                    .map(|subject| Append::raw(subject, self.state.clone()))
                     .collect();
                 appends.push(Append::raw(next, payload));
                 self.store.commit(appends).await?;
@@ -291,7 +297,7 @@ impl Answer {
             Flow::PlainStates if changed > 0 => {
                 let mut acks = Vec::with_capacity(changed + 1);
                 for subject in states {
-                    acks.push(self.js.publish(subject, state.clone()).await?);
+                    acks.push(self.js.publish(subject, self.state.clone()).await?);
                 }
                 acks.push(self.js.publish(next, payload).await?);
                 for ack in acks {
