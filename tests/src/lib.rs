@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod chaos;
-pub mod process;
 
 pub use testkit;
 
@@ -33,13 +32,8 @@ pub async fn sagactl(url: &str, args: &[&str]) -> std::process::Output {
 /// How long an order may take to settle in a test.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
-/// The four services, by name and sidecar address.
-pub const SERVICES: [&str; 4] = [
-    "order-service",
-    "inventory-service",
-    "payment-service",
-    "saga-orchestrator",
-];
+/// The four services, by binary name.
+pub const SERVICES: [&str; 4] = testkit::SERVICE_NAMES;
 
 /// A nats-server and the four services, running until [`Suite::stop`].
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
-use e2e::process::ServiceProcess;
 use e2e::testkit::NatsServer;
+use e2e::testkit::ServiceProcess;
 use e2e::SERVICES;
 use events::OrderStatus;
 use jetsaga_client::Client;

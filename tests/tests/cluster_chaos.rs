@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
-use e2e::process::ServiceProcess;
 use e2e::testkit::NatsCluster;
+use e2e::testkit::ServiceProcess;
 use e2e::SERVICES;
 use jetsaga_client::Client;
 use rand::rngs::StdRng;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use e2e::process::ServiceProcess;
+use e2e::testkit::ServiceProcess;
 use e2e::testkit::{eventually, free_port, NatsServer};
 use e2e::SETTLE;
 use events::OrderStatus;

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::process::ServiceProcess;
+use e2e::testkit::ServiceProcess;
 use e2e::testkit::{binary, eventually, NatsServer};
 use e2e::{SERVICES, SETTLE};
 use events::OrderStatus;

@@ -2,7 +2,7 @@
 //! being declined, and complete once it is back, or the orders cancel with
 //! `payment_unavailable` after their deadline. Money is conserved either way.
 
-use e2e::testkit::{eventually, http_get};
+use e2e::testkit::{eventually, http_get, metrics};
 use e2e::{Suite, SETTLE};
 use events::saga::SagaState;
 use events::{CancelReason, OrderStatus};
@@ -16,14 +16,13 @@ const BROKEN_GATEWAY: [(&str, &str); 3] = [
 async fn circuit_opens(suite: &Suite) {
     let payment = suite.http_of("payment-service");
     eventually("the gateway's circuit to open", SETTLE, || async move {
-        let (_, metrics) = http_get(payment, "/metrics").await?;
-        metrics
-            .lines()
-            .any(|l| {
-                l.starts_with("jetsaga_circuit_breaker_state{name=\"payment-gateway\"}")
-                    && !l.ends_with(" 0")
-            })
-            .then_some(())
+        let (_, text) = http_get(payment, "/metrics").await?;
+        let state = metrics::value(
+            &text,
+            "jetsaga_circuit_breaker_state",
+            &[("name", "payment-gateway")],
+        )?;
+        (state != 0.0).then_some(())
     })
     .await;
 }

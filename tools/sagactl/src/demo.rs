@@ -4,27 +4,21 @@
 //! through with a live progress line, reports, and keeps everything up
 //! until Ctrl-C so the README's `nats` recipes can be tried against it.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use jetsaga_client::Client;
+use launcher::{preferred_port, NatsServer, ServiceProcess, SERVICES};
 use rand::Rng;
-use testkit::{free_port, terminate, wait_until_ready, NatsServer};
+use workload::{customer_name, sku_name, Plan, Spec};
 
-use crate::load;
 use crate::output::Output;
-use crate::seed::{self, customer_name, sku_name, Plan};
 
-pub(crate) const SERVICES: [(&str, u16); 4] = [
-    ("order-service", 8081),
-    ("inventory-service", 8082),
-    ("payment-service", 8083),
-    ("saga-orchestrator", 8084),
-];
+/// How long a service may take to become ready, and to stop.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+const STOP_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -39,53 +33,50 @@ pub struct DemoArgs {
     pub no_wait: bool,
 }
 
-pub(crate) struct Service {
-    pub name: &'static str,
-    pub child: Child,
-    pub http: SocketAddr,
-}
-
 pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
-    let bin_dir = bin_dir()?;
-    let port = if port_is_free(4222) {
-        4222
-    } else {
-        free_port()
-    };
-    let nats = NatsServer::start_on(port, &["-m", &monitor_port().to_string()]);
+    let monitor = preferred_port(8222).to_string();
+    let nats = NatsServer::launch(preferred_port(4222), &["-m", &monitor])?;
     let logs = std::env::temp_dir().join(format!("jetsaga-demo-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
     eprintln!("nats-server    {} (JetStream, temporary store)", nats.url());
 
+    // The services log JSON, and export traces where the user asks for it.
+    let passed: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("OTEL_") || k == "RUST_LOG")
+        .collect();
+    let mut env: Vec<(&str, &str)> = vec![("LOG_FORMAT", "json")];
+    env.extend(passed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut services = Vec::new();
+    let mut outcome = Ok(());
     for (name, default_port) in SERVICES {
-        services.push(spawn(
-            &bin_dir,
-            name,
-            default_port,
-            &nats.url(),
-            &logs,
-            &[],
-        )?);
+        let http = SocketAddr::from(([127, 0, 0, 1], preferred_port(default_port)));
+        match ServiceProcess::launch(name, &nats.url(), http, &env, &logs) {
+            Ok(service) => services.push(service),
+            Err(e) => {
+                outcome = Err(e.into());
+                break;
+            }
+        }
     }
-    let outcome = drive(&args, &nats, &services, &logs, out).await;
+    if outcome.is_ok() {
+        outcome = drive(&args, &nats, &services, &logs, out).await;
+    }
     for service in &mut services {
-        stop(service).await;
+        service.stop(STOP_WITHIN).await;
     }
-    drop(nats);
     outcome
 }
 
 async fn drive(
     args: &DemoArgs,
     nats: &NatsServer,
-    services: &[Service],
+    services: &[ServiceProcess],
     logs: &Path,
     out: &Output,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     for service in services {
-        wait_ready(service).await?;
+        service.ready(READY_WITHIN).await?;
         eprintln!("{:<14} http://{} (ready)", service.name, service.http);
     }
     eprintln!(
@@ -96,7 +87,7 @@ async fn drive(
 
     let client = Client::connect(&nats.url()).await?;
     let plan = demo_plan();
-    seed::seed(&client, &plan).await?;
+    workload::seed::seed(&client, &plan, true).await?;
     eprintln!(
         "seeded {} skus and {} customers (a few of them short of money)",
         plan.skus.len(),
@@ -104,7 +95,7 @@ async fn drive(
     );
 
     eprintln!("placing {} orders at {}/s", args.orders, args.rate);
-    let spec = load::Spec {
+    let spec = Spec {
         count: args.orders,
         duration: None,
         rate: Some(args.rate),
@@ -115,7 +106,7 @@ async fn drive(
         settle: Duration::from_secs(30),
         progress: true,
     };
-    let report = load::run(&client, &spec).await?;
+    let report = workload::load::run(&client, &spec).await?;
     out.value(&report, || report.to_string());
     anyhow::ensure!(
         report.unsettled == 0,
@@ -151,78 +142,5 @@ fn demo_plan() -> Plan {
         customers: (1..=40)
             .map(|i| (customer_name(i), if i > 35 { 2_000 } else { 10_000_000 }))
             .collect(),
-    }
-}
-
-/// Where the service binaries are: beside `sagactl`.
-pub(crate) fn bin_dir() -> anyhow::Result<PathBuf> {
-    Ok(std::env::current_exe()?
-        .parent()
-        .context("sagactl has a folder")?
-        .to_path_buf())
-}
-
-/// Starts one service binary, logging to `<logs>/<name>.log`.
-pub(crate) fn spawn(
-    bin_dir: &Path,
-    name: &'static str,
-    default_port: u16,
-    nats_url: &str,
-    logs: &Path,
-    env: &[(&str, &str)],
-) -> anyhow::Result<Service> {
-    let binary: PathBuf = bin_dir.join(name);
-    anyhow::ensure!(
-        binary.is_file(),
-        "{} is missing: build it first (cargo build --release --bins)",
-        binary.display()
-    );
-    let port = if port_is_free(default_port) {
-        default_port
-    } else {
-        free_port()
-    };
-    let http = SocketAddr::from(([127, 0, 0, 1], port));
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-    let child = Command::new(&binary)
-        .env("NATS_URL", nats_url)
-        .env("HTTP_ADDR", http.to_string())
-        .env("LOG_FORMAT", "json")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    Ok(Service { name, child, http })
-}
-
-async fn wait_ready(service: &Service) -> anyhow::Result<()> {
-    wait_until_ready(service.http, Duration::from_secs(30))
-        .await
-        .map_err(|last| {
-            anyhow::anyhow!("{} not ready after 30 s (/readyz: {last:?})", service.name)
-        })
-}
-
-/// SIGTERM, then up to the grace period for a clean exit.
-pub(crate) async fn stop(service: &mut Service) {
-    if terminate(&mut service.child, Duration::from_secs(30))
-        .await
-        .is_none()
-    {
-        let _ = service.child.kill();
-    }
-}
-
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-pub(crate) fn monitor_port() -> u16 {
-    if port_is_free(8222) {
-        8222
-    } else {
-        free_port()
     }
 }

@@ -1,16 +1,14 @@
 //! `sagactl`: the jetsaga operator CLI. Place and follow orders, look up
 //! stock and balances, watch the order events, seed a catalogue, generate
-//! load, and run the whole demo.
+//! load, run the whole demo, and run the benchmark (`jetsaga-bench`).
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
 
 mod bench;
 mod demo;
 mod dlq;
-mod load;
 mod output;
-mod relay;
-mod seed;
+mod workloads;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,14 +70,19 @@ enum Command {
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
     /// Stock a catalogue and fund customers.
-    Seed(seed::SeedArgs),
+    Seed(workloads::SeedArgs),
     /// Place many orders and measure how they go.
-    Load(load::LoadArgs),
+    Load(workloads::LoadArgs),
     /// Run the whole suite locally and put orders through it.
     Demo(demo::DemoArgs),
-    /// Measure the suite against JetStream's own limits on this machine
-    /// (starts its own nats-server and services).
-    Bench(bench::BenchArgs),
+    /// Measure the suite against JetStream's own limits on this machine:
+    /// runs `jetsaga-bench` with these arguments (`sagactl bench --help`
+    /// shows its own).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[tokio::main]
@@ -101,15 +104,7 @@ pub(crate) const NOT_FOUND: u8 = 3;
 async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => return demo::run(args, out).await.map(|()| ExitCode::SUCCESS),
-        Command::Bench(args) => {
-            // Not every order settled: the numbers are not worth keeping.
-            let settled = bench::run(args, out).await?;
-            return Ok(if settled {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
-        }
+        Command::Bench { args } => return bench::run(&args, out.json),
         _ => {}
     }
     let client = Client::connect(&cli.nats_url)
@@ -161,7 +156,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
         Command::Watch => watch(&client, out).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq(command) => dlq::run(&client, out, command).await,
         Command::Seed(args) => {
-            let seeded = seed::seed(&client, &args.plan()?).await?;
+            let seeded = workload::seed::seed(&client, &args.plan()?, !out.json).await?;
             out.value(&seeded, || {
                 format!(
                     "stocked {} skus, funded {} customers",
@@ -171,7 +166,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Load(args) => {
-            let report = load::run(&client, &args.spec(out.json)).await?;
+            let report = workload::load::run(&client, &args.spec(out.json)).await?;
             out.value(&report, || report.to_string());
             Ok(if report.unsettled == 0 {
                 ExitCode::SUCCESS
@@ -179,7 +174,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Demo(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench { .. } => unreachable!("handled above"),
     }
 }
 
@@ -232,14 +227,37 @@ async fn place(
     // Without an id (and without a Nats-Msg-Id), the order service derives
     // it from the stream sequence of the command.
     let order_id = order_id.unwrap_or_else(|| format!("o-s{}", ack.sequence));
-    let order =
-        testkit::eventually::<_, _, _>("the order to settle", Duration::from_secs(60), || async {
-            let order = client.order(&order_id).await.ok()??;
-            (order.status != events::OrderStatus::Pending).then_some(order)
-        })
-        .await;
+    let order = settled(client, &order_id, SETTLE_WITHIN)
+        .await?
+        .with_context(|| {
+            format!("order {order_id} still pending after {SETTLE_WITHIN:?}: is the suite running?")
+        })?;
     out.order(&order, client.saga(&order_id).await?.as_ref());
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `place --wait` waits for the order to settle.
+const SETTLE_WITHIN: Duration = Duration::from_secs(60);
+
+/// The order once it is `CONFIRMED` or `CANCELLED`; `None` if it is still
+/// pending (or unknown) after `within`. A query that fails is an error.
+async fn settled(
+    client: &Client,
+    order_id: &str,
+    within: Duration,
+) -> anyhow::Result<Option<events::Order>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(order) = client.order(order_id).await? {
+            if order.status != events::OrderStatus::Pending {
+                return Ok(Some(order));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn watch(client: &Client, out: &Output) -> anyhow::Result<()> {

@@ -1,12 +1,11 @@
 //! A three-node nats-server cluster with JetStream, on loopback, for tests
 //! that lose a node.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use tempfile::TempDir;
 
+use crate::nats::spawn_listening;
 use crate::{free_port, nats_server_binary};
 
 #[derive(Debug)]
@@ -19,7 +18,7 @@ struct Node {
 }
 
 /// Three nats-server processes routed into one JetStream cluster; each
-/// killed when dropped.
+/// killed when dropped. For tests: a node that cannot start panics.
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<Node>,
@@ -76,7 +75,9 @@ impl NatsCluster {
             .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster_port))
             .collect();
         let node = &self.nodes[i];
-        let child = Command::new(nats_server_binary())
+        let binary = nats_server_binary().unwrap_or_else(|e| panic!("{e}"));
+        let mut command = Command::new(binary);
+        command
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
             .args(["-n", &node.name, "--cluster_name", "jetsaga"])
             .args([
@@ -85,22 +86,10 @@ impl NatsCluster {
             ])
             .args(["--routes", &routes.join(",")])
             .args(["-js", "-sd"])
-            .arg(node.store.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let port = node.port;
+            .arg(node.store.path());
+        let child: Child = spawn_listening(command, &format!("nats-server {i}"), node.port)
+            .unwrap_or_else(|e| panic!("{e}"));
         self.nodes[i].child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server {i} did not open port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 }
 

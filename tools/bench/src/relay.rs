@@ -38,7 +38,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::load::Percentiles;
+use workload::Percentiles;
 
 /// Messages in one saga, command to outcome.
 pub const HOPS: usize = 10;
@@ -194,7 +194,7 @@ pub async fn run(
     let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut started_at = HashMap::with_capacity(unsettled);
     let mut acks = FuturesUnordered::new();
-    let cpu_before = crate::bench::usage(server_pid)?.cpu_seconds;
+    let cpu_before = crate::counts::usage(server_pid)?.cpu_seconds;
     let started = Instant::now();
     let mut placed = 0;
     let mut settled = 0;
@@ -237,7 +237,7 @@ pub async fn run(
     };
     run.await?;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = crate::bench::usage(server_pid)?.cpu_seconds - cpu_before;
+    let cpu = crate::counts::usage(server_pid)?.cpu_seconds - cpu_before;
     hops.abort_all();
     js.delete_stream("RELAY").await?;
     let states: usize = (0..HOPS).map(|hop| flow.states_changed(hop)).sum();

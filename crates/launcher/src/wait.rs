@@ -1,5 +1,5 @@
-//! Waiting on a service from the outside: for its readiness, and for its
-//! exit after SIGTERM.
+//! Waiting on a process of the suite from the outside: for its readiness,
+//! and for its exit after SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus};

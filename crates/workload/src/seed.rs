@@ -4,54 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 use jetsaga_client::Client;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Args)]
-pub struct SeedArgs {
-    /// A catalogue and customers from a JSON file instead of the flags:
-    /// `{"skus": [{"sku": "sku-01", "stock": 500, "price_cents": 1299}],
-    /// "customers": [{"customer_id": "c-01", "balance_cents": 100000}]}`.
-    #[arg(long, conflicts_with_all = ["skus", "stock", "price", "customers", "balance"])]
-    pub file: Option<std::path::PathBuf>,
-    /// Number of skus, named sku-01, sku-02, ...
-    #[arg(long, default_value_t = 20)]
-    pub skus: usize,
-    /// Units of each sku.
-    #[arg(long, default_value_t = 500)]
-    pub stock: u64,
-    /// Unit price in cents of each sku (the same for all; the demo varies it).
-    #[arg(long, default_value_t = 1299)]
-    pub price: u64,
-    /// Number of customers, named c-01, c-02, ...
-    #[arg(long, default_value_t = 40)]
-    pub customers: usize,
-    /// Balance of each customer, in cents.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub balance: u64,
-}
-
-impl SeedArgs {
-    /// What to seed: the file's, or the flags'.
-    pub fn plan(&self) -> anyhow::Result<Plan> {
-        match &self.file {
-            Some(path) => plan_from_file(path),
-            None => Ok(self.plan_from_flags()),
-        }
-    }
-
-    fn plan_from_flags(&self) -> Plan {
-        Plan {
-            skus: (1..=self.skus)
-                .map(|i| (sku_name(i), self.stock, self.price))
-                .collect(),
-            customers: (1..=self.customers)
-                .map(|i| (customer_name(i), self.balance))
-                .collect(),
-        }
-    }
-}
+use crate::progress;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +34,7 @@ struct CustomerLine {
 }
 
 /// Reads a seed file; every mistake is named with where it is.
-fn plan_from_file(path: &std::path::Path) -> anyhow::Result<Plan> {
+pub fn plan_from_file(path: &std::path::Path) -> anyhow::Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut json = serde_json::Deserializer::from_str(&text);
@@ -146,13 +102,18 @@ pub struct Seeded {
 }
 
 /// Publishes the restocks and deposits, then waits until every one shows in
-/// the queries (the services apply them asynchronously).
-pub async fn seed(client: &Client, plan: &Plan) -> anyhow::Result<Seeded> {
+/// the queries (the services apply them asynchronously). `progress` shows
+/// a bar on a terminal.
+pub async fn seed(client: &Client, plan: &Plan, progress: bool) -> anyhow::Result<Seeded> {
+    let total = 2 * (plan.skus.len() + plan.customers.len());
+    let bar = progress::bar(progress, Some(total), "seeding");
     for (sku, units, price) in &plan.skus {
         client.restock(sku, *units, Some(*price)).await?;
+        bar.inc(1);
     }
     for (customer, cents) in &plan.customers {
         client.deposit(customer, *cents).await?;
+        bar.inc(1);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for (sku, _, _) in &plan.skus {
@@ -163,6 +124,7 @@ pub async fn seed(client: &Client, plan: &Plan) -> anyhow::Result<Seeded> {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        bar.inc(1);
     }
     for (customer, _) in &plan.customers {
         while client
@@ -177,7 +139,9 @@ pub async fn seed(client: &Client, plan: &Plan) -> anyhow::Result<Seeded> {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(Seeded {
         skus: plan.skus.len(),
         customers: plan.customers.len(),

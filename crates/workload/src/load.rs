@@ -5,71 +5,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::IntoFuture;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
 use jetsaga_client::{place_body, Client};
 use rand::Rng;
 use serde::Serialize;
 
-use crate::seed::{customer_name, sku_name};
+use crate::progress;
 
 /// Publish acknowledgements awaited at once.
 const ACKS_IN_FLIGHT: usize = 2048;
-
-#[derive(Debug, Clone, Args)]
-pub struct LoadArgs {
-    /// Orders to place.
-    #[arg(long, default_value_t = 1000)]
-    pub count: usize,
-    /// Place orders for this many seconds instead of a count.
-    #[arg(long, conflicts_with = "count")]
-    pub duration: Option<u64>,
-    /// Orders per second; without it, as fast as JetStream acknowledges.
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Without --rate: keep at most this many orders unsettled at once.
-    #[arg(long, conflicts_with = "rate")]
-    pub max_in_flight: Option<usize>,
-    /// Skus to order from (sku-01 .. sku-NN, as `seed` makes them).
-    #[arg(long, default_value_t = 20)]
-    pub skus: usize,
-    /// Customers to order for (c-01 .. c-NN).
-    #[arg(long, default_value_t = 40)]
-    pub customers: usize,
-    /// Most lines per order.
-    #[arg(long, default_value_t = 3)]
-    pub max_lines: usize,
-    /// Give up on orders still pending this long after the last was placed.
-    #[arg(long, default_value_t = 60)]
-    pub settle_seconds: u64,
-}
-
-impl LoadArgs {
-    pub fn spec(&self, quiet: bool) -> Spec {
-        Spec {
-            count: if self.duration.is_some() {
-                usize::MAX
-            } else {
-                self.count
-            },
-            duration: self.duration.map(Duration::from_secs),
-            rate: self.rate,
-            max_in_flight: self.max_in_flight,
-            skus: (1..=self.skus).map(sku_name).collect(),
-            customers: (1..=self.customers).map(customer_name).collect(),
-            max_lines: self.max_lines.max(1),
-            settle: Duration::from_secs(self.settle_seconds),
-            progress: !quiet,
-        }
-    }
-}
 
 /// One load run.
 #[derive(Debug, Clone)]
@@ -87,6 +38,7 @@ pub struct Spec {
     pub customers: Vec<String>,
     pub max_lines: usize,
     pub settle: Duration,
+    /// Show a progress bar (on a terminal only).
     pub progress: bool,
 }
 
@@ -194,6 +146,7 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
         settled.clone(),
     ));
 
+    let bar = progress::bar(spec.progress, total(spec), "orders settled");
     let started = Instant::now();
     let mut acks = FuturesUnordered::new();
     let mut placed = 0;
@@ -228,8 +181,8 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
                 .context("an ack")?
                 .context("placing an order")?;
         }
-        if spec.progress && i % 100 == 0 {
-            progress(&tally, placed, total(spec));
+        if i % 100 == 0 {
+            show(&bar, &tally, placed);
         }
     }
     while let Some(ack) = acks.next().await {
@@ -250,17 +203,13 @@ pub async fn run(client: &Client, spec: &Spec) -> anyhow::Result<Report> {
         if last_progress.elapsed() > spec.settle && all_placed.elapsed() > spec.settle {
             break;
         }
-        if spec.progress {
-            progress(&tally, placed, total(spec));
-        }
+        show(&bar, &tally, placed);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
     collector.abort();
-    if spec.progress {
-        progress(&tally, placed, total(spec));
-        eprintln!();
-    }
+    show(&bar, &tally, placed);
+    bar.finish_and_clear();
     let tally = lock(&tally);
     let histogram = lock(&latencies);
     Ok(Report {
@@ -331,16 +280,16 @@ fn total(spec: &Spec) -> Option<usize> {
     spec.duration.is_none().then_some(spec.count)
 }
 
-fn progress(tally: &Mutex<Tally>, placed: usize, total: Option<usize>) {
+/// The bar counts settled orders; its message, the rest of the tally.
+fn show(bar: &ProgressBar, tally: &Mutex<Tally>, placed: usize) {
     let tally = lock(tally);
     let cancelled: usize = tally.cancelled.values().sum();
-    let in_flight = placed.saturating_sub(tally.settled());
-    let total = total.map(|t| format!("/{t}")).unwrap_or_default();
-    eprint!(
-        "\r  placed {placed:>6}{total}  confirmed {:>6}  cancelled {cancelled:>6}  in flight {in_flight:>5}   ",
-        tally.confirmed
-    );
-    let _ = std::io::stderr().flush();
+    bar.set_position(tally.settled() as u64);
+    bar.set_message(format!(
+        "placed {placed}, confirmed {}, cancelled {cancelled}, in flight {}",
+        tally.confirmed,
+        placed.saturating_sub(tally.settled())
+    ));
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,0 +1,229 @@
+//! `jetsaga-bench`: how close jetsaga runs to JetStream's own limit on this
+//! machine. In one run, against its own nats-server (temporary store) and
+//! the four service binaries beside it:
+//!
+//! 1. the JetStream ceiling and floor ([`ceiling`]), and the saga flows: a
+//!    saga's messages relayed by participants that do nothing else
+//!    ([`relay`]), the most any implementation of the saga could settle
+//!    here;
+//! 2. each service's time from start to ready;
+//! 3. sagas per second at saturation, every order expected to confirm, and
+//!    latency percentiles at fixed offered rates ([`measure`]);
+//! 4. what one saga costs in stored messages, deliveries, NATS messages and
+//!    CPU time; the services' atomic batches and handling times; peak RSS
+//!    and CPU seconds of every process ([`counts`]);
+//!
+//! then prints a table (JSON with `--json` or `--out`) and checks the
+//! performance targets ([`report`]). `jetsaga-bench burst` measures
+//! backpressure instead: memory while a burst of orders settles
+//! ([`burst`]).
+//!
+//! Exit codes: 0 every order settled, 1 failure (or orders left
+//! unsettled: the numbers are not worth keeping), 2 usage.
+
+mod burst;
+mod ceiling;
+mod counts;
+mod measure;
+mod relay;
+mod report;
+mod suite;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::measure::{Measured, Workload};
+use crate::relay::Flow;
+use crate::report::BenchReport;
+use crate::suite::Suite;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jetsaga-bench",
+    version,
+    about = "Measure the jetsaga suite against JetStream's own limits on this machine",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// Print JSON instead of the table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Backpressure: place a burst of orders at once and report each
+    /// process's peak memory while it settles.
+    Burst(burst::BurstArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchArgs {
+    /// Orders in the saturation run.
+    #[arg(long, default_value_t = 10_000)]
+    saturation_orders: usize,
+    /// Orders unsettled at once in the saturation run: enough to keep every
+    /// service busy, few enough that none waits into its step deadline.
+    #[arg(long, default_value_t = 256)]
+    saturation_in_flight: usize,
+    /// Offered rates of the latency runs, orders per second.
+    #[arg(long, value_delimiter = ',', default_value = "250,1000,2000")]
+    rates: Vec<f64>,
+    /// Seconds each fixed-rate run lasts.
+    #[arg(long, default_value_t = 5)]
+    rate_seconds: u64,
+    /// Messages in each raw JetStream measurement.
+    #[arg(long, default_value_t = 100_000)]
+    js_messages: usize,
+    /// Sagas relayed through JetStream alone in each saga flow.
+    #[arg(long, default_value_t = 20_000)]
+    flow_sagas: usize,
+    /// Skus in the catalogue: fewer make hotter skus, whose changes queue
+    /// behind each other.
+    #[arg(long, default_value_t = 1000)]
+    skus: usize,
+    /// Customers ordering.
+    #[arg(long, default_value_t = 1000)]
+    customers: usize,
+    /// Export the services' traces to this OTLP/HTTP endpoint (off by
+    /// default), to measure what tracing costs.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// A small, quick run that checks the benchmark itself.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.mode {
+        Some(Mode::Burst(args)) => burst::run(args, cli.json).await,
+        None => run(cli.bench, cli.json).await,
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The saga runs, and the messages and sagas of the JetStream runs.
+    fn workload(&self) -> (Workload, usize, usize) {
+        if self.quick {
+            let quick = Workload {
+                saturation_orders: 500,
+                saturation_in_flight: self.saturation_in_flight,
+                rates: vec![100.0],
+                rate_seconds: 2,
+                skus: 50,
+                customers: 50,
+            };
+            return (quick, 5_000, 1_000);
+        }
+        let full = Workload {
+            saturation_orders: self.saturation_orders,
+            saturation_in_flight: self.saturation_in_flight,
+            rates: self.rates.clone(),
+            rate_seconds: self.rate_seconds,
+            skus: self.skus.max(1),
+            customers: self.customers.max(1),
+        };
+        (full, self.js_messages, self.flow_sagas)
+    }
+}
+
+/// The whole benchmark; `Ok(false)` when orders were left unsettled.
+async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
+    let (workload, js_messages, flow_sagas) = args.workload();
+    let mut suite = Suite::start_server()?;
+    let measured = async {
+        let raw = async_nats::connect(suite.nats.url()).await?;
+        eprintln!("JetStream ceiling ({js_messages} messages each)...");
+        let jetstream = ceiling::ceiling(&raw, js_messages).await?;
+        let mut saga_flows = Vec::new();
+        for flow in Flow::ALL {
+            eprintln!(
+                "saga flow, {}: {flow_sagas} sagas through JetStream alone, {} unsettled at once...",
+                flow.describe(),
+                workload.saturation_in_flight
+            );
+            let url = suite.nats.url();
+            let flow = relay::run(
+                &url,
+                suite.nats_pid,
+                flow,
+                flow_sagas,
+                workload.saturation_in_flight,
+            )
+            .await?;
+            saga_flows.push(flow);
+        }
+        let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];
+        if let Some(endpoint) = &args.otlp_endpoint {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+            env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"));
+        }
+        let ready_ms = suite.start_services(&env).await?;
+        let measured = measure::measure(&suite, &workload).await?;
+        anyhow::Ok((jetstream, saga_flows, ready_ms, measured))
+    };
+    // Whatever happens, nothing started here outlives the run.
+    let outcome = tokio::select! {
+        outcome = measured => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    suite.stop().await;
+    let (jetstream, saga_flows, ready_ms, measured) = outcome?;
+    let Measured {
+        saturation,
+        rates,
+        per_saga,
+        batches,
+        handling,
+        resources,
+    } = measured;
+
+    let targets = report::targets(&saturation, &rates, &resources, &ready_ms);
+    let report = BenchReport {
+        machine: counts::machine(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        skus: workload.skus,
+        customers: workload.customers,
+        trace_export: args.otlp_endpoint.is_some(),
+        jetstream,
+        saga_flows,
+        ready_ms,
+        saturation,
+        rates,
+        per_saga,
+        batches,
+        handling,
+        resources,
+        targets,
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        println!("{text}");
+    } else {
+        println!("{}", report::table(&report));
+    }
+    Ok(report.saturation.unsettled == 0)
+}

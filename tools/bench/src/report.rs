@@ -1,0 +1,282 @@
+//! What one benchmark run measured, the targets it checks, and the table
+//! it prints for people (the JSON is the same structs, serialized).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use workload::{Percentiles, Report};
+
+use crate::relay::{self, SagaFlow};
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub machine: Machine,
+    pub command: String,
+    pub skus: usize,
+    pub customers: usize,
+    pub trace_export: bool,
+    pub jetstream: Ceiling,
+    /// A saga's messages through JetStream alone, as many unsettled at
+    /// once as in the saturation run: bare, with the states they change,
+    /// and with those as jetsaga's atomic changes.
+    pub saga_flows: Vec<SagaFlow>,
+    /// From process start to `/readyz` 200.
+    pub ready_ms: BTreeMap<String, f64>,
+    pub saturation: Report,
+    pub rates: Vec<RateRun>,
+    pub per_saga: Cost,
+    /// The atomic batches of the saturation run, by stream.
+    pub batches: BTreeMap<String, GroupCommit>,
+    /// How long the services' consumers took per message during the
+    /// saturation run, by consumer: a saga's latency is about the sum,
+    /// over consumers, of `per_saga` × `mean_ms`.
+    pub handling: BTreeMap<String, Handling>,
+    pub resources: BTreeMap<String, Resources>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub nats_server: String,
+}
+
+/// What JetStream itself does on this machine, one file-backed stream.
+#[derive(Debug, Serialize)]
+pub struct Ceiling {
+    /// Async publishes per second, acks awaited 4096 at a time.
+    pub publish_per_s: f64,
+    /// Messages pulled and acked per second.
+    pub consume_ack_per_s: f64,
+    /// Two-message changes (atomic, each with its expected-sequence check)
+    /// stored per second through jetsaga's store, 32 writers at once.
+    pub atomic_changes_per_s: f64,
+    /// One publish, from sending it to its ack, with nothing else going on.
+    pub publish_latency_ms: Percentiles,
+    /// One two-message atomic change through jetsaga's store, alone.
+    pub atomic_change_latency_ms: Percentiles,
+}
+
+/// A consumer's messages during the saturation run.
+#[derive(Debug, Default, Serialize)]
+pub struct Handling {
+    /// Messages handled per saga settled.
+    pub per_saga: f64,
+    /// Mean time to handle one (`jetsaga_message_handle_duration_seconds`).
+    pub mean_ms: f64,
+}
+
+/// How a stream's atomic batches went during the saturation run.
+#[derive(Debug, Default, Serialize)]
+pub struct GroupCommit {
+    pub batches_per_s: f64,
+    pub mean_messages: f64,
+    /// From a batch's first message sent to its outcome.
+    pub mean_ms: f64,
+    /// Refused by an expected-sequence check (their changes are then
+    /// committed again one by one).
+    pub refused: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RateRun {
+    pub offered_per_s: f64,
+    pub report: Report,
+}
+
+/// What one saga costs, from the server's statistics over the saturation
+/// run (its deltas divided by the sagas settled).
+#[derive(Debug, Default, Serialize)]
+pub struct Cost {
+    /// Messages stored in the streams (state, events, commands, timers).
+    pub stored_messages: f64,
+    /// Messages delivered to the services' consumers.
+    pub deliveries: f64,
+    /// NATS messages the server received (publishes, acks, API requests).
+    pub nats_messages_in: f64,
+    /// NATS messages the server sent (deliveries, replies, acks).
+    pub nats_messages_out: f64,
+    /// nats-server's CPU time.
+    pub server_cpu_ms: f64,
+    /// The four services' CPU time, together.
+    pub services_cpu_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    pub peak_rss_mib: f64,
+    pub cpu_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+pub fn targets(
+    saturation: &Report,
+    rates: &[RateRun],
+    resources: &BTreeMap<String, Resources>,
+    ready_ms: &BTreeMap<String, f64>,
+) -> Vec<Target> {
+    let mut targets = vec![Target {
+        what: "saturation throughput".into(),
+        goal: ">= 2500 sagas/s, every one confirmed".into(),
+        measured: format!(
+            "{:.0} sagas/s, {} of {} confirmed",
+            saturation.throughput, saturation.confirmed, saturation.placed
+        ),
+        met: saturation.throughput >= 2500.0 && saturation.confirmed == saturation.placed,
+    }];
+    if let Some(run) = rates.iter().find(|r| r.offered_per_s == 1000.0) {
+        targets.push(Target {
+            what: "p99 latency at 1000/s offered".into(),
+            goal: "<= 50 ms".into(),
+            measured: format!("{:.1} ms", run.report.latency_ms.p99),
+            met: run.report.latency_ms.p99 <= 50.0 && run.report.unsettled == 0,
+        });
+    }
+    for (name, usage) in resources.iter().filter(|(n, _)| *n != "nats-server") {
+        targets.push(Target {
+            what: format!("peak RSS of {name}"),
+            goal: "<= 50 MiB".into(),
+            measured: format!("{:.1} MiB", usage.peak_rss_mib),
+            met: usage.peak_rss_mib <= 50.0,
+        });
+    }
+    for (name, ms) in ready_ms {
+        targets.push(Target {
+            what: format!("{name} ready after start"),
+            goal: "< 1 s".into(),
+            measured: format!("{ms:.0} ms"),
+            met: *ms < 1000.0,
+        });
+    }
+    targets
+}
+
+/// The report as a table for people.
+pub fn table(r: &BenchReport) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        t,
+        "\nmachine: {} cpus ({}), {:.0} GiB; {}; trace export {}; {} skus, {} customers",
+        m.cpus,
+        m.cpu_model,
+        m.memory_gib,
+        m.nats_server,
+        if r.trace_export { "on" } else { "off" },
+        r.skus,
+        r.customers
+    );
+    let j = &r.jetstream;
+    let _ = writeln!(
+        t,
+        "JetStream ceiling: publish {:.0}/s, consume+ack {:.0}/s, 2-message atomic changes {:.0}/s",
+        j.publish_per_s, j.consume_ack_per_s, j.atomic_changes_per_s
+    );
+    let _ = writeln!(
+        t,
+        "JetStream floor (one write alone): publish p50 {:.2} ms (p99 {:.2}), 2-message atomic change p50 {:.2} ms (p99 {:.2})",
+        j.publish_latency_ms.p50,
+        j.publish_latency_ms.p99,
+        j.atomic_change_latency_ms.p50,
+        j.atomic_change_latency_ms.p99
+    );
+    let _ = writeln!(
+        t,
+        "JetStream saga flow ({} messages a saga, relayed by participants that do nothing):",
+        relay::HOPS
+    );
+    for f in &r.saga_flows {
+        let _ = writeln!(
+            t,
+            "  {:<48} {:>5.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; {} stored and {:.2} ms of nats-server CPU a saga",
+            f.flow.describe(),
+            f.sagas_per_s,
+            f.latency_ms.p50,
+            f.latency_ms.p99,
+            f.stored_per_saga,
+            f.server_cpu_ms_per_saga
+        );
+    }
+    let ready: Vec<String> = r
+        .ready_ms
+        .iter()
+        .map(|(n, ms)| format!("{n} {ms:.0} ms"))
+        .collect();
+    let _ = writeln!(t, "ready after start: {}", ready.join(", "));
+    let _ = writeln!(t, "\nsaturation\n{}", r.saturation);
+    for run in &r.rates {
+        let _ = writeln!(t, "\noffered {}/s\n{}", run.offered_per_s, run.report);
+    }
+    let c = &r.per_saga;
+    let _ = writeln!(
+        t,
+        "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out; CPU: nats-server {:.2} ms, services {:.2} ms",
+        c.stored_messages,
+        c.deliveries,
+        c.nats_messages_in,
+        c.nats_messages_out,
+        c.server_cpu_ms,
+        c.services_cpu_ms
+    );
+    for (stream, b) in &r.batches {
+        let _ = writeln!(
+            t,
+            "atomic batches on {stream} (saturation): {:.0}/s, {:.1} messages and {:.1} ms each, {:.0} refused",
+            b.batches_per_s, b.mean_messages, b.mean_ms, b.refused
+        );
+    }
+    if !r.handling.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nhandling one message, during saturation (what a saga's latency is made of):"
+        );
+        for (consumer, h) in &r.handling {
+            let _ = writeln!(
+                t,
+                "  {consumer:<20} {:>7.1} ms x {:.1} a saga",
+                h.mean_ms, h.per_saga
+            );
+        }
+        let sum: f64 = r.handling.values().map(|h| h.mean_ms * h.per_saga).sum();
+        let _ = writeln!(t, "  {:<20} {sum:>7.1} ms", "sum");
+    }
+    let _ = writeln!(
+        t,
+        "\n{:<20} {:>14} {:>12}",
+        "process", "peak RSS MiB", "CPU s"
+    );
+    for (name, u) in &r.resources {
+        let _ = writeln!(
+            t,
+            "{name:<20} {:>14.1} {:>12.1}",
+            u.peak_rss_mib, u.cpu_seconds
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\n{:<40} {:<40} {:<32} met",
+        "target", "goal", "measured"
+    );
+    for target in &r.targets {
+        let _ = writeln!(
+            t,
+            "{:<40} {:<40} {:<32} {}",
+            target.what,
+            target.goal,
+            target.measured,
+            if target.met { "yes" } else { "NO" }
+        );
+    }
+    t
+}

@@ -1,0 +1,96 @@
+//! The suite under measurement: its own nats-server (temporary store, the
+//! monitoring port on) and the four release services beside this binary,
+//! started by the same launcher as the demo and the tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use launcher::{free_port, http_get, NatsServer, ServiceProcess, SERVICE_NAMES};
+
+/// How long a service may take to become ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long a service may take to stop on SIGTERM.
+const STOP_WITHIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Suite {
+    pub nats: NatsServer,
+    pub nats_pid: u32,
+    /// nats-server's monitoring port (`/varz`).
+    pub monitor: SocketAddr,
+    pub services: Vec<ServiceProcess>,
+    pub logs: PathBuf,
+}
+
+impl Suite {
+    /// Starts nats-server; the services come with [`Suite::start_services`].
+    pub fn start_server() -> anyhow::Result<Self> {
+        let monitor = free_port();
+        let nats = NatsServer::launch(free_port(), &["-m", &monitor.to_string()])?;
+        let nats_pid = nats.pid().context("nats-server runs")?;
+        let logs = std::env::temp_dir().join(format!("jetsaga-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&logs)?;
+        eprintln!(
+            "nats-server {} (monitoring 127.0.0.1:{monitor}); logs in {}",
+            nats.url(),
+            logs.display()
+        );
+        Ok(Self {
+            nats,
+            nats_pid,
+            monitor: SocketAddr::from(([127, 0, 0, 1], monitor)),
+            services: Vec::new(),
+            logs,
+        })
+    }
+
+    /// Starts the four services at once, as `docker compose up` does, with
+    /// `env`, and waits until each is ready: how long each took from the
+    /// start, in milliseconds.
+    pub async fn start_services(
+        &mut self,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<BTreeMap<String, f64>> {
+        let started = Instant::now();
+        for name in SERVICE_NAMES {
+            let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let service = ServiceProcess::launch(name, &self.nats.url(), http, env, &self.logs)?;
+            self.services.push(service);
+        }
+        let mut ready_ms = BTreeMap::new();
+        for service in &self.services {
+            let ready = match ready_after(service.http, started, READY_WITHIN).await {
+                Some(ready) => ready,
+                None => {
+                    // One last look, for what it says and how its log ends.
+                    service.ready(Duration::from_secs(1)).await?;
+                    started.elapsed()
+                }
+            };
+            ready_ms.insert(service.name.to_owned(), ready.as_secs_f64() * 1000.0);
+        }
+        Ok(ready_ms)
+    }
+
+    /// SIGTERM to every service, then the server goes.
+    pub async fn stop(mut self) {
+        for service in &mut self.services {
+            service.stop(STOP_WITHIN).await;
+        }
+    }
+}
+
+/// Polls `/readyz` closely, for a start-up time worth reporting: the time
+/// from `started` to the first 200 (`None` if none came within `within`).
+async fn ready_after(addr: SocketAddr, started: Instant, within: Duration) -> Option<Duration> {
+    while started.elapsed() < within {
+        if let Some((200, _)) = http_get(addr, "/readyz").await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
