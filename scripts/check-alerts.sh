@@ -75,7 +75,7 @@ cat >"$py" <<'PYTHON'
 Prints `ok: ...` or `FAIL: ...` per check (other lines are details)."""
 import json, os, re, subprocess, sys
 
-# Every metric a query may name: CONTRACT.md section 6, the orchestrator's
+# Every metric a query may name: docs/contract.md section 6, the orchestrator's
 # step timeouts and the store's atomic batches (beyond the contract), the
 # process collector's, and `up`.
 CONTRACT = {
@@ -88,6 +88,10 @@ CONTRACT = {
     "jetsaga_sagas_in_flight": "gauge",
     "jetsaga_circuit_breaker_state": "gauge",
 }
+# In docs/contract.md section 6 but not exported by this release (the sagas
+# list and the operator's commands are not built yet): no query may name them.
+NOT_EXPORTED_YET = {"jetsaga_sagas_stuck": "gauge",
+                    "jetsaga_saga_operator_actions_total": "counter"}
 BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter",
                    "jetsaga_store_batch_messages": "histogram",
                    "jetsaga_store_batch_duration_seconds": "histogram",
@@ -134,18 +138,19 @@ def grouping(expr):
 
 
 def contract(path):
-    """Section 6 of CONTRACT.md against CONTRACT above."""
+    """Section 6 of docs/contract.md against CONTRACT and NOT_EXPORTED_YET above."""
     if not os.path.exists(path):
-        print(f"(no {path} here: the metric list is not compared with the contract)")
+        print(f"FAIL: no {path}: the metric list cannot be compared with the contract")
         return
     text = open(path).read()
     section = text[text.index("## 6."):]
     section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
     found = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| (\w+)", section, re.M)}
-    if found == CONTRACT:
-        print(f"ok: the metric list is CONTRACT.md section 6's ({len(found)} metrics, their kinds)")
+    expected = {**CONTRACT, **NOT_EXPORTED_YET}
+    if found == expected:
+        print(f"ok: the metric list is docs/contract.md section 6's ({len(found)} metrics, their kinds)")
     else:
-        print(f"FAIL: CONTRACT.md section 6 has {sorted(found.items())}, check-alerts.sh knows {sorted(CONTRACT.items())}")
+        print(f"FAIL: docs/contract.md section 6 has {sorted(found.items())}, check-alerts.sh knows {sorted(expected.items())}")
 
 
 # --- alerts.yml, as text (no YAML library needed) -----------------------------------
@@ -571,7 +576,7 @@ else
     bad "promtool check rules $prom/alerts.yml"
 fi
 check_py lint-alerts "$prom/alerts.yml" docs/observability.md
-check_py contract "$root/../shared/CONTRACT.md"
+check_py contract "$root/docs/contract.md"
 
 # --- 4. their tests --------------------------------------------------------------------------
 if out="$("$promtool" test rules "$prom/alerts.test.yml" 2>&1)"; then

@@ -14,7 +14,7 @@ root filesystem; no privilege escalation; every capability dropped, none
 added, not privileged; a liveness and a readiness probe; the RuntimeDefault
 seccomp profile; no host namespaces.
 
-For each of the four services (CONTRACT.md section 1), a Deployment whose
+For each of the four services (docs/contract.md section 1), a Deployment whose
 container probes /healthz (liveness) and /readyz (readiness) on the port of
 HTTP_ADDR; terminationGracePeriodSeconds above SHUTDOWN_GRACE_SECONDS (from
 its ConfigMaps, default 25); a Service for that port; its ConfigMaps present;
