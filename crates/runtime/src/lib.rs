@@ -13,6 +13,7 @@ pub mod query;
 pub mod retry;
 pub mod service;
 pub mod store;
+pub mod streams;
 pub mod telemetry;
 pub mod turns;
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
 use async_nats::{Client, ConnectOptions};
 use tokio_util::sync::CancellationToken;
@@ -44,32 +44,6 @@ pub async fn connect(config: &CommonConfig) -> Result<Client, async_nats::Connec
         options = options.require_tls(true).add_root_certificates(ca.clone());
     }
     options.connect(config.nats_urls.clone()).await
-}
-
-/// A stream configuration with the settings every jetsaga stream shares:
-/// file storage, direct gets (reads of the last message of a subject), and
-/// atomic batch publishing (how a state change and its event are written).
-pub fn stream_config(name: &str, subjects: &[&str], replicas: usize) -> StreamConfig {
-    StreamConfig {
-        name: name.to_owned(),
-        subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
-        storage: StorageType::File,
-        num_replicas: replicas,
-        allow_direct: true,
-        allow_atomic_publish: true,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    }
-}
-
-/// The dead-letter stream. Every service declares it with this same
-/// configuration, so whichever starts first creates it.
-pub fn dead_letter_stream_config(replicas: usize) -> StreamConfig {
-    StreamConfig {
-        description: Some("jetsaga dead letters: dlq.<service>.<original subject>".to_owned()),
-        max_age: Duration::from_secs(14 * 24 * 3600),
-        ..stream_config(events::subjects::streams::DLQ, &["dlq.>"], replicas)
-    }
 }
 
 /// Creates or updates a stream this service owns, retrying until it works

@@ -14,7 +14,7 @@ use crate::config::CommonConfig;
 use crate::consumer::{self, ConsumerContext, ConsumerSpec, Handler};
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
-use crate::nats;
+use crate::{nats, streams};
 use crate::query::{self, Query};
 
 /// Why a service could not start.
@@ -96,22 +96,24 @@ impl ServiceRuntime {
         })
     }
 
-    /// A stream configuration with this service's replica count.
-    pub fn stream_config(&self, name: &str, subjects: &[&str]) -> StreamConfig {
-        nats::stream_config(name, subjects, self.config.stream_replicas)
-    }
-
-    /// Creates or updates a stream this service owns; `false` on shutdown.
-    pub async fn ensure_stream(&self, config: StreamConfig) -> bool {
-        let provisioned =
-            nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown).await;
-        if provisioned {
+    /// Creates or updates the streams this service owns (names of
+    /// [`streams::ALL`]), with this service's replica count; `false` on
+    /// shutdown.
+    pub async fn provision(&self, names: &[&str]) -> bool {
+        for name in names {
+            let config = streams::config(name, self.config.stream_replicas)
+                .unwrap_or_else(|| panic!("{name} is not one of the suite's streams"));
+            if !nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown)
+                .await
+            {
+                return false;
+            }
             self.owned_streams
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(config);
         }
-        provisioned
+        true
     }
 
     /// Runs a consumer until shutdown.

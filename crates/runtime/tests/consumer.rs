@@ -39,12 +39,15 @@ impl Handler for Picky {
 async fn setup(nats: &NatsServer) -> (jetstream::Context, ConsumerContext) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    js.create_or_update_stream(runtime::nats::stream_config("WORK", &["work.>"], 1))
-        .await
-        .unwrap();
-    js.create_or_update_stream(runtime::nats::dead_letter_stream_config(1))
-        .await
-        .unwrap();
+    js.create_or_update_stream(async_nats::jetstream::stream::Config {
+        name: "WORK".into(),
+        subjects: vec!["work.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dead_letters = runtime::streams::config(events::subjects::streams::DLQ, 1).unwrap();
+    js.create_or_update_stream(dead_letters).await.unwrap();
     let ctx = ConsumerContext {
         js: js.clone(),
         service: "test-service",

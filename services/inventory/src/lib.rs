@@ -51,23 +51,7 @@ impl Config {
 /// Runs the inventory service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    let provisioned = rt
-        .ensure_stream(rt.stream_config(
-            streams::INVENTORY,
-            &[
-                "inventory.cmd.>",
-                "inventory.sku.>",
-                "inventory.evt.>",
-                "inventory.applied.>",
-            ],
-        ))
-        .await
-        && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(
-                rt.config.stream_replicas,
-            ))
-            .await;
-    if provisioned {
+    if rt.provision(&[streams::INVENTORY, streams::DLQ]).await {
         let store = Store::with_metrics(rt.js.clone(), streams::INVENTORY, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");

@@ -65,28 +65,10 @@ impl Config {
     }
 }
 
-/// The saga log, and the step deadlines as JetStream scheduled messages
-/// (nats-server 2.12+), which fire even while every orchestrator is down.
-fn saga_stream(rt: &ServiceRuntime) -> async_nats::jetstream::stream::Config {
-    let mut config = rt.stream_config(
-        streams::SAGA,
-        &["saga.log.>", "saga.timer.>", "saga.timeout.>"],
-    );
-    config.allow_message_schedules = true;
-    config.allow_atomic_publish = false;
-    config
-}
-
 /// Runs the orchestrator until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    let provisioned = rt.ensure_stream(saga_stream(&rt)).await
-        && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(
-                rt.config.stream_replicas,
-            ))
-            .await;
-    if provisioned {
+    if rt.provision(&[streams::SAGA, streams::DLQ]).await {
         let store = Store::with_metrics(rt.js.clone(), streams::SAGA, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");

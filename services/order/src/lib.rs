@@ -44,15 +44,7 @@ impl Config {
 /// Runs the order service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    let provisioned = rt
-        .ensure_stream(rt.stream_config(streams::ORDERS, &["orders.cmd.>", "orders.evt.>"]))
-        .await
-        && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(
-                rt.config.stream_replicas,
-            ))
-            .await;
-    if provisioned {
+    if rt.provision(&[streams::ORDERS, streams::DLQ]).await {
         let store = Store::with_metrics(rt.js.clone(), streams::ORDERS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");

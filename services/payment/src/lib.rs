@@ -95,23 +95,7 @@ pub async fn run_with_gateway<G: Gateway>(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    let provisioned = rt
-        .ensure_stream(rt.stream_config(
-            streams::PAYMENTS,
-            &[
-                "payments.cmd.>",
-                "payments.account.>",
-                "payments.evt.>",
-                "payments.applied.>",
-            ],
-        ))
-        .await
-        && rt
-            .ensure_stream(runtime::nats::dead_letter_stream_config(
-                rt.config.stream_replicas,
-            ))
-            .await;
-    if provisioned {
+    if rt.provision(&[streams::PAYMENTS, streams::DLQ]).await {
         let store = Store::with_metrics(rt.js.clone(), streams::PAYMENTS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");

@@ -90,7 +90,7 @@ pub async fn server_counts(
 ) -> anyhow::Result<ServerCounts> {
     let js = async_nats::jetstream::new(raw.clone());
     let mut counts = ServerCounts::default();
-    for name in ["ORDERS", "INVENTORY", "PAYMENTS", "SAGA"] {
+    for name in runtime::streams::SAGA_STREAMS {
         let mut stream = js.get_stream(name).await?;
         // The last sequence counts every message ever stored, whatever the
         // stream has since discarded.
