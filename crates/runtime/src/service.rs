@@ -14,8 +14,8 @@ use crate::config::CommonConfig;
 use crate::consumer::{self, ConsumerContext, ConsumerSpec, Handler};
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
-use crate::{nats, streams};
 use crate::query::{self, Query};
+use crate::{nats, streams};
 
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +103,7 @@ impl ServiceRuntime {
         for name in names {
             let config = streams::config(name, self.config.stream_replicas)
                 .unwrap_or_else(|| panic!("{name} is not one of the suite's streams"));
-            if !nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown)
-                .await
+            if !nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown).await
             {
                 return false;
             }

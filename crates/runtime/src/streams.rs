@@ -53,9 +53,7 @@ pub fn config(name: &str, replicas: usize) -> Option<StreamConfig> {
         // Every service declares it with this same configuration, so
         // whichever starts first creates it.
         DLQ => StreamConfig {
-            description: Some(
-                "jetsaga dead letters: dlq.<service>.<original subject>".to_owned(),
-            ),
+            description: Some("jetsaga dead letters: dlq.<service>.<original subject>".to_owned()),
             max_age: Duration::from_secs(14 * 24 * 3600),
             ..shared(&["dlq.>"])
         },

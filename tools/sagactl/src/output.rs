@@ -2,9 +2,11 @@
 
 use std::fmt::Display;
 
-use events::saga::SagaView;
+use events::saga::{SagaView, Step};
 use events::Order;
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -52,9 +54,7 @@ impl Output {
                 ),
                 None => println!("saga: {:?}", saga.state),
             }
-            for step in &saga.steps {
-                println!("  {}  {:<15} {:?}", step.at, step.name, step.status);
-            }
+            print!("{}", history(&saga.steps));
         }
     }
 
@@ -113,5 +113,115 @@ impl Output {
         } else {
             eprintln!("error: {error:#}");
         }
+    }
+}
+
+/// A saga's history as an aligned table: when (UTC, to the millisecond),
+/// how long after the saga's first step, the step and what became of it.
+fn history(steps: &[Step]) -> String {
+    use std::fmt::Write;
+    let parsed: Vec<Option<OffsetDateTime>> = steps
+        .iter()
+        .map(|s| OffsetDateTime::parse(&s.at, &Rfc3339).ok())
+        .collect();
+    let start = parsed.iter().flatten().min().copied();
+    let rows: Vec<[String; 4]> = steps
+        .iter()
+        .zip(&parsed)
+        .map(|(step, at)| {
+            let when = match at {
+                Some(at) => format!(
+                    "{} {:02}:{:02}:{:02}.{:03}",
+                    at.date(),
+                    at.hour(),
+                    at.minute(),
+                    at.second(),
+                    at.millisecond()
+                ),
+                None => step.at.clone(),
+            };
+            let since = match (at, start) {
+                (Some(at), Some(start)) => {
+                    format!("+{} ms", (*at - start).whole_milliseconds())
+                }
+                _ => "-".to_owned(),
+            };
+            let status = serde_json::to_value(step.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", step.status));
+            [when, since, step.name.clone(), status]
+        })
+        .collect();
+    let header = ["time (UTC)", "since start", "step", "status"].map(str::to_owned);
+    let width = |i: usize| {
+        rows.iter()
+            .chain([&header])
+            .map(|r| r[i].len())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut table = String::new();
+    for row in [&header].into_iter().chain(&rows) {
+        let _ = writeln!(
+            table,
+            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+            row[0], row[1], row[2], row[3]
+        );
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::saga::StepStatus;
+
+    fn step(name: &str, status: StepStatus, at: &str) -> Step {
+        Step {
+            name: name.to_owned(),
+            status,
+            at: at.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_history_is_an_aligned_table_with_readable_times() {
+        let table = history(&[
+            step(
+                "reserve_stock",
+                StepStatus::Requested,
+                "2026-12-01T20:56:34.123456Z",
+            ),
+            step(
+                "reserve_stock",
+                StepStatus::Succeeded,
+                "2026-12-01T20:56:34.140Z",
+            ),
+            step(
+                "charge_payment",
+                StepStatus::TimedOut,
+                "2026-12-01T20:56:45.2Z",
+            ),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("  time (UTC)"));
+        assert!(lines[1].contains("2026-12-01 20:56:34.123"));
+        assert!(lines[2].contains("+16 ms"));
+        assert!(lines[3].contains("+11076 ms"));
+        assert!(lines[3].ends_with("timed_out"));
+        // Every column starts at the same place on every line.
+        let column = |l: &str| l.find("reserve_stock").or(l.find("charge_payment"));
+        assert_eq!(column(lines[1]), column(lines[3]));
+        assert_eq!(lines[0].find("step"), column(lines[1]));
+    }
+
+    #[test]
+    fn an_unreadable_time_is_shown_as_it_came() {
+        let table = history(&[step("finish", StepStatus::Succeeded, "yesterday")]);
+        assert!(table.contains("yesterday"));
+        assert!(table.contains(" - "));
     }
 }
