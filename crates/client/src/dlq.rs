@@ -1,5 +1,5 @@
 //! Dead letters: list them, look at one, and re-drive it once its cause is
-//! fixed (CONTRACT.md 4.5).
+//! fixed (docs/contract.md 4.5).
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::HeaderMap;

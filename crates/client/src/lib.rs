@@ -1,4 +1,4 @@
-//! A typed client of the jetsaga public contract (CONTRACT.md section 4),
+//! A typed client of the jetsaga public contract (docs/contract.md section 4),
 //! over NATS alone: what `sagactl` and the tests use, and what an
 //! application talking to jetsaga would use.
 

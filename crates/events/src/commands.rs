@@ -1,4 +1,4 @@
-//! The commands a client may publish (CONTRACT.md 4.1), and how raw bytes
+//! The commands a client may publish (docs/contract.md 4.1), and how raw bytes
 //! become one.
 //!
 //! Two kinds of bad input are told apart, because they are handled apart:

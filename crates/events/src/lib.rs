@@ -2,7 +2,7 @@
 //! the subjects they travel on, and the validated identifiers they carry.
 //!
 //! This crate is pure data: serde types and constructors that enforce
-//! `CONTRACT.md`'s rules. It knows nothing about NATS or tokio, so every
+//! `docs/contract.md`'s rules. It knows nothing about NATS or tokio, so every
 //! service, the CLI and the tests agree on one definition of each message.
 
 pub mod commands;

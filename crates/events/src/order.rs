@@ -17,7 +17,7 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-/// Why an order was cancelled (CONTRACT.md 4.4).
+/// Why an order was cancelled (docs/contract.md 4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelReason {

@@ -1,4 +1,4 @@
-//! The request-reply queries (CONTRACT.md 4.3): requests, and the error body
+//! The request-reply queries (docs/contract.md 4.3): requests, and the error body
 //! every query answers with when it cannot.
 
 use serde::{Deserialize, Serialize};

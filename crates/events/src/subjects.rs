@@ -4,12 +4,12 @@
 
 use crate::ids::{CustomerId, OrderId, Sku};
 
-/// Client commands (CONTRACT.md 4.1).
+/// Client commands (docs/contract.md 4.1).
 pub const PLACE_ORDER: &str = "orders.cmd.place";
 pub const RESTOCK: &str = "inventory.cmd.restock";
 pub const DEPOSIT: &str = "payments.cmd.deposit";
 
-/// Queries (CONTRACT.md 4.3).
+/// Queries (docs/contract.md 4.3).
 pub const GET_ORDER: &str = "orders.query.get";
 pub const GET_STOCK: &str = "inventory.query.stock";
 pub const GET_ACCOUNT: &str = "payments.query.account";
@@ -106,7 +106,7 @@ pub fn applied(domain: &str, key: &str) -> String {
     format!("{domain}.applied.{key}")
 }
 
-/// `dlq.<service>.<original subject>` (CONTRACT.md 4.5).
+/// `dlq.<service>.<original subject>` (docs/contract.md 4.5).
 pub fn dead_letter(service: &str, original_subject: &str) -> String {
     format!("dlq.{service}.{original_subject}")
 }

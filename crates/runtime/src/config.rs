@@ -1,4 +1,4 @@
-//! Configuration every service shares (CONTRACT.md section 2), read from the
+//! Configuration every service shares (docs/contract.md section 2), read from the
 //! environment through a small seam so it can be tested without touching
 //! the process environment.
 
@@ -81,7 +81,7 @@ pub struct OtlpExport {
     pub protocol: OtlpProtocol,
 }
 
-/// The settings of CONTRACT.md section 2 that every service has.
+/// The settings of docs/contract.md section 2 that every service has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommonConfig {
     /// `OTEL_SERVICE_NAME`, defaulting to the binary's name.

@@ -1,5 +1,5 @@
 //! The HTTP sidecar every service runs on `HTTP_ADDR`: liveness, readiness
-//! and metrics (CONTRACT.md section 3).
+//! and metrics (docs/contract.md section 3).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -7,10 +7,9 @@
 //! saves is the read on the common path.
 //!
 //! When full, it forgets the entry used longest ago: the aggregates in use
-//! now (the sagas in flight, the hot skus) stay. It once dropped whichever
-//! entry its hash map listed first, which is not random: new entries land
-//! there as often as old ones, and at saturation a quarter of the
-//! orchestrator's events found their saga forgotten and read it back.
+//! now (the sagas in flight, the hot skus) stay. (Dropping whichever entry
+//! a hash map lists first is not random: new entries land there as often
+//! as old ones, and the sagas in flight would be read back.)
 
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};

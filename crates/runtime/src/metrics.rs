@@ -1,4 +1,4 @@
-//! The Prometheus metrics of CONTRACT.md section 6 that every service
+//! The Prometheus metrics of docs/contract.md section 6 that every service
 //! exports, on one registry that the services add their own metrics to.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};

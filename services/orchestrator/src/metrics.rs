@@ -1,4 +1,4 @@
-//! The orchestrator's saga metrics (CONTRACT.md section 6).
+//! The orchestrator's saga metrics (docs/contract.md section 6).
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,

@@ -1,7 +1,7 @@
 //! A saga on its common path reads nothing back: the orchestrator decides
 //! on the record it remembers, and a first charge does not look for an
 //! earlier answer. Not a contract property but a documented design one
-//! (README, "The stream is the database"), and a cheap guard for what the
+//! (docs/design.md, "The stream is the database"), and a cheap guard for what the
 //! benchmark measures: each such read was a direct get per saga. (Fails
 //! when every charge looks first. The race the orchestrator's per-saga
 //! turn closes shows only at saturation, where `sagactl bench` counts it.)
