@@ -11,6 +11,7 @@
 mod append;
 mod batch;
 mod committer;
+mod plan;
 
 use std::time::Duration;
 
@@ -222,12 +223,8 @@ impl Store {
         for append in &mut appends {
             telemetry::inject(&span, &mut append.headers);
         }
-        let messages: Vec<Queued> = appends.iter().map(|_| Queued::default()).collect();
-        let change = Change {
-            appends,
-            messages: messages.clone(),
-            done,
-        };
+        let change = Change::new(appends, done);
+        let messages = change.messages.clone();
         self.groups
             .send(change)
             .await

@@ -41,6 +41,11 @@ impl Queued {
     pub(super) fn settle(&self, seq: Option<u64>) {
         let _ = self.0.set(seq);
     }
+
+    /// Whether `other` is this same message.
+    pub(super) fn is(&self, other: &Queued) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Append {

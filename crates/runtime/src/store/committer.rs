@@ -1,16 +1,14 @@
 //! The group committer: changes queued by concurrent writers, stored
 //! together in one atomic batch, each keeping its own checks and outcome.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::append::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT;
 use super::batch::Batches;
+use super::plan::{Pending, Planner};
 use super::{Append, Queued, StoreError};
 
 /// Messages of concurrent changes committed together in one atomic batch.
@@ -56,13 +54,7 @@ pub(super) fn committer_stopped() -> StoreError {
 }
 
 /// A change waiting for the group committer, and where its outcome goes.
-#[derive(Debug)]
-pub(super) struct Change {
-    pub(super) appends: Vec<Append>,
-    /// Settled with the outcome, before `done` is sent.
-    pub(super) messages: Vec<Queued>,
-    pub(super) done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
-}
+pub(super) type Change = Pending<oneshot::Sender<Result<Vec<u64>, StoreError>>>;
 
 impl Change {
     /// Settles the change's messages, then tells its caller.
@@ -75,64 +67,7 @@ impl Change {
             }
             Err(_) => self.messages.iter().for_each(|m| m.settle(None)),
         }
-        let _ = self.done.send(outcome);
-    }
-
-    /// Adds what this change's checks are about (the subjects it writes,
-    /// the wildcards it checks) to `checked`, those of a group's earlier
-    /// changes; `false`, adding nothing, if one of its checks is about
-    /// something already there: the server would check it against the
-    /// stream before the batch, blind to the earlier change. An append
-    /// built on an earlier change of the group carries no check of its own.
-    fn claim(&self, checked: &mut HashSet<String>) -> bool {
-        let mut claims = Vec::new();
-        for append in &self.appends {
-            let guarded = append
-                .headers
-                .get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)
-                .is_some();
-            let filter = append
-                .headers
-                .get(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT)
-                .map(|f| f.as_str().to_owned());
-            for key in std::iter::once(append.subject.clone()).chain(filter) {
-                if guarded && checked.contains(&key) {
-                    return false;
-                }
-                claims.push(key);
-            }
-        }
-        checked.extend(claims);
-        true
-    }
-
-    /// Turns each `expect_after` into a check on the sequence its
-    /// predecessor got. `Err` when a predecessor was not stored;
-    /// `Ok(true)` when one is still in flight, which can only be in this
-    /// same group, earlier (groups go one at a time, in queue order): the
-    /// batch's own order then guards this append.
-    fn resolve(&mut self) -> Result<bool, StoreError> {
-        let mut in_group = false;
-        for append in &mut self.appends {
-            let Some(after) = &append.after else { continue };
-            match after.outcome() {
-                Some(Some(seq)) => {
-                    append.headers.insert(
-                        NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                        seq.to_string().as_str(),
-                    );
-                    append.after = None;
-                }
-                Some(None) => {
-                    return Err(StoreError::Conflict(format!(
-                        "the write to {} this change builds on was not stored",
-                        append.subject
-                    )))
-                }
-                None => in_group = true,
-            }
-        }
-        Ok(in_group)
+        let _ = self.reply.send(outcome);
     }
 }
 
@@ -145,20 +80,12 @@ impl Change {
 /// change of the group is committed again on its own, and only the one
 /// that lost the race sees the conflict.
 ///
-/// The server checks a batch against the stream as it was before the
-/// batch, not against the batch's own earlier messages. So two changes
-/// that check the same subject or wildcard (two answers for one order, two
-/// writes of one aggregate) never share a batch, where both checks would
-/// pass: the later one, and everything queued after it, waits for the next
-/// group, and its check then sees the first. The one exception is a change
-/// built on an earlier change of the group ([`Append::expect_after`]),
-/// which the batch's order guards.
+/// Which changes share a group is [`Planner`]'s to say.
 pub(super) async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Change>) {
     let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
-    // Changes held back from a group, first in line for the next one.
-    let mut held_back: VecDeque<Change> = VecDeque::new();
+    let mut planner = Planner::new(GROUP_MESSAGES);
     loop {
-        let first = match held_back.pop_front() {
+        let first = match planner.take_held_back() {
             Some(change) => change,
             None => match queue.recv().await {
                 Some(change) => change,
@@ -169,51 +96,18 @@ pub(super) async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Ch
             .acquire_owned()
             .await
             .expect("never closed");
-        // Everything that queued while the earlier groups were stored.
-        let mut messages = first.appends.len();
-        let mut group = vec![first];
-        while messages < GROUP_MESSAGES {
-            let next = match held_back.pop_front() {
-                Some(change) => change,
-                None => match queue.try_recv() {
-                    Ok(change) => change,
-                    Err(_) => break,
-                },
-            };
-            messages += next.appends.len();
-            group.push(next);
+        // The earlier groups are settled now (one group at a time); this
+        // one takes everything that queued while they were stored.
+        let group = planner.plan(first, || queue.try_recv().ok());
+        for (change, e) in group.refused {
+            change.finish(Err(e));
         }
-        // The earlier groups are settled now (one group at a time): each
-        // change that builds on one of their writes checks the sequence it
-        // got, or fails with it; in queue order, so that a failure carries
-        // on down a chain of changes within this group.
-        let mut ready = Vec::with_capacity(group.len());
-        let mut checked = HashSet::new();
-        let mut chained = false;
-        let mut rest = group.into_iter();
-        for mut change in rest.by_ref() {
-            let in_group = match change.resolve() {
-                Ok(in_group) => in_group,
-                Err(e) => {
-                    change.finish(Err(e));
-                    continue;
-                }
-            };
-            if !change.claim(&mut checked) {
-                held_back.push_back(change);
-                break;
-            }
-            chained |= in_group;
-            ready.push(change);
-        }
-        // Behind the one held back, in order: a change may build on it.
-        held_back.extend(rest);
-        if ready.is_empty() {
+        if group.ready.is_empty() {
             continue;
         }
         let batches = batches.clone();
         tokio::spawn(async move {
-            commit_group(&batches, ready, chained).await;
+            commit_group(&batches, group.ready, group.chained).await;
             drop(permit);
         });
     }
@@ -243,7 +137,7 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
             // another is checked against the sequence that one got, or
             // fails with it.
             for mut change in group {
-                match change.resolve() {
+                match change.resolve(&[]) {
                     Ok(false) => commit_alone(batches, change).await,
                     // Cannot be: every earlier change of the group is
                     // settled. Refused rather than stored unguarded.
