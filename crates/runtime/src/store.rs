@@ -11,11 +11,11 @@
 mod append;
 mod batch;
 mod committer;
+mod error;
 mod plan;
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::Context;
@@ -28,14 +28,10 @@ pub use append::{Append, Queued};
 use batch::Batches;
 pub use committer::QueuedChange;
 use committer::{committer_stopped, group_commits, Change, GROUPS_IN_FLIGHT, GROUP_MESSAGES};
+pub use error::{Conflict, StoreError};
 
 use crate::metrics::{BatchMetrics, Metrics};
 use crate::telemetry;
-
-/// JetStream's error codes for a failed expected-sequence check: 10071 on a
-/// single server, 10164 from a clustered stream's leader when a racing
-/// write is still in flight for the same subject.
-pub(super) const WRONG_LAST_SEQUENCE: [u64; 2] = [10071, 10164];
 
 /// A value read from the store with the sequence it was stored at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,23 +39,6 @@ pub struct Versioned<T> {
     pub seq: u64,
     pub subject: String,
     pub value: T,
-}
-
-/// Why a read or write failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Someone wrote first: reload and decide again.
-    #[error("optimistic concurrency conflict: {0}")]
-    Conflict(String),
-    /// The stored message does not decode: a bug or a foreign writer.
-    #[error("corrupt record on {subject}: {source}")]
-    Corrupt {
-        subject: String,
-        source: serde_json::Error,
-    },
-    /// NATS did not answer or refused: try again later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// Reads and writes the aggregates of one stream.
@@ -244,20 +223,12 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
-            Err(e)
-                if e.kind() == PublishErrorKind::WrongLastSequence || is_constant_conflict(&e) =>
-            {
-                Err(StoreError::Conflict(e.to_string()))
-            }
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            Err(e) => Err(match Conflict::in_publish_error(&e) {
+                Some(conflict) => StoreError::Conflict(conflict),
+                None => StoreError::Unavailable(e.to_string()),
+            }),
         }
     }
-}
-
-/// async-nats maps only 10071 to `WrongLastSequence`; 10164 (a racing
-/// expected-sequence write on a clustered stream) arrives as `Other`.
-fn is_constant_conflict(e: &async_nats::jetstream::context::PublishError) -> bool {
-    format!("{e:?}").contains("ErrorCode(10164)")
 }
 
 /// Runs one read-decide-write attempt until it does not hit a write

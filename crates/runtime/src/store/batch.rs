@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE};
-use async_nats::jetstream::Context;
+use async_nats::jetstream::{self, Context};
 use serde::Deserialize;
 
-use super::{Append, StoreError, WRONG_LAST_SEQUENCE};
+use super::{Append, Conflict, StoreError};
 use crate::metrics::{BatchMetrics, BatchOutcome};
 
 /// How long a write may wait for its acknowledgement.
@@ -39,20 +39,13 @@ impl Batches {
     }
 }
 
+/// The server's answer to a batch's first or last message.
 #[derive(Deserialize)]
 struct BatchReply {
     #[serde(default)]
-    error: Option<ApiError>,
+    error: Option<jetstream::Error>,
     #[serde(default)]
     seq: u64,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
 }
 
 /// An atomic batch: the stream stores the messages only when the last one,
@@ -106,17 +99,54 @@ fn batch_outcome(reply: &[u8]) -> Result<Option<u64>, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("unreadable batch reply: {e}")))?;
     match reply.error {
         None => Ok(Some(reply.seq)),
-        Some(e) if WRONG_LAST_SEQUENCE.contains(&e.err_code) => {
-            Err(StoreError::Conflict(e.description))
-        }
-        Some(e) => Err(StoreError::Unavailable(format!(
-            "batch refused ({}): {}",
-            e.err_code, e.description
-        ))),
+        Some(e) => Err(match Conflict::in_api_error(&e) {
+            Some(conflict) => StoreError::Conflict(conflict),
+            None => StoreError::Unavailable(format!("batch refused: {e}")),
+        }),
     }
 }
 
 fn batch_id() -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric.sample_string(&mut rand::rng(), 22)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opening_acknowledgement_is_empty() {
+        assert!(matches!(batch_outcome(b""), Ok(None)));
+    }
+
+    #[test]
+    fn a_stored_batch_answers_with_its_last_sequence() {
+        let reply = br#"{"stream":"T","seq":42,"batch":"b","count":3}"#;
+        assert!(matches!(batch_outcome(reply), Ok(Some(42))));
+    }
+
+    #[test]
+    fn a_batch_refused_for_a_check_is_a_conflict() {
+        let reply =
+            br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 7"}}"#;
+        match batch_outcome(reply) {
+            Err(StoreError::Conflict(Conflict::WrongLastSequence(e))) => {
+                assert_eq!(
+                    e.error_code(),
+                    jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_refused_otherwise_is_unavailable() {
+        let reply = br#"{"error":{"code":500,"err_code":10077,"description":"store failed"}}"#;
+        assert!(matches!(
+            batch_outcome(reply),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
 }

@@ -9,7 +9,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::batch::Batches;
 use super::plan::{Pending, Planner};
-use super::{Append, Queued, StoreError};
+use super::{Append, Conflict, Queued, StoreError};
 
 /// Messages of concurrent changes committed together in one atomic batch.
 /// The server's limit is 1000 per batch.
@@ -141,9 +141,14 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
                     Ok(false) => commit_alone(batches, change).await,
                     // Cannot be: every earlier change of the group is
                     // settled. Refused rather than stored unguarded.
-                    Ok(true) => change.finish(Err(StoreError::Conflict(
-                        "a change it builds on is unsettled".to_owned(),
-                    ))),
+                    Ok(true) => {
+                        let subject = change
+                            .appends
+                            .iter()
+                            .find(|a| a.after.is_some())
+                            .map_or_else(String::new, |a| a.subject.clone());
+                        change.finish(Err(Conflict::PredecessorUnsettled { subject }.into()))
+                    }
                     Err(e) => change.finish(Err(e)),
                 }
             }

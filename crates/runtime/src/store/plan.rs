@@ -16,7 +16,7 @@ use std::collections::{HashSet, VecDeque};
 use async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 
 use super::append::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT;
-use super::{Append, Queued, StoreError};
+use super::{Append, Conflict, Queued, StoreError};
 
 /// A change waiting for a group, and `reply`, where its outcome goes.
 #[derive(Debug)]
@@ -84,10 +84,10 @@ impl<T> Pending<T> {
                 }
                 None if !refused.iter().any(|r| r.is(after)) => in_group = true,
                 Some(None) | None => {
-                    return Err(StoreError::Conflict(format!(
-                        "the write to {} this change builds on was not stored",
-                        append.subject
-                    )))
+                    return Err(Conflict::PredecessorNotStored {
+                        subject: append.subject.clone(),
+                    }
+                    .into())
                 }
             }
         }
