@@ -4,10 +4,13 @@
 use async_nats::jetstream::stream::Config as StreamConfig;
 use bytes::Bytes;
 use futures::future::join_all;
+use runtime::metrics::Metrics;
 use runtime::{Append, Store, StoreError};
 use testkit::NatsServer;
 
-async fn store(nats: &NatsServer) -> (async_nats::jetstream::Context, Store) {
+/// The test stream `T` and a store of it that counts its batches in
+/// `metrics`.
+async fn store(nats: &NatsServer) -> (async_nats::jetstream::Context, Store, Metrics) {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     js.create_stream(StreamConfig {
@@ -19,8 +22,11 @@ async fn store(nats: &NatsServer) -> (async_nats::jetstream::Context, Store) {
     })
     .await
     .unwrap();
-    let store = Store::new(js.clone(), "T").await.unwrap();
-    (js, store)
+    let metrics = Metrics::new();
+    let store = Store::with_metrics(js.clone(), "T", &metrics)
+        .await
+        .unwrap();
+    (js, store, metrics)
 }
 
 /// A change like a reservation: a state and the event announcing it.
@@ -35,7 +41,7 @@ fn change(i: usize, state_seq: u64) -> Vec<Append> {
 #[tokio::test]
 async fn concurrent_changes_each_get_their_own_sequences() {
     let nats = NatsServer::start();
-    let (js, store) = store(&nats).await;
+    let (js, store, metrics) = store(&nats).await;
     let outcomes = join_all((0..300).map(|i| {
         let store = store.clone();
         async move { (i, store.commit(change(i, 0)).await.unwrap()) }
@@ -57,12 +63,18 @@ async fn concurrent_changes_each_get_their_own_sequences() {
     all_seqs.dedup();
     assert_eq!(all_seqs.len(), 600, "no sequence handed out twice");
     assert_eq!(stored_messages(&js).await, 600);
+    let batches = Batches::of(&metrics);
+    assert!(
+        batches.grouped > 0 && batches.count < 300,
+        "changes were stored together: {batches:?}"
+    );
+    assert_eq!(batches.messages, 600, "each message in one batch");
 }
 
 #[tokio::test]
 async fn a_stale_change_is_refused_alone_and_the_rest_of_its_group_is_stored() {
     let nats = NatsServer::start();
-    let (js, store) = store(&nats).await;
+    let (js, store, metrics) = store(&nats).await;
     // Every change expects its state subject to be empty but change 7,
     // which expects a sequence that never was: it must fail, alone, even
     // when it is grouped with the others.
@@ -87,6 +99,12 @@ async fn a_stale_change_is_refused_alone_and_the_rest_of_its_group_is_stored() {
         stored, 198,
         "99 changes of 2 messages, nothing of the stale one"
     );
+    // The stale change was grouped with others: that batch was refused,
+    // then the stale change alone, and each of the others stored alone.
+    let batches = Batches::of(&metrics);
+    assert!(batches.grouped > 0, "a group formed: {batches:?}");
+    assert_eq!(batches.refused, 2, "{batches:?}");
+    assert_eq!(batches.stored, 99, "{batches:?}");
 }
 
 /// A change of the counter on `t.state.hot` to `value`, announced on its
@@ -117,7 +135,7 @@ async fn hot_value(js: &async_nats::jetstream::Context) -> String {
 #[tokio::test]
 async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
     let nats = NatsServer::start();
-    let (js, store) = store(&nats).await;
+    let (js, store, metrics) = store(&nats).await;
     // Fifty writers of one aggregate, each deciding on the one before it
     // while that one is still queued: nothing waits for a write.
     let mut queued = Vec::new();
@@ -153,6 +171,11 @@ async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
         last_state = seqs[0];
     }
     assert_eq!(hot_value(&js).await, "49");
+    let batches = Batches::of(&metrics);
+    assert!(
+        batches.grouped > 0 && batches.count < 50,
+        "the chain was stored in groups, not a batch each: {batches:?}"
+    );
     // And one built on a write already stored is checked against its
     // sequence like any other.
     let mut appends = count(50);
@@ -164,7 +187,7 @@ async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
 #[tokio::test]
 async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() {
     let nats = NatsServer::start();
-    let (js, store) = store(&nats).await;
+    let (js, store, _) = store(&nats).await;
     store.commit(count(0)).await.unwrap();
     // A stale change (it expects the hot state empty), one built on it,
     // one built on that, and an unrelated change, queued back to back:
@@ -198,7 +221,7 @@ async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() 
 #[tokio::test]
 async fn two_changes_checking_the_same_wildcard_never_both_pass() {
     let nats = NatsServer::start();
-    let (js, store) = store(&nats).await;
+    let (js, store, _) = store(&nats).await;
     // Two answers for one order, each expecting the order to have none
     // yet: a batch is checked against the stream before it, so were they
     // to share one, both would be stored.
@@ -235,14 +258,47 @@ fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     })
 }
 
+/// How a store's atomic batches went, from its metrics.
+#[derive(Debug)]
+struct Batches {
+    count: u64,
+    messages: u64,
+    /// Batches of more than 2 messages: of more than one change, in tests
+    /// whose changes are 2 messages each.
+    grouped: u64,
+    stored: u64,
+    refused: u64,
+}
+
+impl Batches {
+    fn of(metrics: &Metrics) -> Self {
+        let text = metrics.render();
+        let stream = r#"stream="T""#;
+        let value = |name, labels: &[&str]| {
+            series(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+        };
+        // An outcome not seen yet has no series.
+        let outcome =
+            |o: &str| series(&text, "jetsaga_store_batches_total", &[stream, o]).unwrap_or(0.0);
+        let count = value("jetsaga_store_batch_messages_count", &[stream]);
+        let small = value(
+            "jetsaga_store_batch_messages_bucket",
+            &[stream, r#"le="2""#],
+        );
+        Self {
+            count: count as u64,
+            messages: value("jetsaga_store_batch_messages_sum", &[stream]) as u64,
+            grouped: (count - small) as u64,
+            stored: outcome(r#"outcome="stored""#) as u64,
+            refused: outcome(r#"outcome="refused""#) as u64,
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_atomic_batch_is_counted_with_its_size_and_outcome() {
     let nats = NatsServer::start();
-    let (js, _) = store(&nats).await;
-    let metrics = runtime::metrics::Metrics::new();
-    let store = Store::with_metrics(js.clone(), "T", &metrics)
-        .await
-        .unwrap();
+    let (js, store, metrics) = store(&nats).await;
     // One at a time, so each change is a batch of its own.
     store.commit(change(1, 0)).await.unwrap();
     store.commit(change(2, 0)).await.unwrap();

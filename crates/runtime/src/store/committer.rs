@@ -1,0 +1,184 @@
+//! The group committer: changes queued by concurrent writers, stored
+//! together in one atomic batch, each keeping its own checks and outcome.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::batch::Batches;
+use super::plan::{Pending, Planner};
+use super::{Append, Conflict, Queued, StoreError};
+
+/// Messages of concurrent changes committed together in one atomic batch.
+/// The server's limit is 1000 per batch.
+pub(super) const GROUP_MESSAGES: usize = 256;
+/// Group batches in flight at once, per store. One: while it is being
+/// stored, changes queue and the next group grows, and the server, whose
+/// cost is per batch, does the least work. (Measured on 2 cores, 6000
+/// orders with 256 unsettled: 255 sagas/s with 4 in flight, 450 with 1.)
+pub(super) const GROUPS_IN_FLIGHT: usize = 1;
+/// Changes of a refused group committed again on their own at once, per
+/// group: with [`GROUPS_IN_FLIGHT`], well under the server's 50.
+pub(super) const RETRIES_IN_FLIGHT: usize = 8;
+
+/// A change queued for the group committer ([`Store::queue`]).
+#[derive(Debug)]
+pub struct QueuedChange {
+    /// Each append's message, in order: a later change may build on one
+    /// ([`Append::expect_after`]) before it is stored.
+    pub messages: Vec<Queued>,
+    pub(super) outcome: oneshot::Receiver<Result<Vec<u64>, StoreError>>,
+    pub(super) span: tracing::Span,
+}
+
+impl QueuedChange {
+    /// Waits until the change is stored (all of it) or refused (none of
+    /// it): the sequence of each append, in order.
+    pub async fn stored(self) -> Result<Vec<u64>, StoreError> {
+        let written = self
+            .outcome
+            .await
+            .unwrap_or_else(|_| Err(committer_stopped()));
+        if let Err(e) = &written {
+            self.span
+                .set_status(opentelemetry::trace::Status::error(e.to_string()));
+        }
+        written
+    }
+}
+
+pub(super) fn committer_stopped() -> StoreError {
+    StoreError::Unavailable("the group committer stopped".to_owned())
+}
+
+/// A change waiting for the group committer, and where its outcome goes.
+pub(super) type Change = Pending<oneshot::Sender<Result<Vec<u64>, StoreError>>>;
+
+impl Change {
+    /// Settles the change's messages, then tells its caller.
+    fn finish(self, outcome: Result<Vec<u64>, StoreError>) {
+        match &outcome {
+            Ok(seqs) => {
+                for (message, seq) in self.messages.iter().zip(seqs) {
+                    message.settle(Some(*seq));
+                }
+            }
+            Err(_) => self.messages.iter().for_each(|m| m.settle(None)),
+        }
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Group commit. An atomic batch costs about the same whatever its size
+/// (the server stages it on disk: about 2.0 ms for 2 messages, 2.9 ms for 50,
+/// here), so the changes that arrive while earlier groups are being stored
+/// are stored together: one batch of up to [`GROUP_MESSAGES`] messages.
+/// Each change keeps its own expected-sequence checks, so a group is stored
+/// only if every change in it would have been; if a check fails, each
+/// change of the group is committed again on its own, and only the one
+/// that lost the race sees the conflict.
+///
+/// Which changes share a group is [`Planner`]'s to say.
+pub(super) async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Change>) {
+    let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    let mut planner = Planner::new(GROUP_MESSAGES);
+    loop {
+        let first = match planner.take_held_back() {
+            Some(change) => change,
+            None => match queue.recv().await {
+                Some(change) => change,
+                None => break,
+            },
+        };
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        // The earlier groups are settled now (one group at a time); this
+        // one takes everything that queued while they were stored.
+        let group = planner.plan(first, || queue.try_recv().ok());
+        for (change, e) in group.refused {
+            change.finish(Err(e));
+        }
+        if group.ready.is_empty() {
+            continue;
+        }
+        let batches = batches.clone();
+        tokio::spawn(async move {
+            commit_group(&batches, group.ready, group.chained).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Stores `group` as one batch. `chained`: some change builds on another
+/// change of the group, and stands unguarded without it.
+async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) {
+    if group.len() == 1 {
+        let change = group.pop().expect("one change");
+        return commit_alone(batches, change).await;
+    }
+    let sizes: Vec<usize> = group.iter().map(|c| c.appends.len()).collect();
+    let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
+    match batches.commit(all).await {
+        Ok(last) => {
+            // A batch is stored contiguously, in order.
+            let mut next = last + 1 - sizes.iter().sum::<usize>() as u64;
+            for change in group {
+                let count = change.appends.len() as u64;
+                change.finish(Ok((next..next + count).collect()));
+                next += count;
+            }
+        }
+        Err(StoreError::Conflict(_)) if chained => {
+            // As below, but in order, so that a change that builds on
+            // another is checked against the sequence that one got, or
+            // fails with it.
+            for mut change in group {
+                match change.resolve(&[]) {
+                    Ok(false) => commit_alone(batches, change).await,
+                    // Cannot be: every earlier change of the group is
+                    // settled. Refused rather than stored unguarded.
+                    Ok(true) => {
+                        let subject = change
+                            .appends
+                            .iter()
+                            .find(|a| a.after.is_some())
+                            .map_or_else(String::new, |a| a.subject.clone());
+                        change.finish(Err(Conflict::PredecessorUnsettled { subject }.into()))
+                    }
+                    Err(e) => change.finish(Err(e)),
+                }
+            }
+        }
+        Err(StoreError::Conflict(_)) => {
+            // Someone's check failed: nothing of the group was stored. Each
+            // change on its own now, so that only the loser hears of it.
+            // A few at a time: the server admits only so many batches in
+            // flight per stream.
+            futures::stream::iter(group)
+                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(batches, change))
+                .await;
+        }
+        Err(e) => {
+            // Stored or not, nobody knows (a timeout, NATS gone): each change
+            // is retried by its caller, whose checks tell a repeat.
+            let why = e.to_string();
+            for change in group {
+                change.finish(Err(StoreError::Unavailable(why.clone())));
+            }
+        }
+    }
+}
+
+/// One change in a batch of its own, its outcome sent to its caller.
+async fn commit_alone(batches: &Batches, change: Change) {
+    let count = change.appends.len() as u64;
+    let outcome = batches
+        .commit(change.appends.clone())
+        .await
+        .map(|last| (last + 1 - count..=last).collect());
+    change.finish(outcome);
+}
