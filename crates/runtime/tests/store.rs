@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use runtime::metrics::Metrics;
 use runtime::{Append, Store, StoreError};
-use testkit::NatsServer;
+use testkit::{metrics, NatsServer};
 
 /// The test stream `T` and a store of it that counts its batches in
 /// `metrics`.
@@ -248,14 +248,13 @@ async fn two_changes_checking_the_same_wildcard_never_both_pass() {
     assert_eq!(stored_messages(&js).await, 2);
 }
 
-/// The value of the series `name` whose labels include every one of
-/// `labels` (`key="value"`), in a Prometheus text exposition.
-fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{')?;
-        (metric == name && labels.iter().all(|l| rest.contains(l))).then(|| value.parse().ok())?
-    })
+/// The label of the test stream's series.
+const STREAM: (&str, &str) = ("stream", "T");
+
+/// The value of the series `name` with every one of `labels`, in the
+/// exposition `text`; panics, showing it, if there is none.
+fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics::value(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
 }
 
 /// How a store's atomic batches went, from its metrics.
@@ -273,24 +272,28 @@ struct Batches {
 impl Batches {
     fn of(metrics: &Metrics) -> Self {
         let text = metrics.render();
-        let stream = r#"stream="T""#;
-        let value = |name, labels: &[&str]| {
-            series(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
-        };
+        let value = |name| series(&text, name, &[STREAM]);
         // An outcome not seen yet has no series.
-        let outcome =
-            |o: &str| series(&text, "jetsaga_store_batches_total", &[stream, o]).unwrap_or(0.0);
-        let count = value("jetsaga_store_batch_messages_count", &[stream]);
-        let small = value(
+        let outcome = |o| {
+            metrics::value(
+                &text,
+                "jetsaga_store_batches_total",
+                &[STREAM, ("outcome", o)],
+            )
+            .unwrap_or(0.0)
+        };
+        let count = value("jetsaga_store_batch_messages_count");
+        let small = series(
+            &text,
             "jetsaga_store_batch_messages_bucket",
-            &[stream, r#"le="2""#],
+            &[STREAM, ("le", "2")],
         );
         Self {
             count: count as u64,
-            messages: value("jetsaga_store_batch_messages_sum", &[stream]) as u64,
+            messages: value("jetsaga_store_batch_messages_sum") as u64,
             grouped: (count - small) as u64,
-            stored: outcome(r#"outcome="stored""#) as u64,
-            refused: outcome(r#"outcome="refused""#) as u64,
+            stored: outcome("stored") as u64,
+            refused: outcome("refused") as u64,
         }
     }
 }
@@ -311,19 +314,16 @@ async fn every_atomic_batch_is_counted_with_its_size_and_outcome() {
         .unwrap();
 
     let text = metrics.render();
-    let stream = r#"stream="T""#;
-    let value = |name, labels: &[&str]| {
-        series(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
-    };
-    assert_eq!(value("jetsaga_store_batch_messages_count", &[stream]), 3.0);
-    assert_eq!(value("jetsaga_store_batch_messages_sum", &[stream]), 6.0);
+    let value = |name, labels: &[(&str, &str)]| series(&text, name, labels);
+    assert_eq!(value("jetsaga_store_batch_messages_count", &[STREAM]), 3.0);
+    assert_eq!(value("jetsaga_store_batch_messages_sum", &[STREAM]), 6.0);
     assert_eq!(
-        value("jetsaga_store_batch_duration_seconds_count", &[stream]),
+        value("jetsaga_store_batch_duration_seconds_count", &[STREAM]),
         3.0
     );
-    assert!(value("jetsaga_store_batch_duration_seconds_sum", &[stream]) > 0.0);
-    let outcome = |o: &str| value("jetsaga_store_batches_total", &[stream, o]);
-    assert_eq!(outcome(r#"outcome="stored""#), 2.0);
-    assert_eq!(outcome(r#"outcome="refused""#), 1.0);
+    assert!(value("jetsaga_store_batch_duration_seconds_sum", &[STREAM]) > 0.0);
+    let outcome = |o| value("jetsaga_store_batches_total", &[STREAM, ("outcome", o)]);
+    assert_eq!(outcome("stored"), 2.0);
+    assert_eq!(outcome("refused"), 1.0);
     assert_eq!(stored_messages(&js).await, 5);
 }

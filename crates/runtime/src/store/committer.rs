@@ -16,8 +16,9 @@ use super::{Append, Conflict, Queued, StoreError};
 pub(super) const GROUP_MESSAGES: usize = 256;
 /// Group batches in flight at once, per store. One: while it is being
 /// stored, changes queue and the next group grows, and the server, whose
-/// cost is per batch, does the least work. (Measured on 2 cores, 6000
-/// orders with 256 unsettled: 255 sagas/s with 4 in flight, 450 with 1.)
+/// cost is per batch, does the least work; chains of changes built on
+/// queued ones are planned for one group at a time, too. More in flight
+/// make smaller batches and fewer sagas a second (docs/performance.md).
 pub(super) const GROUPS_IN_FLIGHT: usize = 1;
 /// Changes of a refused group committed again on their own at once, per
 /// group: with [`GROUPS_IN_FLIGHT`], well under the server's 50.
