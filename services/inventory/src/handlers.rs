@@ -64,7 +64,7 @@ impl Handler for Commands {
                 })
         })
         .await?
-        .map_err(HandleError::Reject)?;
+        .handled()?;
         if let Applied::Now(level) = applied {
             tracing::info!(sku = %level.sku, available = level.available, "restocked");
         }

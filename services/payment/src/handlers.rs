@@ -61,7 +61,7 @@ impl Handler for Commands {
                 })
         })
         .await?
-        .map_err(HandleError::Reject)?;
+        .handled()?;
         if let Applied::Now(account) = applied {
             tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
         }
