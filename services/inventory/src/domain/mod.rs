@@ -3,7 +3,7 @@
 //!
 //! A reservation holds every line of an order or none: an order for two
 //! skus never holds one of them alone. What a saga step comes to, given
-//! what the order holds already, is [`steps`].
+//! what the order holds already, is the `steps` module.
 
 mod steps;
 

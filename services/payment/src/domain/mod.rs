@@ -1,6 +1,6 @@
 //! The payment decisions, pure: given an account as stored and a command,
 //! the new account and the event that announces it. What a saga step comes
-//! to, given what was decided for the order already, is [`steps`].
+//! to, given what was decided for the order already, is the `steps` module.
 
 mod steps;
 
