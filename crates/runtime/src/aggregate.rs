@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::memory::Memory;
+use crate::outcome::{Attempt, Outcome};
 use crate::store::{Append, Queued, Store, StoreError, Versioned};
 pub use crate::turns::Held;
 use crate::turns::Turns;
@@ -220,19 +221,19 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
     /// on `marker` (which must be new), are one atomic batch, so a second
     /// delivery of the command finds its marker and changes nothing.
     /// `decide` computes the new state from the current one, or says why the
-    /// command can never apply.
-    pub async fn apply_once<E: std::fmt::Display>(
+    /// command can never apply (the attempt's refusal).
+    pub async fn apply_once<E>(
         &self,
         subject: &str,
         marker: &str,
         command: &Bytes,
         decide: impl Fn(Option<&T>) -> Result<T, E>,
-    ) -> Result<Result<Applied<T>, String>, StoreError> {
+    ) -> Attempt<Applied<T>, E> {
         let _turn = self.hold([subject]).await;
         let current = self.read(subject).await?;
         let next = match decide(current.as_ref().map(|v| &v.value)) {
             Ok(next) => next,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Outcome::Refused(e)),
         };
         let written = self
             .store
@@ -251,12 +252,12 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
                     subject: subject.to_owned(),
                     value: next.clone(),
                 });
-                Ok(Ok(Applied::Now(next)))
+                Ok(Outcome::Done(Applied::Now(next)))
             }
             Err(StoreError::Conflict(why)) => {
                 self.forget(subject);
                 if self.store.last_seq(marker).await? > 0 {
-                    return Ok(Ok(Applied::Before));
+                    return Ok(Outcome::Done(Applied::Before));
                 }
                 Err(StoreError::Conflict(why))
             }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod nats;
+pub mod outcome;
 pub mod query;
 pub mod retry;
 pub mod service;
@@ -18,5 +19,6 @@ pub mod telemetry;
 pub mod turns;
 
 pub use consumer::{decode, ConsumerSpec, HandleError, Handler};
+pub use outcome::{Attempt, Outcome};
 pub use service::ServiceRuntime;
 pub use store::{Append, Store, StoreError, Versioned};

@@ -1,5 +1,5 @@
 //! The inventory's message handlers and query: the thin layer between
-//! JetStream and [`crate::domain`].
+//! JetStream and [`crate::domain`]. They read, ask the domain, and write.
 //!
 //! Every change is one atomic batch: the new level of each sku it touches
 //! (each checked against the sequence it was read at) and the order's
@@ -15,20 +15,19 @@ use async_nats::jetstream::Message;
 use events::commands::Restock;
 use events::inventory::{InventoryEvent, StockLevel};
 use events::query::BySku;
-use events::saga::{SagaCommand, SagaRecord};
+use events::saga::SagaRecord;
 use events::subjects;
-use events::{LineItem, OrderId, PricedLine, Sku};
+use events::{LineItem, OrderId, Sku};
 use futures::future::try_join_all;
 use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
-use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+use runtime::{
+    decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
+};
 
-use crate::domain::{self, Reservation};
-
-/// An attempt's verdict: done, or a command that can never apply.
-type Verdict = Result<(), String>;
+use crate::domain::{self, InventoryError, Reservation, Settle, Settlement, Step};
 
 /// The skus' levels, held and remembered by this process.
 pub type Stock = Aggregates<StockLevel>;
@@ -64,7 +63,7 @@ impl Handler for Commands {
                 })
         })
         .await?
-        .map_err(HandleError::Reject)?;
+        .handled()?;
         if let Applied::Now(level) = applied {
             tracing::info!(sku = %level.sku, available = level.available, "restocked");
         }
@@ -82,26 +81,13 @@ impl Handler for SagaSteps {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         let record: SagaRecord = decode(message)?;
         let order_id = &record.order_id;
-        let verdict = match &record.command {
-            SagaCommand::ReserveStock { items } => {
-                retry_conflicts(|| self.reserve(order_id, items)).await?
-            }
-            SagaCommand::CommitStock => {
-                retry_conflicts(|| self.settle(&record, Settle::Commit)).await?
-            }
-            SagaCommand::ReleaseStock => {
-                retry_conflicts(|| self.settle(&record, Settle::Release)).await?
-            }
-            other => Err(format!("not an inventory command: {}", other.name())),
+        let outcome = match domain::step(&record.command) {
+            Ok(Step::Reserve(items)) => retry_conflicts(|| self.reserve(order_id, items)).await?,
+            Ok(Step::Settle(settle)) => retry_conflicts(|| self.settle(&record, settle)).await?,
+            Err(refused) => Outcome::Refused(refused),
         };
-        verdict.map_err(HandleError::Reject)
+        outcome.handled()
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
-    Commit,
-    Release,
 }
 
 /// The levels of some skus, with the versions they were read at.
@@ -120,7 +106,7 @@ impl SagaSteps {
         self.stock.store()
     }
 
-    async fn reserve(&self, order_id: &OrderId, items: &[LineItem]) -> Result<Verdict, StoreError> {
+    async fn reserve(&self, order_id: &OrderId, items: &[LineItem]) -> Attempt<(), InventoryError> {
         let skus: BTreeSet<&Sku> = items.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
         let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
@@ -133,10 +119,7 @@ impl SagaSteps {
             levels = self.levels(&skus).await?;
             decision = domain::reserve(order_id, items, &levels.stock);
         }
-        let (changed, event) = match decision {
-            Reservation::Held { levels, event } => (levels, event),
-            Reservation::Refused(event) => (vec![], event),
-        };
+        let (changed, event) = decision.into_change();
         // Expecting no inventory event for the order yet makes a repeated
         // reservation fail as a whole: no read needed to be idempotent.
         match self
@@ -145,7 +128,7 @@ impl SagaSteps {
         {
             Ok(()) => {
                 tracing::info!(outcome = event.type_name(), "reservation decided");
-                Ok(Ok(()))
+                Ok(Outcome::Done(()))
             }
             Err(StoreError::Conflict(why)) => {
                 self.forget(&subjects);
@@ -156,7 +139,7 @@ impl SagaSteps {
                     .re_emit(&subjects::inventory_events(order_id))
                     .await?
                 {
-                    return Ok(Ok(()));
+                    return Ok(Outcome::Done(()));
                 }
                 Err(StoreError::Conflict(why))
             }
@@ -168,25 +151,17 @@ impl SagaSteps {
     /// reservation at `inventory_seq`: unless something came after it
     /// (which the write's check tells), that is what the order holds now,
     /// and no read is needed.
-    async fn settle(&self, record: &SagaRecord, settle: Settle) -> Result<Verdict, StoreError> {
+    async fn settle(&self, record: &SagaRecord, settle: Settle) -> Attempt<(), InventoryError> {
         let order_id = &record.order_id;
-        let heard = record
-            .inventory_seq
-            .zip(record.lines.clone())
-            .zip(record.total_cents);
-        if let Some(((seq, lines), total_cents)) = heard {
+        if let Some((seq, reserved)) = domain::heard_reservation(record) {
             let reserved = Versioned {
                 seq,
                 subject: subjects::inventory_event(order_id, "reserved"),
-                value: InventoryEvent::Reserved {
-                    order_id: order_id.clone(),
-                    lines,
-                    total_cents,
-                },
+                value: reserved,
             };
-            // A reservation always changes, so `Ok(Ok)` means written.
+            // A reservation always changes, so `Done` means written.
             match self.settle_after(order_id, settle, Some(reserved)).await {
-                Err(StoreError::Conflict(_)) | Ok(Err(_)) => {}
+                Err(StoreError::Conflict(_)) | Ok(Outcome::Refused(_)) => {}
                 done => return done,
             }
         }
@@ -204,69 +179,33 @@ impl SagaSteps {
         order_id: &OrderId,
         settle: Settle,
         last: Option<Versioned<InventoryEvent>>,
-    ) -> Result<Verdict, StoreError> {
-        let (after, last) = match last {
-            Some(v) => (v.seq, Some(v.value)),
-            None => (0, None),
-        };
-        let released = |lines: Vec<PricedLine>| InventoryEvent::Released {
-            order_id: order_id.clone(),
-            lines,
-        };
-        let (lines, event) = match (settle, last) {
-            (Settle::Commit, Some(InventoryEvent::Reserved { lines, .. })) => (
-                lines.clone(),
-                InventoryEvent::Committed {
-                    order_id: order_id.clone(),
-                    lines,
-                },
-            ),
-            (Settle::Release, Some(InventoryEvent::Reserved { lines, .. })) => {
-                (lines.clone(), released(lines))
-            }
-            (Settle::Commit, Some(InventoryEvent::Committed { .. }))
-            | (Settle::Release, Some(InventoryEvent::Released { .. })) => {
-                // Done before: say so again, in case the saga missed it.
+    ) -> Attempt<(), InventoryError> {
+        let after = last.as_ref().map_or(0, |v| v.seq);
+        let settlement = domain::settlement(order_id, settle, last.as_ref().map(|v| &v.value));
+        let (lines, event) = match settlement {
+            Ok(Settlement::Change { lines, event }) => (lines, event),
+            Ok(Settlement::Repeat) => {
                 self.store()
                     .re_emit(&subjects::inventory_events(order_id))
                     .await?;
-                return Ok(Ok(()));
+                return Ok(Outcome::Done(()));
             }
-            // Nothing is held: record the release anyway, so that the saga
-            // hears back and a reservation arriving late holds nothing.
-            (Settle::Release, None | Some(InventoryEvent::ReserveFailed { .. })) => {
-                (vec![], released(vec![]))
-            }
-            (Settle::Release, Some(InventoryEvent::Committed { .. })) => {
-                return Ok(Err(format!(
-                    "order {order_id}: committed stock cannot be released"
-                )))
-            }
-            (Settle::Commit, other) => {
-                let found = other.map_or("nothing", |e| e.type_name());
-                return Ok(Err(format!(
-                    "order {order_id}: cannot commit, found {found}"
-                )));
-            }
+            Err(refused) => return Ok(Outcome::Refused(refused)),
         };
         let skus: BTreeSet<&Sku> = lines.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
         let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
-        let settle_on = |levels: &Levels| match settle {
-            Settle::Commit => domain::commit(&lines, &levels.stock),
-            Settle::Release => domain::release(&lines, &levels.stock),
-        };
         let mut levels = self.levels(&skus).await?;
-        let mut settled = settle_on(&levels);
+        let mut settled = domain::settle_lines(settle, &lines, &levels.stock);
         if settled.is_err() {
             // Perhaps only what this process remembered was stale.
             self.forget(&subjects);
             levels = self.levels(&skus).await?;
-            settled = settle_on(&levels);
+            settled = domain::settle_lines(settle, &lines, &levels.stock);
         }
         let changed = match settled {
             Ok(changed) => changed,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(refused) => return Ok(Outcome::Refused(refused)),
         };
         match self
             .write(turn, order_id, &changed, &levels.versions, &event, after)
@@ -274,7 +213,7 @@ impl SagaSteps {
         {
             Ok(()) => {
                 tracing::info!(outcome = event.type_name(), "reservation settled");
-                Ok(Ok(()))
+                Ok(Outcome::Done(()))
             }
             Err(e) => {
                 self.forget(&subjects);

@@ -20,6 +20,16 @@
 //! `payment_unavailable`: refund whatever a late charge took, then
 //! release); every other step, compensations included, is asked again until
 //! it is answered.
+//!
+//! When a step is overdue, and what becomes of the saga's wake-up as each
+//! record is written, is the `wake` module's part: the handler passes in
+//! the clock and a jitter, and carries out the wake-ups it returns.
+
+mod wake;
+
+pub use wake::{arm, heard, rearm, rfc3339, schedule, Arm, WakeUp, JITTER};
+
+use std::time::Duration;
 
 use events::inventory::InventoryEvent;
 use events::order::OrderEvent;
@@ -55,11 +65,17 @@ impl SagaEvent {
 pub struct Policy {
     /// Attempts at reserving or charging before the saga compensates.
     pub max_attempts: u32,
+    /// How long a first attempt at a step waits for its answer; each
+    /// attempt after it waits twice as long, up to eight times this.
+    pub step_timeout: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { max_attempts: 3 }
+        Self {
+            max_attempts: 3,
+            step_timeout: Duration::from_secs(10),
+        }
     }
 }
 

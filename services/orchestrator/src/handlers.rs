@@ -1,11 +1,12 @@
 //! The orchestrator's message handlers and query: every participant event
-//! goes through [`crate::domain::on_event`], and the record it yields is
+//! goes through [`crate::domain::decide`], and the record it yields is
 //! appended to the saga's subject, guarded by the sequence of the record
 //! it was computed from. The record carries the next command, so the saga's
-//! new state and its command are one write.
+//! new state and its command are one write. The handler reads the clock and
+//! draws the deadlines' jitter; the domain decides with them, and returns
+//! the wake-ups to arm or cancel, which the handler carries out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::jetstream::Message;
 use bytes::Bytes;
@@ -20,14 +21,13 @@ use rand::Rng;
 use runtime::consumer::stream_sequence;
 use runtime::memory::Memory;
 use runtime::query::{Query, QueryError};
-use runtime::retry::Backoff;
 use runtime::store::retry_conflicts;
 use runtime::turns::Turns;
 use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::domain::{self, Decision, Policy, SagaEvent};
+use crate::domain::{self, Arm, Decision, Policy, SagaEvent, WakeUp};
 use crate::metrics::SagaMetrics;
 
 /// Which participant's events a consumer carries.
@@ -89,7 +89,6 @@ pub struct Saga {
     turns: Arc<Turns>,
     metrics: SagaMetrics,
     policy: Policy,
-    step_timeout: Duration,
 }
 
 /// A saga's last record, and whether it was read from the store just now
@@ -100,14 +99,13 @@ struct Known {
 }
 
 impl Saga {
-    pub fn new(store: Store, metrics: SagaMetrics, policy: Policy, step_timeout: Duration) -> Self {
+    pub fn new(store: Store, metrics: SagaMetrics, policy: Policy) -> Self {
         Self {
             store,
             memory: Arc::new(Memory::new(REMEMBERED_SAGAS)),
             turns: Arc::new(Turns::new(SAGA_STRIPES)),
             metrics,
             policy,
-            step_timeout,
         }
     }
 
@@ -159,23 +157,21 @@ impl Saga {
                 }
                 Decision::WakeAt(at) => {
                     let record = current.expect("only a known saga has a deadline");
-                    self.arm(record, at).await?;
+                    self.arm(&domain::arm(record, at, now)).await?;
                     return Ok(None);
                 }
                 Decision::Nothing => {
                     // A duplicate `placed` presumed a new saga and armed a
                     // wake-up for it: give the saga back one for its own
                     // deadline.
-                    if let Some(saga) = current.filter(|s| lost && !s.state.is_terminal()) {
-                        if let Some(at) = saga.deadline.as_deref() {
-                            let at = OffsetDateTime::parse(at, &Rfc3339).unwrap_or(now);
-                            self.arm(saga, at).await?;
-                        }
+                    let rearm = current.filter(|_| lost).and_then(|s| domain::rearm(s, now));
+                    if let Some(arm) = rearm {
+                        self.arm(&arm).await?;
                     }
                     return Ok(None);
                 }
             };
-            heard(&mut next, &event, seq);
+            domain::heard(&mut next, &event, seq);
             let after = known.record.as_ref().map_or(0, |v| v.seq);
             let woken = matches!(event, SagaEvent::Timeout(_));
             match self.write(next, after, now, woken).await {
@@ -228,33 +224,23 @@ impl Saga {
     }
 
     /// Writes `next` (decided on the record at `after`), guarded by that
-    /// sequence, after making sure a wake-up is pending no later than the
-    /// deadline of the step it asks for: the one the saga has already, or
-    /// a new one. A saga woken by its wake-up (`woken`) has none left.
-    /// A finished saga's wake-up is cancelled once the record is stored.
+    /// sequence, with its step's deadline ([`domain::schedule`]): a wake-up
+    /// the domain asks for is armed before the record is written, and a
+    /// finished saga's is cancelled once the record is stored. A saga woken
+    /// by its wake-up (`woken`) has none left.
     async fn write(
         &self,
-        mut next: SagaRecord,
+        next: SagaRecord,
         after: u64,
         now: OffsetDateTime,
         woken: bool,
     ) -> Result<Arc<SagaRecord>, StoreError> {
-        let order_id = next.order_id.clone();
-        let pending = next.wake_at.take().filter(|_| !woken);
-        next.deadline = None;
-        if !next.state.is_terminal() {
-            let at = self.deadline(&next, now);
-            next.deadline = Some(rfc3339(at));
-            let kept = pending
-                .as_deref()
-                .and_then(|w| OffsetDateTime::parse(w, &Rfc3339).ok())
-                .filter(|w| *w <= at);
-            let wake_at = match kept {
-                Some(w) => w,
-                None => self.arm(&next, at).await?,
-            };
-            next.wake_at = Some(rfc3339(wake_at));
+        let jitter = rand::rng().random_range(domain::JITTER);
+        let (next, wake_up) = domain::schedule(next, woken, now, jitter, self.policy);
+        if let WakeUp::Arm(arm) = &wake_up {
+            self.arm(arm).await?;
         }
+        let order_id = next.order_id.clone();
         let subject = subjects::saga_record(&order_id, next.command.name());
         let append = Append::json(subject.clone(), &next)
             .expect_last_on(&subjects::saga_records(&order_id), after);
@@ -269,7 +255,7 @@ impl Saga {
                         value: next.clone(),
                     },
                 );
-                if next.state.is_terminal() && pending.is_some() {
+                if wake_up == WakeUp::Cancel {
                     self.disarm(&order_id).await;
                 }
                 Ok(next)
@@ -282,50 +268,20 @@ impl Saga {
         }
     }
 
-    /// When the step `record` asks for is overdue: the step timeout,
-    /// doubling with each attempt up to eight times it, jittered, and
-    /// rounded up to the second (the schedules' resolution).
-    fn deadline(&self, record: &SagaRecord, now: OffsetDateTime) -> OffsetDateTime {
-        let ceiling = Backoff::ceiling(
-            self.step_timeout,
-            self.step_timeout * 8,
-            record.attempt.saturating_sub(1),
-        );
-        let delay = ceiling.mul_f64(rand::rng().random_range(0.9..1.1));
-        next_second(now + delay)
-    }
-
-    /// Arms the saga's wake-up for `at`, as a JetStream scheduled message
-    /// on `saga.timer.<order_id>`: it fires `saga.timeout.<order_id>` even
-    /// if every orchestrator is down meanwhile. One subject holds one
-    /// schedule, so this replaces the wake-up of the saga's previous step,
-    /// and a saga never has more than one pending.
-    ///
-    /// Armed before the record is written, so no written step is ever
-    /// without a wake-up. One armed for a record that then lost its write
-    /// may replace the winner's, at about the same time: whichever fires,
-    /// the saga's own `deadline` says whether its step is overdue, and a
-    /// wake-up that comes early is armed again for the deadline.
-    /// Returns when it fires.
-    async fn arm(
-        &self,
-        record: &SagaRecord,
-        at: OffsetDateTime,
-    ) -> Result<OffsetDateTime, StoreError> {
-        // Never in the past: a clock behind the server's must not spin.
-        let at = at.max(next_second(OffsetDateTime::now_utc()));
-        let schedule = format!("@at {}", rfc3339(at));
-        let timer = StepTimer {
-            order_id: record.order_id.clone(),
-            command: record.command.name().to_owned(),
-            attempt: record.attempt,
-        };
-        let target = subjects::step_timeout(&record.order_id);
-        let append = Append::json(subjects::step_timer(&record.order_id), &timer)
+    /// Arms a saga's wake-up, as a JetStream scheduled message on
+    /// `saga.timer.<order_id>`: it fires `saga.timeout.<order_id>` at
+    /// `arm.at` even if every orchestrator is down meanwhile, replacing the
+    /// saga's previous one ([`crate::domain`]'s `wake` tells why that is
+    /// safe).
+    async fn arm(&self, arm: &Arm) -> Result<(), StoreError> {
+        let schedule = format!("@at {}", domain::rfc3339(arm.at));
+        let order_id = &arm.timer.order_id;
+        let target = subjects::step_timeout(order_id);
+        let append = Append::json(subjects::step_timer(order_id), &arm.timer)
             .header("Nats-Schedule", &schedule)
             .header("Nats-Schedule-Target", &target);
         self.store.commit(vec![append]).await?;
-        Ok(at)
+        Ok(())
     }
 
     /// Cancels a finished saga's wake-up: a message without a schedule
@@ -355,26 +311,6 @@ impl Saga {
             .map(|start| (OffsetDateTime::now_utc() - start).as_seconds_f64());
         self.metrics.saga_completed(outcome, seconds);
     }
-}
-
-/// Notes the version of the participant's aggregate that `event` (at
-/// `seq` of its stream) announced, for the commands that follow it.
-fn heard(next: &mut SagaRecord, event: &SagaEvent, seq: u64) {
-    match event {
-        SagaEvent::Order(e) if e.kind == OrderEventType::Placed => next.order_seq = Some(seq),
-        SagaEvent::Inventory(InventoryEvent::Reserved { .. }) => next.inventory_seq = Some(seq),
-        _ => {}
-    }
-}
-
-/// The first whole second after `t`: schedules have a resolution of one
-/// second, so deadlines round up, never down.
-fn next_second(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(0).expect("zero nanoseconds is valid") + time::Duration::SECOND
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&Rfc3339).expect("a UTC time formats")
 }
 
 /// `saga.query.get`.

@@ -77,8 +77,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             metrics::SagaMetrics::register(rt.metrics.registry()),
             domain::Policy {
                 max_attempts: config.max_attempts,
+                step_timeout: config.step_timeout,
             },
-            config.step_timeout,
         );
         let consumers = [
             (

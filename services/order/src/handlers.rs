@@ -3,17 +3,19 @@
 
 use async_nats::jetstream::Message;
 use events::commands::{PlaceError, PlaceOrder};
-use events::order::{OrderEvent, OrderEventType, RejectedEvent, RejectedTag};
+use events::order::{OrderEvent, RejectedEvent, RejectedTag};
 use events::query::ByOrder;
-use events::saga::{SagaCommand, SagaRecord};
+use events::saga::SagaRecord;
 use events::subjects;
-use events::{Order, OrderId};
+use events::OrderId;
 use runtime::consumer::{header, stream_sequence};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
-use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+use runtime::{
+    decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
+};
 
-use crate::domain;
+use crate::domain::{self, OrderError};
 
 /// `orders.cmd.place`.
 #[derive(Debug)]
@@ -55,10 +57,7 @@ impl Handler for Place {
             domain::derive_order_id(header(message, "Nats-Msg-Id"), stream_sequence(message))
         });
         runtime::telemetry::record_order_id(order_id.as_str());
-        let placed = OrderEvent {
-            kind: OrderEventType::Placed,
-            order: Order::placed(order_id.clone(), command.customer_id, &command.items),
-        };
+        let placed = domain::placed(order_id.clone(), command.customer_id, &command.items);
         let filter = subjects::order_events(&order_id);
         let append = Append::json(subjects::order_event(&order_id, "placed"), &placed)
             .expect_last_on(&filter, 0);
@@ -93,34 +92,27 @@ impl SagaSteps {
     }
 
     async fn apply(&self, record: &SagaRecord) -> Result<(), HandleError> {
-        let outcome = retry_conflicts(|| async {
+        retry_conflicts(|| async {
             // The saga heard the order placed at `order_seq`: unless
             // something came after it (which the write's check tells), that
             // is the order now, and no read is needed.
-            if let Some(seq) = record.order_seq {
+            if let Some((seq, placed)) = domain::heard_placed(record) {
                 let placed = Versioned {
                     seq,
                     subject: subjects::order_event(&record.order_id, "placed"),
-                    value: OrderEvent {
-                        kind: OrderEventType::Placed,
-                        order: Order::placed(
-                            record.order_id.clone(),
-                            record.customer_id.clone(),
-                            &record.items,
-                        ),
-                    },
+                    value: placed,
                 };
-                // A pending order always changes, so `Ok` means written.
+                // A pending order always changes, so `Done` means written.
                 match self.apply_to(record, Some(placed)).await {
-                    Err(StoreError::Conflict(_)) | Ok(Err(_)) => {}
+                    Err(StoreError::Conflict(_)) | Ok(Outcome::Refused(_)) => {}
                     done => return done,
                 }
             }
             let current = self.load(&record.order_id).await?;
             self.apply_to(record, current).await
         })
-        .await?;
-        outcome.map_err(HandleError::Reject)
+        .await?
+        .handled()
     }
 
     /// Decides the saga's command on the order as it stands at `current`,
@@ -129,30 +121,20 @@ impl SagaSteps {
         &self,
         record: &SagaRecord,
         current: Option<Versioned<OrderEvent>>,
-    ) -> Result<Result<(), String>, StoreError> {
+    ) -> Attempt<(), OrderError> {
         let order_id = &record.order_id;
         let order = current.as_ref().map(|v| &v.value.order);
-        let decided = match &record.command {
-            SagaCommand::ConfirmOrder { lines, total_cents } => {
-                domain::confirm(order, order_id, lines, *total_cents)
-            }
-            SagaCommand::CancelOrder { reason } => {
-                let priced = record.lines.as_deref().zip(record.total_cents);
-                domain::cancel(order, order_id, *reason, priced)
-            }
-            other => return Ok(Err(format!("not an order command: {}", other.name()))),
-        };
-        let event = match decided {
+        let event = match domain::decide(record, order) {
             Ok(Some(event)) => event,
-            Ok(None) => return Ok(Ok(())),
-            Err(e) => return Ok(Err(e.to_string())),
+            Ok(None) => return Ok(Outcome::Done(())),
+            Err(e) => return Ok(Outcome::Refused(e)),
         };
         let seq = current.map_or(0, |v| v.seq);
         let append = Append::json(subjects::order_event(order_id, event.kind.as_str()), &event)
             .expect_last_on(&subjects::order_events(order_id), seq);
         self.store.commit(vec![append]).await?;
         tracing::info!(status = ?event.order.status, "order updated");
-        Ok(Ok(()))
+        Ok(Outcome::Done(()))
     }
 }
 

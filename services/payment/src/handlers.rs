@@ -1,5 +1,6 @@
 //! The payment service's message handlers and query: the thin layer between
-//! JetStream and [`crate::domain`].
+//! JetStream and [`crate::domain`]. They read, ask the domain, call the
+//! gateway, and write.
 //!
 //! As in the inventory, every change is one atomic batch of the account's
 //! new balance (checked against the sequence it was read at) and the order's
@@ -13,18 +14,20 @@ use async_nats::jetstream::Message;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
 use events::query::ByCustomer;
-use events::saga::{SagaCommand, SagaRecord};
+use events::saga::SagaRecord;
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
 use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
-use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned};
+use runtime::{
+    decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
+};
 use time::OffsetDateTime;
 
 use crate::breaker::Breaker;
-use crate::domain::{self, Charge};
+use crate::domain::{self, Charge, PaymentError, Refunding, Step};
 use crate::gateway::{Gateway, Unavailable};
 
 /// The customers' accounts, held and remembered by this process.
@@ -61,7 +64,7 @@ impl Handler for Commands {
                 })
         })
         .await?
-        .map_err(HandleError::Reject)?;
+        .handled()?;
         if let Applied::Now(account) = applied {
             tracing::info!(customer_id = %account.customer_id, balance = account.balance_cents.0, "deposited");
         }
@@ -70,16 +73,18 @@ impl Handler for Commands {
 }
 
 /// Why a saga step was not done this time.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum NotDone {
-    /// It can never be done (a bug or corrupt state): dead-letter it.
-    Never(String),
-    /// The gateway failed or its circuit is open: try again after this long.
-    Later(Duration, String),
+    /// It can never be done (a bug or corrupt state).
+    #[error(transparent)]
+    Refused(#[from] PaymentError),
+    /// The gateway's circuit is open for this long.
+    #[error("payment gateway circuit open for {0:?}")]
+    CircuitOpen(Duration),
+    /// The gateway failed.
+    #[error(transparent)]
+    Gateway(#[from] Unavailable),
 }
-
-/// An attempt's outcome: done, or why not.
-type Attempt = Result<(), NotDone>;
 
 /// The saga's `charge_payment` and `refund_payment`, through the gateway
 /// and its circuit breaker.
@@ -94,27 +99,21 @@ impl<G: Gateway> Handler for SagaSteps<G> {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         let record: SagaRecord = decode(message)?;
         let order_id = &record.order_id;
-        let attempt = match &record.command {
-            SagaCommand::ChargePayment {
+        let outcome = match domain::step(&record.command) {
+            Ok(Step::Charge {
                 customer_id,
-                amount_cents,
-            } => {
+                amount,
+            }) => {
                 let delivery = message.info().map_or(1, |i| i.delivered);
                 let look = domain::may_be_decided(&record, delivery, OffsetDateTime::now_utc());
-                retry_conflicts(|| self.charge(order_id, customer_id, *amount_cents, look)).await?
+                retry_conflicts(|| self.charge(order_id, customer_id, amount, look)).await?
             }
-            SagaCommand::RefundPayment { customer_id } => {
+            Ok(Step::Refund { customer_id }) => {
                 retry_conflicts(|| self.refund(order_id, customer_id)).await?
             }
-            other => Err(NotDone::Never(format!(
-                "not a payment command: {}",
-                other.name()
-            ))),
+            Err(refused) => Outcome::Refused(refused.into()),
         };
-        attempt.map_err(|not_done| match not_done {
-            NotDone::Never(why) => HandleError::Reject(why),
-            NotDone::Later(after, why) => HandleError::RetryAfter(after, why),
-        })
+        outcome.handled()
     }
 
     /// While the gateway's circuit is open, take no new steps: they would
@@ -133,19 +132,24 @@ impl<G: Gateway> SagaSteps<G> {
         }
     }
 
-    /// Moves money through the gateway, guarded by the breaker.
-    async fn through_gateway<F>(&self, call: F) -> Attempt
+    /// Moves money through the gateway, guarded by the breaker: `Later`
+    /// when it cannot now.
+    async fn through_gateway<F>(&self, call: F) -> Outcome<(), NotDone>
     where
         F: std::future::Future<Output = Result<(), Unavailable>>,
     {
-        let permit = self.breaker.permit().map_err(|wait| {
-            NotDone::Later(wait, format!("payment gateway circuit open for {wait:?}"))
-        })?;
+        let permit = match self.breaker.permit() {
+            Ok(permit) => permit,
+            Err(wait) => return Outcome::Later(wait, NotDone::CircuitOpen(wait)),
+        };
         let outcome = call.await;
         self.breaker.record(permit, outcome.is_ok());
-        // Come back when the breaker may let a call through: not later,
-        // however often this step was tried already.
-        outcome.map_err(|e| NotDone::Later(self.breaker.retry_in(), e.to_string()))
+        match outcome {
+            Ok(()) => Outcome::Done(()),
+            // Come back when the breaker may let a call through: not later,
+            // however often this step was tried already.
+            Err(e) => Outcome::Later(self.breaker.retry_in(), e.into()),
+        }
     }
 
     fn store(&self) -> &Store {
@@ -160,7 +164,7 @@ impl<G: Gateway> SagaSteps<G> {
         customer_id: &CustomerId,
         amount: Cents,
         look: bool,
-    ) -> Result<Attempt, StoreError> {
+    ) -> Attempt<(), NotDone> {
         // Decided before (or refunded before it was ever charged): the
         // gateway must not be called again for it; say the answer again, in
         // case the saga missed it.
@@ -170,7 +174,7 @@ impl<G: Gateway> SagaSteps<G> {
                 .re_emit(&subjects::payment_events(order_id))
                 .await?
         {
-            return Ok(Ok(()));
+            return Ok(Outcome::Done(()));
         }
         let subject = subjects::account(customer_id);
         let turn = self.accounts.hold([subject.as_str()]).await;
@@ -194,16 +198,13 @@ impl<G: Gateway> SagaSteps<G> {
             );
         }
         let version = current.map(|v| v.version);
-        let (account, event) = match decision {
-            Charge::Taken { account, event } => (Some(account), event),
-            Charge::Declined(event) => (None, event),
-        };
+        let (account, event) = decision.into_change();
         if account.is_some() {
-            if let Err(not_done) = self
+            let called = self
                 .through_gateway(self.gateway.charge(order_id, customer_id, amount))
-                .await
-            {
-                return Ok(Err(not_done));
+                .await;
+            if !called.is_done() {
+                return Ok(called);
             }
         }
         // Expecting no payment event for the order yet makes a repeated
@@ -214,7 +215,7 @@ impl<G: Gateway> SagaSteps<G> {
         {
             Ok(()) => {
                 tracing::info!(%customer_id, outcome = event.type_name(), amount = amount.0, "charge decided");
-                Ok(Ok(()))
+                Ok(Outcome::Done(()))
             }
             Err(StoreError::Conflict(why)) => {
                 self.accounts.forget(&subject);
@@ -224,7 +225,7 @@ impl<G: Gateway> SagaSteps<G> {
                     .re_emit(&subjects::payment_events(order_id))
                     .await?
                 {
-                    return Ok(Ok(()));
+                    return Ok(Outcome::Done(()));
                 }
                 Err(StoreError::Conflict(why))
             }
@@ -232,67 +233,47 @@ impl<G: Gateway> SagaSteps<G> {
         }
     }
 
-    async fn refund(
-        &self,
-        order_id: &OrderId,
-        customer_id: &CustomerId,
-    ) -> Result<Attempt, StoreError> {
+    async fn refund(&self, order_id: &OrderId, customer_id: &CustomerId) -> Attempt<(), NotDone> {
         let last: Option<Versioned<PaymentEvent>> = self
             .store()
             .last(&subjects::payment_events(order_id))
             .await?;
-        let (after, charged) = match &last {
-            Some(Versioned {
-                value: PaymentEvent::Refunded { .. },
-                ..
-            }) => {
-                // Done before: say so again, in case the saga missed it.
+        let after = last.as_ref().map_or(0, |v| v.seq);
+        let last = last.as_ref().map(|v| &v.value);
+        let (give_back, event) = match domain::refunding(order_id, customer_id, last) {
+            Refunding::Repeat => {
                 self.store()
                     .re_emit(&subjects::payment_events(order_id))
                     .await?;
-                return Ok(Ok(()));
+                return Ok(Outcome::Done(()));
             }
-            Some(Versioned {
-                seq,
-                value: PaymentEvent::Charged { amount_cents, .. },
-                ..
-            }) => (*seq, *amount_cents),
-            // Nothing was taken: record the refund anyway, so that the saga
-            // hears back and a charge arriving late takes nothing.
-            Some(Versioned { seq, .. }) => (*seq, Cents::ZERO),
-            None => (0, Cents::ZERO),
-        };
-        let event = PaymentEvent::Refunded {
-            order_id: order_id.clone(),
-            customer_id: customer_id.clone(),
-            amount_cents: charged,
+            Refunding::Refund { give_back, event } => (give_back, event),
         };
         let subject = subjects::account(customer_id);
         let turn = self.accounts.hold([subject.as_str()]).await;
-        let account = if charged == Cents::ZERO {
-            None
-        } else {
-            let Some(current) = self.accounts.read(&subject).await? else {
-                return Ok(Err(NotDone::Never(format!(
-                    "order {order_id}: charged customer {customer_id} has no account"
-                ))));
-            };
-            let account = match domain::refund(&current.value, charged) {
-                Ok(account) => account,
-                Err(e) => return Ok(Err(NotDone::Never(e.to_string()))),
-            };
-            if let Err(not_done) = self
-                .through_gateway(self.gateway.refund(order_id, customer_id, charged))
-                .await
-            {
-                return Ok(Err(not_done));
+        let account = match give_back {
+            None => None,
+            Some(amount) => {
+                let current = self.accounts.read(&subject).await?;
+                let value = current.as_ref().map(|c| &c.value);
+                let account = match domain::refund_to(order_id, customer_id, value, amount) {
+                    Ok(account) => account,
+                    Err(refused) => return Ok(Outcome::Refused(refused.into())),
+                };
+                let called = self
+                    .through_gateway(self.gateway.refund(order_id, customer_id, amount))
+                    .await;
+                if !called.is_done() {
+                    return Ok(called);
+                }
+                Some((account, current.map(|c| c.version)))
             }
-            Some((account, Some(current.version)))
         };
+        let amount = give_back.unwrap_or(Cents::ZERO);
         match self.write(turn, order_id, account, &event, after).await {
             Ok(()) => {
-                tracing::info!(%customer_id, amount = charged.0, "refunded");
-                Ok(Ok(()))
+                tracing::info!(%customer_id, amount = amount.0, "refunded");
+                Ok(Outcome::Done(()))
             }
             Err(e) => {
                 self.accounts.forget(&subject);

@@ -5,7 +5,10 @@ use events::{CancelReason, Cents, CustomerId, LineItem, PricedLine, Quantity, Sk
 use proptest::prelude::*;
 
 const NOW: &str = "2026-11-26T12:00:00Z";
-const POLICY: Policy = Policy { max_attempts: 3 };
+const POLICY: Policy = Policy {
+    max_attempts: 3,
+    step_timeout: Duration::from_secs(10),
+};
 
 fn order_id() -> OrderId {
     OrderId::parse("o-1").unwrap()

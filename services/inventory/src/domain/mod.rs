@@ -2,7 +2,12 @@
 //! command, the new levels and the event that announces them.
 //!
 //! A reservation holds every line of an order or none: an order for two
-//! skus never holds one of them alone.
+//! skus never holds one of them alone. What a saga step comes to, given
+//! what the order holds already, is the `steps` module.
+
+mod steps;
+
+pub use steps::{heard_reservation, settlement, step, Settle, Settlement, Step};
 
 use std::collections::BTreeMap;
 
@@ -22,6 +27,16 @@ pub enum InventoryError {
         sku: Sku,
         reserved: u64,
         wanted: u64,
+    },
+    #[error("not an inventory command: {0}")]
+    NotAnInventoryCommand(&'static str),
+    #[error("order {0}: committed stock cannot be released")]
+    ReleaseAfterCommit(OrderId),
+    #[error("order {order_id}: cannot commit, found {found}")]
+    NothingToCommit {
+        order_id: OrderId,
+        /// The order's last inventory event, or `nothing`.
+        found: &'static str,
     },
 }
 
@@ -72,6 +87,17 @@ pub enum Reservation {
     Refused(InventoryEvent),
 }
 
+impl Reservation {
+    /// What the reservation writes: the new levels (none when refused), and
+    /// the order's event.
+    pub fn into_change(self) -> (Vec<StockLevel>, InventoryEvent) {
+        match self {
+            Self::Held { levels, event } => (levels, event),
+            Self::Refused(event) => (vec![], event),
+        }
+    }
+}
+
 /// Holds every line of the order, priced from the catalogue, or none.
 /// `stock` has the current level of each sku the order names that exists.
 pub fn reserve(
@@ -120,6 +146,18 @@ pub fn reserve(
             lines,
             total_cents: Cents(total_cents),
         },
+    }
+}
+
+/// Settles the held `lines` on `stock` one way or the other.
+pub fn settle_lines(
+    settle: Settle,
+    lines: &[PricedLine],
+    stock: &BTreeMap<Sku, StockLevel>,
+) -> Result<Vec<StockLevel>, InventoryError> {
+    match settle {
+        Settle::Commit => commit(lines, stock),
+        Settle::Release => release(lines, stock),
     }
 }
 

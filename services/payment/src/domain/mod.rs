@@ -1,23 +1,27 @@
 //! The payment decisions, pure: given an account as stored and a command,
-//! the new account and the event that announces it.
+//! the new account and the event that announces it. What a saga step comes
+//! to, given what was decided for the order already, is the `steps` module.
+
+mod steps;
+
+pub use steps::{may_be_decided, refund_to, refunding, step, Refunding, Step, CLOCK_MARGIN};
 
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
-use events::saga::SagaRecord;
 use events::{CancelReason, Cents, CustomerId, OrderId};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
-/// How far ahead of its deadline a charge step must still be to be taken
-/// without looking for an earlier answer first: room for the clocks of the
-/// orchestrator's host and this one to disagree.
-pub const CLOCK_MARGIN: time::Duration = time::Duration::seconds(2);
 
 /// A command that cannot be applied to the account as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
     #[error("depositing would overflow the balance of {0}")]
     Overflow(CustomerId),
+    #[error("not a payment command: {0}")]
+    NotAPaymentCommand(&'static str),
+    #[error("order {order_id}: charged customer {customer_id} has no account")]
+    NoAccount {
+        order_id: OrderId,
+        customer_id: CustomerId,
+    },
 }
 
 /// Adds a deposit to the balance, opening the account if needed.
@@ -41,6 +45,17 @@ pub enum Charge {
     },
     /// Not taken: `declined`.
     Declined(PaymentEvent),
+}
+
+impl Charge {
+    /// What the charge writes: the new account (none when declined), and
+    /// the order's event.
+    pub fn into_change(self) -> (Option<Account>, PaymentEvent) {
+        match self {
+            Self::Taken { account, event } => (Some(account), event),
+            Self::Declined(event) => (None, event),
+        }
+    }
 }
 
 /// Takes `amount` from the balance, or declines when it is short (an
@@ -80,27 +95,6 @@ pub fn refund(current: &Account, amount: Cents) -> Result<Account, PaymentError>
             .ok_or_else(|| PaymentError::Overflow(current.customer_id.clone()))?,
         ..current.clone()
     })
-}
-
-/// Whether a `charge_payment` step (`record`, delivered for the
-/// `delivery`th time) may find its order decided already, so that the
-/// service must look before it calls the gateway.
-///
-/// The saga gives up on a charge, and refunds, only once the deadline of
-/// its last attempt has passed, and each attempt's deadline comes after
-/// the one before. So the first delivery of a first attempt, well before
-/// its own deadline, is the order's first payment step: nothing can have
-/// been charged or refunded for it. Anything else (a redelivery, a retry,
-/// a step near or past its deadline, or without one) may follow an answer.
-/// Looking is only to spare the gateway a call: its calls are keyed by the
-/// order, and the write's check refuses a second answer either way.
-pub fn may_be_decided(record: &SagaRecord, delivery: i64, now: OffsetDateTime) -> bool {
-    let deadline = record
-        .deadline
-        .as_deref()
-        .and_then(|d| OffsetDateTime::parse(d, &Rfc3339).ok());
-    let well_ahead = deadline.is_some_and(|d| now + CLOCK_MARGIN < d);
-    !(delivery == 1 && record.attempt == 1 && well_ahead)
 }
 
 #[cfg(test)]
@@ -172,47 +166,5 @@ mod tests {
             refund(&account(1), Cents(999)).unwrap().balance_cents,
             Cents(1000)
         );
-    }
-
-    fn charge_step(attempt: u32, deadline: Option<OffsetDateTime>) -> SagaRecord {
-        use events::saga::{SagaCommand, SagaState};
-        SagaRecord {
-            order_id: order(),
-            customer_id: customer(),
-            state: SagaState::Charging,
-            items: vec![],
-            lines: None,
-            total_cents: Some(Cents(999)),
-            reason: None,
-            steps: vec![],
-            command: SagaCommand::ChargePayment {
-                customer_id: customer(),
-                amount_cents: Cents(999),
-            },
-            attempt,
-            deadline: deadline.map(|d| d.format(&Rfc3339).unwrap()),
-            wake_at: None,
-            order_seq: None,
-            inventory_seq: None,
-        }
-    }
-
-    #[test]
-    fn only_a_first_delivery_of_a_first_attempt_well_before_its_deadline_skips_the_look() {
-        let now = OffsetDateTime::now_utc();
-        let ahead = Some(now + time::Duration::seconds(10));
-        assert!(!may_be_decided(&charge_step(1, ahead), 1, now));
-        // A redelivery may follow a charge this service stored and
-        // crashed before acknowledging.
-        assert!(may_be_decided(&charge_step(1, ahead), 2, now));
-        // A retry may follow a slow first attempt's charge.
-        assert!(may_be_decided(&charge_step(2, ahead), 1, now));
-        // Past (or about to pass) its deadline, the saga may have given
-        // up and refunded: the clocks get their margin.
-        let near = Some(now + CLOCK_MARGIN);
-        assert!(may_be_decided(&charge_step(1, near), 1, now));
-        let past = Some(now - time::Duration::seconds(1));
-        assert!(may_be_decided(&charge_step(1, past), 1, now));
-        assert!(may_be_decided(&charge_step(1, None), 1, now));
     }
 }
