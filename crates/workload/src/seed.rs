@@ -147,3 +147,41 @@ pub async fn seed(client: &Client, plan: &Plan, progress: bool) -> anyhow::Resul
         customers: plan.customers.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(json: &str) -> anyhow::Result<Plan> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("catalogue.json");
+        std::fs::write(&path, json)?;
+        plan_from_file(&path)
+    }
+
+    #[test]
+    fn a_seed_file_gives_its_skus_and_customers() {
+        let plan = plan_of(
+            r#"{"skus":[{"sku":"sku-1","stock":5,"price_cents":1299}],
+                "customers":[{"customer_id":"c-1","balance_cents":100}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plan.skus, vec![("sku-1".to_owned(), 5, 1299)]);
+        assert_eq!(plan.customers, vec![("c-1".to_owned(), 100)]);
+    }
+
+    #[test]
+    fn a_mistake_in_a_seed_file_is_named_with_where_it_is() {
+        let error = |json| format!("{:#}", plan_of(json).unwrap_err());
+        assert!(error(r#"{"skus":[{"sku":"a b","stock":5,"price_cents":1}]}"#).contains("skus[0]"));
+        assert!(
+            error(r#"{"skus":[{"sku":"s","stock":0,"price_cents":1}]}"#).contains("skus[0].stock")
+        );
+        assert!(
+            error(r#"{"customers":[{"customer_id":"c","balance_cents":0}]}"#)
+                .contains("customers[0].balance_cents")
+        );
+        assert!(error(r#"{"skus":[],"customers":[]}"#).contains("neither skus nor customers"));
+        assert!(error(r#"{"sku":[]}"#).contains("unknown field"));
+    }
+}
