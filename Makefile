@@ -3,6 +3,9 @@
 #   make test   every test (what .ci/run runs)
 
 CARGO ?= cargo
+# The release binaries: in cargo's target directory, wherever CARGO_TARGET_DIR
+# (or .cargo/config.toml) puts it. Worked out only by the targets that use it.
+BIN = $(shell CARGO='$(CARGO)' scripts/target-dir.sh)/release
 
 .PHONY: demo test tools build release bench lint fmt clean check-alerts
 
@@ -12,7 +15,7 @@ tools:
 
 ## Runs the demo: release build, then sagactl demo (Ctrl-C stops it).
 demo: tools release
-	target/release/sagactl demo
+	$(BIN)/sagactl demo
 
 ## Runs every test against a real nats-server (scripts/test.sh: installs
 ## nats-server, builds the binaries the end-to-end tests run, tests, and
@@ -28,10 +31,10 @@ check-alerts:
 release:
 	$(CARGO) build --release --bins
 
-## The benchmark: release build, then sagactl bench (its own nats-server and
+## The benchmark: release build, then jetsaga-bench (its own nats-server and
 ## services; a table, and JSON in bench.json).
 bench: tools release
-	target/release/sagactl bench --out bench.json
+	$(BIN)/jetsaga-bench --out bench.json
 
 lint:
 	$(CARGO) fmt --check

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks the monitoring configuration, offline, with promtool (Debian's,
-# scripts/install-promtool.sh) and python3:
+# Checks the monitoring configuration, offline, with promtool (the one on
+# PATH, else Debian's: scripts/install-promtool.sh) and python3:
 #
 #   1. deploy/prometheus/prometheus.yml (Compose) passes `promtool check
 #      config`, its rule files included, and docker-compose.yml mounts each
@@ -53,12 +53,11 @@ tally() {
     done
 }
 
-if ! scripts/install-promtool.sh; then
-    bad "promtool could not be installed (scripts/install-promtool.sh)"
+if ! promtool="$(scripts/install-promtool.sh)"; then
+    bad "no promtool on PATH, and none could be installed (scripts/install-promtool.sh)"
     finish
 fi
-promtool="$root/.tools/bin/promtool"
-say "$("$promtool" --version 2>&1 | head -n 1)"
+say "$promtool: $("$promtool" --version 2>&1 | head -n 1)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs promtool into .tools/bin, from Debian's package `prometheus`
-# (`apt-get download`, then only usr/bin/promtool out of the .deb: nothing
-# is installed system-wide and no service is started). Idempotent: does
-# nothing when a promtool of at least PROMTOOL_MIN_VERSION is already
-# there. Runs `apt-get update` (as root) only when apt knows no
-# `prometheus` package yet.
+# Finds or installs promtool, and prints the path of the one to use (the
+# only line on stdout; what it does goes to stderr):
+#
+#   1. a `promtool` on PATH, if it is at least PROMTOOL_MIN_VERSION;
+#   2. else the one in .tools/bin, if it is;
+#   3. else installs one into .tools/bin from Debian's package `prometheus`
+#      (`apt-get download`, then only usr/bin/promtool out of the .deb:
+#      nothing is installed system-wide and no service is started). Runs
+#      `apt-get update` (as root) only when apt knows no `prometheus`
+#      package yet.
 #
 # Debian bookworm's is 2.42: enough for `check config`, `check rules`,
 # `test rules` and `check service-discovery`, but built without the
@@ -23,7 +27,15 @@ recent_enough() {
     [[ -n "$1" ]] && [[ "$(printf '%s\n%s\n' "$PROMTOOL_MIN_VERSION" "$1" | sort -V | head -n 1)" == "$PROMTOOL_MIN_VERSION" ]]
 }
 
+if on_path="$(command -v promtool 2>/dev/null)"; then
+    if recent_enough "$(version_of "$on_path")"; then
+        echo "$on_path"
+        exit 0
+    fi
+    echo "install-promtool: $on_path is older than $PROMTOOL_MIN_VERSION: not used" >&2
+fi
 if [[ -x "$bin" ]] && recent_enough "$(version_of "$bin")"; then
+    echo "$bin"
     exit 0
 fi
 
@@ -63,3 +75,4 @@ mkdir -p "$(dirname "$bin")"
 install -m 0755 "$tmp/usr/bin/promtool" "$bin.new"
 mv -f "$bin.new" "$bin"
 echo "promtool $version ($(basename "$deb"))" >&2
+echo "$bin"

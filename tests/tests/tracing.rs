@@ -1,6 +1,7 @@
 //! One order is one trace: the four services, as real processes, export
 //! their spans over OTLP to receivers inside this test (two services over
-//! `http/protobuf`, two over `grpc`); an order placed with a client's
+//! `http/protobuf`, two over `grpc`, one of each pair gzip-compressed with
+//! `OTEL_EXPORTER_OTLP_COMPRESSION`); an order placed with a client's
 //! `traceparent` must come back as one connected trace that continues the
 //! client's, with spans from every service, producer and consumer kinds, the
 //! messaging attributes, and the order id; and the services' JSON log lines
@@ -43,19 +44,26 @@ async fn one_order_is_one_trace_across_the_four_services() {
     let logs = tempfile::tempdir().unwrap();
     let http_endpoint = format!("http://{http}");
     let grpc_endpoint = format!("http://{grpc}");
-    let export = |endpoint: &str, protocol: &str| -> Vec<(String, String)> {
+    let export = |endpoint: &str, protocol: &str, compression: &str| -> Vec<(String, String)> {
         vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.into()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION".into(), compression.into()),
             // Export soon after a span ends, so the test need not wait 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
         ]
     };
     let services: Vec<ServiceProcess> = [
-        ("order-service", export(&http_endpoint, "http/protobuf")),
-        ("inventory-service", export(&http_endpoint, "http/protobuf")),
-        ("payment-service", export(&grpc_endpoint, "grpc")),
-        ("saga-orchestrator", export(&grpc_endpoint, "grpc")),
+        (
+            "order-service",
+            export(&http_endpoint, "http/protobuf", "none"),
+        ),
+        (
+            "inventory-service",
+            export(&http_endpoint, "http/protobuf", "gzip"),
+        ),
+        ("payment-service", export(&grpc_endpoint, "grpc", "none")),
+        ("saga-orchestrator", export(&grpc_endpoint, "grpc", "gzip")),
     ]
     .into_iter()
     .map(|(name, env)| {
@@ -128,6 +136,19 @@ async fn one_order_is_one_trace_across_the_four_services() {
         ]),
         "spans of the trace come from every service"
     );
+    // Each service's export requests came encoded as it was told.
+    for (service, encoding) in [
+        ("order-service", "identity"),
+        ("inventory-service", "gzip"),
+        ("payment-service", "identity"),
+        ("saga-orchestrator", "gzip"),
+    ] {
+        assert_eq!(
+            received.encodings(service),
+            HashSet::from([encoding.to_owned()]),
+            "the encodings of {service}'s export requests"
+        );
+    }
     // ...connected: each span's parent is another span of the trace, but
     // for the first, whose parent is the client's span.
     let by_id: HashMap<Vec<u8>, &Received1> =
@@ -388,9 +409,14 @@ async fn one_order_is_one_trace_across_the_four_services() {
     }
 }
 
-/// The spans received, with the service that sent each.
+/// The spans received, with the service that sent each, and the encoding
+/// (`identity`, `gzip`) of each export request.
 #[derive(Debug, Clone, Default)]
-struct Received(Arc<Mutex<Vec<Received1>>>);
+struct Received {
+    spans: Arc<Mutex<Vec<Received1>>>,
+    /// (service, encoding), one per export request.
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+}
 
 #[derive(Debug, Clone)]
 struct Received1 {
@@ -409,14 +435,18 @@ impl Received1 {
 }
 
 impl Received {
-    fn add(&self, request: ExportTraceServiceRequest) {
-        let mut all = self.0.lock().unwrap();
+    fn add(&self, request: ExportTraceServiceRequest, encoding: &str) {
+        let mut all = self.spans.lock().unwrap();
         for resource_spans in request.resource_spans {
             let service = resource_spans
                 .resource
                 .as_ref()
                 .and_then(|r| attribute(&r.attributes, "service.name"))
                 .unwrap_or_default();
+            self.requests
+                .lock()
+                .unwrap()
+                .push((service.clone(), encoding.to_owned()));
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     all.push(Received1 {
@@ -428,9 +458,19 @@ impl Received {
         }
     }
 
+    /// The encodings of the export requests `service` sent.
+    fn encodings(&self, service: &str) -> HashSet<String> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(s, _)| s == service)
+            .map(|(_, encoding)| encoding.clone())
+            .collect()
+    }
+
     fn trace(&self, trace_id: &str) -> Vec<Received1> {
         let trace_id = hex(trace_id);
-        let all = self.0.lock().unwrap();
+        let all = self.spans.lock().unwrap();
         all.iter()
             .filter(|s| s.span.trace_id == trace_id)
             .cloned()
@@ -470,16 +510,38 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// OTLP over HTTP: protobuf posted to `/v1/traces`.
+/// OTLP over HTTP: protobuf posted to `/v1/traces`, plain or gzip.
 async fn http_receiver(received: Received) -> SocketAddr {
     use axum::extract::State;
-    use axum::http::{header, StatusCode};
+    use axum::http::{header, HeaderMap, StatusCode};
 
-    async fn export(State(received): State<Received>, body: Bytes) -> axum::response::Response {
+    async fn export(
+        State(received): State<Received>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> axum::response::Response {
         use axum::response::IntoResponse;
+        let (encoding, body) = match headers.get(header::CONTENT_ENCODING) {
+            None => ("identity", body),
+            Some(v) if v == "gzip" => {
+                let mut plain = Vec::new();
+                let mut decoder = flate2::read::GzDecoder::new(body.as_ref());
+                if let Err(e) = std::io::Read::read_to_end(&mut decoder, &mut plain) {
+                    return (StatusCode::BAD_REQUEST, format!("not gzip: {e}")).into_response();
+                }
+                ("gzip", Bytes::from(plain))
+            }
+            Some(other) => {
+                return (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("unexpected Content-Encoding {other:?}"),
+                )
+                    .into_response()
+            }
+        };
         match ExportTraceServiceRequest::decode(body) {
             Ok(request) => {
-                received.add(request);
+                received.add(request, encoding);
                 (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/x-protobuf")],
@@ -502,7 +564,7 @@ async fn http_receiver(received: Received) -> SocketAddr {
     addr
 }
 
-/// OTLP over gRPC.
+/// OTLP over gRPC, plain or gzip.
 async fn grpc_receiver(received: Received) -> SocketAddr {
     struct Grpc(Received);
 
@@ -512,7 +574,14 @@ async fn grpc_receiver(received: Received) -> SocketAddr {
             &self,
             request: tonic::Request<ExportTraceServiceRequest>,
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-            self.0.add(request.into_inner());
+            // Set by the sender when it compressed the message.
+            let encoding = request
+                .metadata()
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("identity")
+                .to_owned();
+            self.0.add(request.into_inner(), &encoding);
             Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
         }
     }
@@ -520,7 +589,10 @@ async fn grpc_receiver(received: Received) -> SocketAddr {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Grpc(received)))
+            .add_service(
+                TraceServiceServer::new(Grpc(received))
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
             .serve(addr),
     );
     // Listening once a connection is accepted.

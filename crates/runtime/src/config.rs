@@ -69,6 +69,13 @@ pub enum OtlpProtocol {
     Grpc,
 }
 
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`: how export requests are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpCompression {
+    None,
+    Gzip,
+}
+
 /// Trace export over OTLP. The exporter and the batch processor read the
 /// standard variables themselves (`OTEL_EXPORTER_OTLP_*`, `OTEL_BSP_*`,
 /// `OTEL_TRACES_SAMPLER*`, `OTEL_RESOURCE_ATTRIBUTES`); they are checked
@@ -76,9 +83,20 @@ pub enum OtlpProtocol {
 /// being ignored, as the SDK would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpExport {
-    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`:
+    /// `http://` or `https://` (TLS, trusting the system's CA certificates).
     pub endpoint: String,
     pub protocol: OtlpProtocol,
+    /// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, else
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`; `none` by default.
+    pub compression: OtlpCompression,
+}
+
+impl OtlpExport {
+    /// Whether the endpoint is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.endpoint.starts_with("https://")
+    }
 }
 
 /// The settings of docs/contract.md section 2 that every service has.
@@ -247,6 +265,22 @@ fn otlp_export(env: &impl Env) -> Result<Option<OtlpExport>, ConfigError> {
             ))
         }
     };
+    let compression_var = if set("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION").is_some() {
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"
+    } else {
+        "OTEL_EXPORTER_OTLP_COMPRESSION"
+    };
+    let compression = match set(compression_var).map(|v| v.trim().to_ascii_lowercase()) {
+        None => OtlpCompression::None,
+        Some(v) if v == "none" => OtlpCompression::None,
+        Some(v) if v == "gzip" => OtlpCompression::Gzip,
+        Some(other) => {
+            return Err(ConfigError::new(
+                compression_var,
+                format!("must be gzip or none, got {other:?}"),
+            ))
+        }
+    };
     if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
@@ -259,21 +293,23 @@ fn otlp_export(env: &impl Env) -> Result<Option<OtlpExport>, ConfigError> {
         return Ok(None);
     };
     let endpoint = endpoint.trim().to_owned();
-    if endpoint.starts_with("https://") {
-        return Err(ConfigError::new(
-            endpoint_var,
-            "TLS is not built in: export over http:// to a collector (a sidecar or \
-             in-cluster OpenTelemetry Collector), which can forward over TLS",
-        ));
-    }
-    let host = endpoint.strip_prefix("http://").unwrap_or("");
+    let host = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .unwrap_or("");
     if host.is_empty() || host.starts_with('/') {
         return Err(ConfigError::new(
             endpoint_var,
-            format!("must be an http:// URL such as http://collector:4318, got {endpoint:?}"),
+            format!(
+                "must be an http:// or https:// URL such as http://collector:4318, got {endpoint:?}"
+            ),
         ));
     }
-    Ok(Some(OtlpExport { endpoint, protocol }))
+    Ok(Some(OtlpExport {
+        endpoint,
+        protocol,
+        compression,
+    }))
 }
 
 /// Parses `name` when it is set, or gives `default`.
@@ -375,7 +411,9 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "deflate"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"),
             ("OTEL_TRACES_SAMPLER", "sometimes"),
             ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
@@ -410,6 +448,7 @@ mod tests {
             Some(OtlpExport {
                 endpoint: "http://collector:4318".into(),
                 protocol: OtlpProtocol::HttpProtobuf,
+                compression: OtlpCompression::None,
             })
         );
         let c = config(&[
@@ -431,6 +470,52 @@ mod tests {
         ])
         .unwrap();
         assert!(off.otlp.is_none());
+    }
+
+    #[test]
+    fn https_endpoints_are_exported_to_over_tls() {
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.vendor.example")]).unwrap();
+        let otlp = c.otlp.unwrap();
+        assert_eq!(otlp.endpoint, "https://otlp.vendor.example");
+        assert!(otlp.is_tls());
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
+        assert!(!c.otlp.unwrap().is_tls());
+    }
+
+    #[test]
+    fn compression_is_gzip_or_none() {
+        let compression = |vars: &[(&'static str, &'static str)]| {
+            let mut vars = vars.to_vec();
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"));
+            config(&vars).map(|c| c.otlp.unwrap().compression)
+        };
+        assert_eq!(compression(&[]), Ok(OtlpCompression::None));
+        assert_eq!(
+            compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]),
+            Ok(OtlpCompression::Gzip)
+        );
+        assert_eq!(
+            compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", " GZIP ")]),
+            Ok(OtlpCompression::Gzip)
+        );
+        assert_eq!(
+            compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]),
+            Ok(OtlpCompression::None)
+        );
+        assert_eq!(
+            compression(&[
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+                ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+            ]),
+            Ok(OtlpCompression::None),
+            "the signal's own variable wins"
+        );
+        let err = compression(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_COMPRESSION");
+        assert!(err.to_string().contains("gzip or none"), "{err}");
+        // Checked even when nothing is exported, like the other settings.
+        let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br")]).unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! What every jetsaga service shares: configuration, the NATS connection and
-//! JetStream provisioning, the event store, the consumer loop, the query
-//! endpoints, logging, the HTTP sidecar, and the service lifecycle.
+//! What every jetsaga service shares: the command line, configuration, the
+//! NATS connection and JetStream provisioning, the event store, the consumer
+//! loop, the query endpoints, logging, the HTTP sidecar, and the service
+//! lifecycle.
 
 pub mod aggregate;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod http;

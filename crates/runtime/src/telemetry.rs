@@ -5,7 +5,8 @@
 //!   of every span it is in (`order_id`, `consumer`, `subject`, ...) at the
 //!   top level, and the `trace_id` and `span_id` of the innermost one.
 //! - **Traces**: every span is an OpenTelemetry span. They are exported over
-//!   OTLP (`http/protobuf` or `grpc`) only when an endpoint is configured;
+//!   OTLP (`http/protobuf` or `grpc`, plain or gzip, to `http://` or
+//!   `https://` endpoints) only when an endpoint is configured;
 //!   without one, spans still get ids (for the logs and for propagation) but
 //!   are dropped when they end.
 //! - **Propagation**: the W3C trace context (`traceparent`, `tracestate`)
@@ -31,7 +32,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter, EnvFilter, Layer};
 
-use crate::config::{CommonConfig, LogFormat, OtlpProtocol};
+use crate::config::{CommonConfig, LogFormat, OtlpCompression, OtlpExport, OtlpProtocol};
 
 /// The global subscriber, kept to look up the OpenTelemetry context of a
 /// span while formatting a log line (the subscriber cannot be asked for
@@ -72,17 +73,7 @@ pub fn init(config: &CommonConfig) -> Telemetry {
     );
     let mut export_error = None;
     if let Some(otlp) = &config.otlp {
-        // Endpoint, headers, timeout and compression come from the standard
-        // OTEL_EXPORTER_OTLP_* variables; batching from OTEL_BSP_*.
-        let exporter = match otlp.protocol {
-            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .build(),
-            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build(),
-        };
-        match exporter {
+        match exporter(otlp) {
             Ok(exporter) => {
                 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
                 provider = provider.with_span_processor(
@@ -127,13 +118,60 @@ pub fn init(config: &CommonConfig) -> Telemetry {
     match (&config.otlp, export_error) {
         (None, _) => tracing::info!("trace export off: no OTLP endpoint set"),
         (Some(otlp), None) => {
-            tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, "exporting traces over OTLP");
+            tracing::info!(
+                endpoint = %otlp.endpoint,
+                protocol = ?otlp.protocol,
+                compression = ?otlp.compression,
+                "exporting traces over OTLP"
+            );
         }
         (Some(otlp), Some(e)) => {
             tracing::error!(endpoint = %otlp.endpoint, error = %e, "cannot set up trace export; running without it");
         }
     }
     Telemetry { provider }
+}
+
+/// The OTLP span exporter. Endpoint, headers and timeout come from the
+/// standard `OTEL_EXPORTER_OTLP_*` variables, which the exporter reads
+/// itself; compression and TLS are set here from the checked configuration,
+/// so that neither depends on what the exporter would make of them.
+fn exporter(
+    otlp: &OtlpExport,
+) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::{WithHttpConfig, WithTonicConfig};
+
+    // rustls has one crypto provider built in (ring, which async-nats uses
+    // too); the HTTP exporter's client needs it installed. Installing twice
+    // is harmless: the first one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let compression = match otlp.compression {
+        OtlpCompression::None => None,
+        OtlpCompression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+    };
+    match otlp.protocol {
+        OtlpProtocol::HttpProtobuf => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+            if let Some(compression) = compression {
+                builder = builder.with_compression(compression);
+            }
+            builder.build()
+        }
+        OtlpProtocol::Grpc => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(compression) = compression {
+                builder = builder.with_compression(compression);
+            }
+            if otlp.is_tls() {
+                // Left to itself, the exporter would trust no root at all.
+                builder = builder.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_enabled_roots(),
+                );
+            }
+            builder.build()
+        }
+    }
 }
 
 fn json_logs<S>() -> json_subscriber::JsonLayer<S, fn() -> std::io::Stderr>
@@ -270,6 +308,26 @@ mod tests {
             outgoing.get("tracestate").map(|v| v.as_str()),
             Some("vendor=1")
         );
+    }
+
+    /// Every transport the configuration accepts can be built: gzip and
+    /// TLS are compiled in, and the HTTP client finds its crypto provider.
+    #[tokio::test]
+    async fn every_protocol_compression_and_scheme_builds_an_exporter() {
+        for protocol in [OtlpProtocol::HttpProtobuf, OtlpProtocol::Grpc] {
+            for compression in [OtlpCompression::None, OtlpCompression::Gzip] {
+                for endpoint in ["http://127.0.0.1:4318", "https://otlp.example:443"] {
+                    let otlp = OtlpExport {
+                        endpoint: endpoint.into(),
+                        protocol,
+                        compression,
+                    };
+                    if let Err(e) = exporter(&otlp) {
+                        panic!("{otlp:?}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The `inventory-service` binary: configuration, logging, signals; then [`inventory_service::run`].
+//! The `inventory-service` binary: the command line, configuration, logging,
+//! signals; then [`inventory_service::run`].
 
+use runtime::cli::{Binary, Fallback, Var};
 use runtime::config::ProcessEnv;
 use runtime::service::{config_or_exit, shutdown_on_signals};
 
@@ -9,8 +11,29 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// What `--help` and `--version` say.
+const BINARY: Binary = Binary {
+    name: inventory_service::NAME,
+    version: env!("CARGO_PKG_VERSION"),
+    about: env!("CARGO_PKG_DESCRIPTION"),
+    http_addr: "0.0.0.0:8082",
+    vars: &[
+        Var::new(
+            "INVENTORY_CONCURRENCY",
+            Fallback::Value("128"),
+            "saga steps handled at once",
+        ),
+        Var::new(
+            "INVENTORY_CACHE_SKUS",
+            Fallback::Value("100000"),
+            "sku levels remembered between writes",
+        ),
+    ],
+};
+
 #[tokio::main]
 async fn main() {
+    runtime::cli::handle_args(&BINARY);
     let config = config_or_exit(inventory_service::Config::from_env(&ProcessEnv));
     let telemetry = runtime::telemetry::init(&config.common);
     let shutdown = shutdown_on_signals();
@@ -22,5 +45,17 @@ async fn main() {
     telemetry.shutdown().await;
     if result.is_err() {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_tells_the_defaults_the_configuration_has() {
+        runtime::cli::check_documented_defaults(
+            &super::BINARY,
+            inventory_service::Config::from_env,
+        )
+        .unwrap();
     }
 }

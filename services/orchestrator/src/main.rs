@@ -1,5 +1,7 @@
-//! The `saga-orchestrator` binary: configuration, logging, signals; then [`saga_orchestrator::run`].
+//! The `saga-orchestrator` binary: the command line, configuration, logging,
+//! signals; then [`saga_orchestrator::run`].
 
+use runtime::cli::{Binary, Fallback, Var};
 use runtime::config::ProcessEnv;
 use runtime::service::{config_or_exit, shutdown_on_signals};
 
@@ -9,8 +11,34 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// What `--help` and `--version` say.
+const BINARY: Binary = Binary {
+    name: saga_orchestrator::NAME,
+    version: env!("CARGO_PKG_VERSION"),
+    about: env!("CARGO_PKG_DESCRIPTION"),
+    http_addr: "0.0.0.0:8084",
+    vars: &[
+        Var::new(
+            "SAGA_STEP_TIMEOUT_MS",
+            Fallback::Value("10000"),
+            "how long a step may stay unanswered before it is asked again",
+        ),
+        Var::new(
+            "SAGA_STEP_MAX_ATTEMPTS",
+            Fallback::Value("3"),
+            "attempts at reserving or charging before the saga compensates",
+        ),
+        Var::new(
+            "ORCHESTRATOR_CONCURRENCY",
+            Fallback::Value("128"),
+            "events handled at once, per consumer",
+        ),
+    ],
+};
+
 #[tokio::main]
 async fn main() {
+    runtime::cli::handle_args(&BINARY);
     let config = config_or_exit(saga_orchestrator::Config::from_env(&ProcessEnv));
     let telemetry = runtime::telemetry::init(&config.common);
     let shutdown = shutdown_on_signals();
@@ -22,5 +50,17 @@ async fn main() {
     telemetry.shutdown().await;
     if result.is_err() {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_tells_the_defaults_the_configuration_has() {
+        runtime::cli::check_documented_defaults(
+            &super::BINARY,
+            saga_orchestrator::Config::from_env,
+        )
+        .unwrap();
     }
 }

@@ -1,5 +1,7 @@
-//! The `order-service` binary: configuration, logging, signals; then [`order_service::run`].
+//! The `order-service` binary: the command line, configuration, logging,
+//! signals; then [`order_service::run`].
 
+use runtime::cli::{Binary, Fallback, Var};
 use runtime::config::ProcessEnv;
 use runtime::service::{config_or_exit, shutdown_on_signals};
 
@@ -9,8 +11,22 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// What `--help` and `--version` say.
+const BINARY: Binary = Binary {
+    name: order_service::NAME,
+    version: env!("CARGO_PKG_VERSION"),
+    about: env!("CARGO_PKG_DESCRIPTION"),
+    http_addr: "0.0.0.0:8081",
+    vars: &[Var::new(
+        "ORDER_CONCURRENCY",
+        Fallback::Value("128"),
+        "place commands handled at once",
+    )],
+};
+
 #[tokio::main]
 async fn main() {
+    runtime::cli::handle_args(&BINARY);
     let config = config_or_exit(order_service::Config::from_env(&ProcessEnv));
     let telemetry = runtime::telemetry::init(&config.common);
     let shutdown = shutdown_on_signals();
@@ -22,5 +38,14 @@ async fn main() {
     telemetry.shutdown().await;
     if result.is_err() {
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_tells_the_defaults_the_configuration_has() {
+        runtime::cli::check_documented_defaults(&super::BINARY, order_service::Config::from_env)
+            .unwrap();
     }
 }

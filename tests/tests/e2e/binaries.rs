@@ -1,5 +1,6 @@
 //! The real binaries: they run the saga as processes, log JSON, exit 0 on
-//! SIGTERM after a clean drain, and exit 64 on invalid configuration.
+//! SIGTERM after a clean drain, exit 64 on invalid configuration or an
+//! unknown argument, and answer `--help` and `--version`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -88,6 +89,40 @@ fn invalid_configuration_exits_64_naming_the_variable() {
             stderr.contains(var),
             "{name}: {stderr:?} does not name {var}"
         );
+    }
+}
+
+#[test]
+fn every_service_answers_help_and_version_and_refuses_other_arguments() {
+    for name in SERVICES {
+        let run = |arg: &str| {
+            let output = Command::new(binary(name)).arg(arg).output().unwrap();
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            (output.status.code(), stdout, stderr)
+        };
+        let (code, stdout, _) = run("--version");
+        assert_eq!(code, Some(0), "{name} --version");
+        assert_eq!(stdout, format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
+        let (code, stdout, _) = run("--help");
+        assert_eq!(code, Some(0), "{name} --help");
+        assert!(stdout.starts_with(&format!("{name} ")), "{stdout}");
+        for var in [
+            "NATS_URL=nats://127.0.0.1:4222",
+            "HTTP_ADDR=",
+            "SHUTDOWN_GRACE_SECONDS=25",
+        ] {
+            assert!(stdout.contains(var), "{name} --help lists {var}:\n{stdout}");
+        }
+        let (code, stdout, stderr) = run("--listen");
+        assert_eq!(code, Some(64), "{name} --listen");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{name}: one line, got {stderr:?}"
+        );
+        assert!(stderr.contains("\"--listen\""), "{stderr}");
     }
 }
 
