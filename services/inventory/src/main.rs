@@ -7,7 +7,7 @@ use runtime::service::{config_or_exit, shutdown_on_signals};
 
 /// jemalloc, not glibc's malloc: handling a message allocates and frees a
 /// few hundred small buffers (JSON, headers, spans), and glibc's bin
-/// upkeep was 30% of the orchestrator's CPU (README, Performance).
+/// upkeep took 30% of the orchestrator's CPU at saturation (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
