@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::measure::{Measured, Workload};
+use crate::measure::Workload;
 use crate::relay::Flow;
 use crate::report::BenchReport;
 use crate::suite::Suite;
@@ -189,16 +189,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     };
     suite.stop().await;
     let (jetstream, saga_flows, ready_ms, measured) = outcome?;
-    let Measured {
-        saturation,
-        rates,
-        per_saga,
-        batches,
-        handling,
-        resources,
-    } = measured;
-
-    let targets = report::targets(&saturation, &rates, &resources, &ready_ms);
+    let targets = report::targets(&measured, &ready_ms);
     let report = BenchReport {
         machine: counts::machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -208,12 +199,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         jetstream,
         saga_flows,
         ready_ms,
-        saturation,
-        rates,
-        per_saga,
-        batches,
-        handling,
-        resources,
+        measured,
         targets,
     };
     let text = serde_json::to_string_pretty(&report)?;
@@ -225,5 +211,5 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     } else {
         println!("{}", report::table(&report));
     }
-    Ok(report.saturation.unsettled == 0)
+    Ok(report.measured.saturation.unsettled == 0)
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jetsaga_client::Client;
-use workload::{customer_name, sku_name, Plan, Report, Spec};
+use workload::{customer_name, sku_name, Plan, Spec};
 
 use crate::counts::{server_counts, service_counts, service_usage, usage};
-use crate::report::{Cost, GroupCommit, Handling, RateRun, Resources};
+use crate::report::{Cost, GroupCommit, Handling, Measured, RateRun};
 use crate::suite::Suite;
 
 /// What the saga runs put through the suite.
@@ -22,17 +22,6 @@ pub struct Workload {
     pub rate_seconds: u64,
     pub skus: usize,
     pub customers: usize,
-}
-
-/// What the saga runs measured.
-#[derive(Debug)]
-pub struct Measured {
-    pub saturation: Report,
-    pub rates: Vec<RateRun>,
-    pub per_saga: Cost,
-    pub batches: BTreeMap<String, GroupCommit>,
-    pub handling: BTreeMap<String, Handling>,
-    pub resources: BTreeMap<String, Resources>,
 }
 
 /// Seeds plenty of everything (every order should confirm), then runs

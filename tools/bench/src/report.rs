@@ -23,6 +23,14 @@ pub struct BenchReport {
     pub saga_flows: Vec<SagaFlow>,
     /// From process start to `/readyz` 200.
     pub ready_ms: BTreeMap<String, f64>,
+    #[serde(flatten)]
+    pub measured: Measured,
+    pub targets: Vec<Target>,
+}
+
+/// What the saga runs through the suite measured.
+#[derive(Debug, Serialize)]
+pub struct Measured {
     pub saturation: Report,
     pub rates: Vec<RateRun>,
     pub per_saga: Cost,
@@ -33,7 +41,6 @@ pub struct BenchReport {
     /// over consumers, of `per_saga` × `mean_ms`.
     pub handling: BTreeMap<String, Handling>,
     pub resources: BTreeMap<String, Resources>,
-    pub targets: Vec<Target>,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,12 +126,15 @@ pub struct Target {
     pub met: bool,
 }
 
-pub fn targets(
-    saturation: &Report,
-    rates: &[RateRun],
-    resources: &BTreeMap<String, Resources>,
-    ready_ms: &BTreeMap<String, f64>,
-) -> Vec<Target> {
+/// The performance targets, checked against what the saga runs measured
+/// and how soon each service was ready.
+pub fn targets(measured: &Measured, ready_ms: &BTreeMap<String, f64>) -> Vec<Target> {
+    let Measured {
+        saturation,
+        rates,
+        resources,
+        ..
+    } = measured;
     let mut targets = vec![Target {
         what: "saturation throughput".into(),
         goal: ">= 2500 sagas/s, every one confirmed".into(),
@@ -214,11 +224,11 @@ pub fn table(r: &BenchReport) -> String {
         .map(|(n, ms)| format!("{n} {ms:.0} ms"))
         .collect();
     let _ = writeln!(t, "ready after start: {}", ready.join(", "));
-    let _ = writeln!(t, "\nsaturation\n{}", r.saturation);
-    for run in &r.rates {
+    let _ = writeln!(t, "\nsaturation\n{}", r.measured.saturation);
+    for run in &r.measured.rates {
         let _ = writeln!(t, "\noffered {}/s\n{}", run.offered_per_s, run.report);
     }
-    let c = &r.per_saga;
+    let c = &r.measured.per_saga;
     let _ = writeln!(
         t,
         "\nper saga: {:.1} messages stored, {:.1} deliveries, {:.1} NATS messages in, {:.1} out; CPU: nats-server {:.2} ms, services {:.2} ms",
@@ -229,26 +239,31 @@ pub fn table(r: &BenchReport) -> String {
         c.server_cpu_ms,
         c.services_cpu_ms
     );
-    for (stream, b) in &r.batches {
+    for (stream, b) in &r.measured.batches {
         let _ = writeln!(
             t,
             "atomic batches on {stream} (saturation): {:.0}/s, {:.1} messages and {:.1} ms each, {:.0} refused",
             b.batches_per_s, b.mean_messages, b.mean_ms, b.refused
         );
     }
-    if !r.handling.is_empty() {
+    if !r.measured.handling.is_empty() {
         let _ = writeln!(
             t,
             "\nhandling one message, during saturation (what a saga's latency is made of):"
         );
-        for (consumer, h) in &r.handling {
+        for (consumer, h) in &r.measured.handling {
             let _ = writeln!(
                 t,
                 "  {consumer:<20} {:>7.1} ms x {:.1} a saga",
                 h.mean_ms, h.per_saga
             );
         }
-        let sum: f64 = r.handling.values().map(|h| h.mean_ms * h.per_saga).sum();
+        let sum: f64 = r
+            .measured
+            .handling
+            .values()
+            .map(|h| h.mean_ms * h.per_saga)
+            .sum();
         let _ = writeln!(t, "  {:<20} {sum:>7.1} ms", "sum");
     }
     let _ = writeln!(
@@ -256,7 +271,7 @@ pub fn table(r: &BenchReport) -> String {
         "\n{:<20} {:>14} {:>12}",
         "process", "peak RSS MiB", "CPU s"
     );
-    for (name, u) in &r.resources {
+    for (name, u) in &r.measured.resources {
         let _ = writeln!(
             t,
             "{name:<20} {:>14.1} {:>12.1}",
