@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use tempfile::TempDir;
 
 use crate::nats::spawn_listening;
-use crate::{free_port, nats_server_binary};
+use crate::{free_port, nats_server_binary, reap};
 
 #[derive(Debug)]
 struct Node {
@@ -54,9 +54,8 @@ impl NatsCluster {
 
     /// SIGKILLs node `i`.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.nodes[i].child.take() {
+            reap(child);
         }
     }
 

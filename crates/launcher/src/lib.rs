@@ -23,6 +23,7 @@ pub use wait::{terminate, wait_until_ready};
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
@@ -109,8 +110,15 @@ fn port_is_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// Kills a child process at once (SIGKILL) and waits for it, so that it
+/// leaves no zombie behind.
+fn reap(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The workspace's root folder (where `.tools/` is installed).
-pub fn workspace_root() -> PathBuf {
+fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -122,7 +130,12 @@ pub fn workspace_root() -> PathBuf {
 /// `target/<profile>/` for a tool such as `sagactl`, and the same folder
 /// for a test (which runs from `target/<profile>/deps/`).
 pub fn binary(name: &str) -> Result<PathBuf, LaunchError> {
-    let path = bin_dir()?.join(name);
+    let path = bin_dir()
+        .map_err(|source| LaunchError::Spawn {
+            what: name.to_owned(),
+            source,
+        })?
+        .join(name);
     if path.is_file() {
         Ok(path)
     } else {
@@ -130,11 +143,8 @@ pub fn binary(name: &str) -> Result<PathBuf, LaunchError> {
     }
 }
 
-fn bin_dir() -> Result<PathBuf, LaunchError> {
-    let exe = std::env::current_exe().map_err(|source| LaunchError::Spawn {
-        what: "anything (the running executable has no path)".into(),
-        source,
-    })?;
+fn bin_dir() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     if dir.file_name().is_some_and(|name| name == "deps") {
         dir.pop();

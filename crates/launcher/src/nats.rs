@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{free_port, workspace_root, LaunchError};
+use crate::{free_port, reap, workspace_root, LaunchError};
 
 /// How long a nats-server may take to open its port.
 const START_WITHIN: Duration = Duration::from_secs(10);
@@ -90,9 +90,8 @@ impl NatsServer {
 
     /// Kills the server at once (SIGKILL): no goodbye to the clients.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            reap(child);
         }
     }
 
@@ -140,8 +139,7 @@ pub(crate) fn spawn_listening(
     let deadline = Instant::now() + START_WITHIN;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() >= deadline || matches!(child.try_wait(), Ok(Some(_))) {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(child);
             return Err(LaunchError::NoPort {
                 what: what.to_owned(),
                 port,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::{binary, free_port, terminate, wait_until_ready, LaunchError};
+use crate::{binary, free_port, reap, terminate, wait_until_ready, LaunchError};
 
 /// How long a service may take to become ready, by default.
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -98,9 +98,8 @@ impl ServiceProcess {
 
     /// SIGKILL: no goodbye, no drain.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            reap(child);
         }
     }
 
@@ -117,8 +116,7 @@ impl ServiceProcess {
         let mut child = self.child.take()?;
         let status = terminate(&mut child, within).await;
         if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(child);
         }
         status
     }
