@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # Validates every overlay under deploy/k8s/overlays, offline (no cluster):
 #
-#   1. `kubectl kustomize` (or `kustomize build`) renders it;
-#   2. every object passes strict schema validation (kubernetes-validate,
+#   1. its NATS credentials (and, for prod, its TLS material) are generated
+#      by scripts/auth-init.sh with the workspace's debug sagactl (`make
+#      test` builds it first) into a copy of deploy/k8s: the overlays' own
+#      auth/ folders are neither read nor written;
+#   2. `kubectl kustomize` (or `kustomize build`) renders it;
+#   3. every object passes strict schema validation (kubernetes-validate,
 #      from PyPI, for each Kubernetes version in K8S_VERSIONS), and a known
 #      bad object is rejected, so strictness is proven, not assumed;
-#   3. the rendered nats.conf passes `nats-server -t` (the project's pinned
-#      nats-server, scripts/install-nats-server.sh);
-#   4. the policy checks of scripts/k8s-policy.py (security context,
+#   4. the rendered nats.conf, with the auth.conf and TLS files the
+#      StatefulSet projects beside it, passes `nats-server -t` (the
+#      project's pinned nats-server, scripts/install-nats-server.sh); where
+#      there is TLS (prod), openssl checks that the server certificate
+#      chains to the CA, serves both ends of a route and names `nats` and
+#      every route host, and that each identity's is a client certificate
+#      of that same CA;
+#   5. the policy checks of scripts/k8s-policy.py (security context,
 #      probes, resources, grace periods, Service, ConfigMap, PDB, HPA,
-#      scrape annotations, NATS and replica expectations per overlay), and
-#      its self-test (each of its breakages must be caught);
-#   5. the tool manifests (deploy/k8s/tools): schema and container security.
+#      scrape annotations, Secrets only as read-only files of the pod's own
+#      identity, the provisioning Job, NATS's auth and TLS, the
+#      NetworkPolicies path by path, per-overlay expectations), with the
+#      tool pods of deploy/k8s/tools placed in the overlay; and its
+#      self-test (each of its breakages must be caught);
+#   6. the tool manifests: schema and container security.
 #
 # Tools go into .tools/ (a venv for kubernetes-validate). Renders are kept
-# in target/k8s/<overlay>.yaml. Exits non-zero on the first failure.
+# in target/k8s/<overlay>.yaml, with the throwaway credentials made for the
+# run. SAGACTL names another sagactl. Exits non-zero on the first failure.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,6 +50,10 @@ if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$validate_
 fi
 "$root/scripts/install-nats-server.sh"
 nats_server="$root/.tools/bin/nats-server"
+command -v openssl >/dev/null 2>&1 || fail "openssl is needed to check the TLS material"
+sagactl="${SAGACTL:-$("$root/scripts/target-dir.sh")/debug/sagactl}"
+[[ -x "$sagactl" ]] || fail "$sagactl is missing: build it first (cargo build --bins; make test does), or set SAGACTL"
+export SAGACTL="$sagactl"
 
 if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
     render() { kubectl kustomize "$1"; }
@@ -52,6 +69,17 @@ say "renderer: $renderer"
 mkdir -p "$out"
 overlays=("$root"/deploy/k8s/overlays/*/)
 [[ ${#overlays[@]} -gt 0 ]] || fail "no overlays under deploy/k8s/overlays"
+tools=()
+for manifest in "$root"/deploy/k8s/tools/*.yaml; do
+    [[ -e "$manifest" ]] && tools+=(--tools "$manifest")
+done
+
+# The copy that is rendered, with credentials of its own.
+tree="$out/tree"
+rm -rf "$tree"
+mkdir -p "$tree"
+cp -R "$root/deploy/k8s/." "$tree/"
+rm -rf "$tree"/overlays/*/auth
 
 # --- strict validation rejects what it should ------------------------------------
 cat >"$out/strictness-probe.yaml" <<'EOF'
@@ -72,8 +100,13 @@ ok "strict schema validation rejects an unknown field"
 for dir in "${overlays[@]}"; do
     overlay="$(basename "$dir")"
     rendered="$out/$overlay.yaml"
+    auth="$tree/overlays/$overlay/auth"
 
-    render "$dir" >"$rendered" || fail "$overlay: does not render"
+    "$root/scripts/auth-init.sh" "$overlay" --out "$auth" >"$out/$overlay.auth-init.log" 2>&1 \
+        || { cat "$out/$overlay.auth-init.log" >&2; fail "$overlay: no credentials (scripts/auth-init.sh $overlay)"; }
+    ok "$overlay: $(find "$auth" -name '*.creds' | wc -l) credentials files$([[ -d "$auth/tls" ]] && echo " and TLS material") from sagactl auth init"
+
+    render "$tree/overlays/$overlay" >"$rendered" || fail "$overlay: does not render"
     ok "$overlay: renders, $(grep -c '^kind:' "$rendered") objects ($(grep '^kind:' "$rendered" | sort | uniq -c | awk '{ printf "%s%s %s", sep, $1, $3; sep = ", " }'))"
 
     for v in $versions; do
@@ -84,20 +117,45 @@ for dir in "${overlays[@]}"; do
         ok "$overlay: every object valid (strict) against Kubernetes $v"
     done
 
-    "$venv/bin/python" - "$rendered" "$out/$overlay.nats.conf" <<'EOF' || fail "$overlay: no nats.conf in the render"
-import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-conf = next(d["data"]["nats.conf"] for d in docs if d["kind"] == "ConfigMap" and "nats.conf" in d.get("data", {}))
-open(sys.argv[2], "w").write(conf)
-EOF
-    SERVER_NAME=nats-0 "$nats_server" -t -c "$out/$overlay.nats.conf" >/dev/null 2>&1 \
-        || { SERVER_NAME=nats-0 "$nats_server" -t -c "$out/$overlay.nats.conf" || true; fail "$overlay: nats-server rejects nats.conf"; }
-    ok "$overlay: nats-server $("$nats_server" --version | awk '{ print $2 }') accepts its nats.conf"
+    # /etc/nats as the StatefulSet projects it, and each identity's Secret.
+    etc="$out/$overlay.nats"
+    rm -rf "$etc"
+    "$venv/bin/python" scripts/k8s-policy.py --nats-files "$etc" "$rendered" >/dev/null \
+        || fail "$overlay: no nats.conf (or its files) in the render"
+    [[ -f "$etc/auth.conf" ]] || fail "$overlay: the NATS pod gets no auth.conf"
+    SERVER_NAME=nats-0 "$nats_server" -t -c "$etc/nats.conf" >/dev/null 2>&1 \
+        || { SERVER_NAME=nats-0 "$nats_server" -t -c "$etc/nats.conf" || true; fail "$overlay: nats-server rejects nats.conf with its auth.conf and TLS files"; }
+    ok "$overlay: nats-server $("$nats_server" --version | awk '{ print $2 }') accepts its nats.conf with auth.conf$([[ -d "$etc/tls" ]] && echo " and the TLS files")"
 
-    "$venv/bin/python" scripts/k8s-policy.py --overlay "$overlay" "$rendered" >&2 || fail "$overlay: policy"
+    if [[ -d "$etc/tls" ]]; then
+        ca="$etc/tls/ca.pem"
+        for purpose in sslserver sslclient; do
+            openssl verify -purpose "$purpose" -CAfile "$ca" "$etc/tls/server.pem" >/dev/null 2>&1 \
+                || fail "$overlay: the server certificate is not valid for $purpose under the CA (a route needs both)"
+        done
+        hosts=(nats)
+        while read -r host; do hosts+=("$host"); done < <(grep -oE 'nats://[^:/ ]+:6222' "$etc/nats.conf" | sed -E 's#^nats://##; s#:6222$##')
+        for host in "${hosts[@]}"; do
+            openssl x509 -in "$etc/tls/server.pem" -noout -checkhost "$host" | grep -q "does match" \
+                || fail "$overlay: the server certificate does not name $host"
+        done
+        count=0
+        for id_dir in "$etc"/identities/*/; do
+            id="$(basename "$id_dir")"
+            [[ -f "$id_dir/tls.pem" && -f "$id_dir/tls-key.pem" ]] || fail "$overlay: identity $id has no client certificate and key"
+            openssl verify -purpose sslclient -CAfile "$ca" "$id_dir/tls.pem" >/dev/null 2>&1 \
+                || fail "$overlay: $id's certificate is not a client certificate of the CA"
+            cmp -s "$id_dir/ca.pem" "$ca" || fail "$overlay: $id trusts another CA than the server's"
+            count=$((count + 1))
+        done
+        ok "$overlay: TLS: the server certificate names ${hosts[*]} and serves both ends of a route; $count client certificates of the same CA"
+    fi
+
+    "$venv/bin/python" scripts/k8s-policy.py --overlay "$overlay" ${tools[@]+"${tools[@]}"} "$rendered" >&2 \
+        || fail "$overlay: policy"
     ok "$overlay: policy"
-    "$venv/bin/python" scripts/k8s-policy.py --overlay "$overlay" --self-test "$rendered" >"$out/$overlay.self-test.log" \
-        || { cat "$out/$overlay.self-test.log" >&2; fail "$overlay: policy self-test"; }
+    "$venv/bin/python" scripts/k8s-policy.py --overlay "$overlay" ${tools[@]+"${tools[@]}"} --self-test "$rendered" \
+        >"$out/$overlay.self-test.log" || { cat "$out/$overlay.self-test.log" >&2; fail "$overlay: policy self-test"; }
     ok "$(tail -1 "$out/$overlay.self-test.log")"
 done
 
@@ -110,7 +168,7 @@ for manifest in "$root"/deploy/k8s/tools/*.yaml; do
             || fail "$name: strict schema validation against Kubernetes $v"
     done
     "$venv/bin/python" scripts/k8s-policy.py --security-only "$manifest" >&2 || fail "$name: policy"
-    ok "$name: valid (strict, Kubernetes ${versions// /, }), non-root, read-only, no privileges"
+    ok "$name: valid (strict, Kubernetes ${versions// /, }), non-root, read-only, no privileges, Secrets read-only"
 done
 
 say "all overlays valid; renders in target/k8s/"
