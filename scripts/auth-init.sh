@@ -85,6 +85,15 @@ find_sagactl() {
     command -v sagactl || true
 }
 
+# `docker compose up` before this ran: Docker bind-mounts a missing file as
+# an empty folder it creates in the file's place (as root).
+if [[ -d "$out" ]] && stray="$(find "$out" -mindepth 1 -maxdepth 2 -type d \( -name '*.creds' -o -name '*.pem' -o -name '*.conf' \) | head -1)" \
+    && [[ -n "$stray" ]]; then
+    say "$stray is a folder: Compose was started before the material existed and Docker made folders in its place"
+    say "remove $out (they may be root's: sudo rm -rf $out) and run this again"
+    exit 1
+fi
+
 mkdir -p "$out"
 chmod 0700 "$out"
 out="$(cd "$out" && pwd)"
