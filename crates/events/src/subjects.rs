@@ -15,6 +15,14 @@ pub const GET_STOCK: &str = "inventory.query.stock";
 pub const GET_ACCOUNT: &str = "payments.query.account";
 pub const GET_SAGA: &str = "saga.query.get";
 
+/// Operator commands on a saga (docs/contract.md 4.1).
+pub const CANCEL_ORDER: &str = "orders.cmd.cancel";
+pub const RETRY_SAGA: &str = "saga.cmd.retry";
+pub const ABORT_SAGA: &str = "saga.cmd.abort";
+
+/// `saga.query.list` (docs/contract.md 4.3).
+pub const LIST_SAGAS: &str = "saga.query.list";
+
 /// Where rejected place commands are announced. It has one token fewer than
 /// `orders.evt.<order_id>.<type>`, so it can never collide with an order.
 pub const ORDER_REJECTED: &str = "orders.evt.rejected";
@@ -31,6 +39,23 @@ pub mod streams {
     pub const SAGA: &str = "SAGA";
     /// `dlq.>`; every service declares it, with the same configuration.
     pub const DLQ: &str = "DLQ";
+}
+
+/// The durable consumers, by `(stream, name)`: each service creates its own
+/// at start-up, and its identity may use those and no others.
+pub mod consumers {
+    use super::streams::{INVENTORY, ORDERS, PAYMENTS, SAGA};
+
+    pub const ORDER_PLACE: (&str, &str) = (ORDERS, "order-place");
+    pub const ORDER_SAGA: (&str, &str) = (SAGA, "order-saga");
+    pub const INVENTORY_COMMANDS: (&str, &str) = (INVENTORY, "inventory-commands");
+    pub const INVENTORY_SAGA: (&str, &str) = (SAGA, "inventory-saga");
+    pub const PAYMENT_COMMANDS: (&str, &str) = (PAYMENTS, "payment-commands");
+    pub const PAYMENT_SAGA: (&str, &str) = (SAGA, "payment-saga");
+    pub const SAGA_ORDERS: (&str, &str) = (ORDERS, "saga-orders");
+    pub const SAGA_INVENTORY: (&str, &str) = (INVENTORY, "saga-inventory");
+    pub const SAGA_PAYMENTS: (&str, &str) = (PAYMENTS, "saga-payments");
+    pub const SAGA_TIMEOUTS: (&str, &str) = (SAGA, "saga-timeouts");
 }
 
 /// `orders.evt.<order_id>.<type>`.
@@ -104,6 +129,13 @@ pub fn saga_command_filter(command: &str) -> String {
 /// applied, so a redelivery or a replay applies nothing twice.
 pub fn applied(domain: &str, key: &str) -> String {
     format!("{domain}.applied.{key}")
+}
+
+/// The inbox prefix of an identity's connections (`_INBOX.<identity>`):
+/// replies to its requests come to `_INBOX.<identity>.<unique>`, and no
+/// other identity may subscribe there.
+pub fn inbox_prefix(identity: &str) -> String {
+    format!("_INBOX.{identity}")
 }
 
 /// `dlq.<service>.<original subject>` (docs/contract.md 4.5).
