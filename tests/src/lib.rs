@@ -1,14 +1,16 @@
-//! The end-to-end harness: a real nats-server and the four services running
-//! in-process (the same `run` their binaries call), plus what the tests
-//! assert with.
+//! The end-to-end harness: a real nats-server with the suite's identities
+//! (every connection authenticates, and each may do only its own part),
+//! the streams provisioned as `admin`, and the four services running
+//! in-process (the same `run` their binaries call), each as its own
+//! identity; plus what the tests assert with.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use events::{Order, OrderStatus};
-use jetsaga_client::Client;
-use testkit::{eventually, free_port, wait_until_ready, NatsServer};
+use jetsaga_client::{Client, Connection};
+use testkit::{eventually, free_port, wait_until_ready, Identity, NatsServer, Security};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,17 +18,54 @@ pub mod chaos;
 
 pub use testkit;
 
-/// Runs `sagactl --nats-url <url> --json <args>` and returns what it did.
-/// Asynchronously: the in-process services run on the test's runtime, and
-/// a blocking wait would keep them from answering it.
-pub async fn sagactl(url: &str, args: &[&str]) -> std::process::Output {
+/// Runs `sagactl --nats-url <url> <identity's flags> --json <args>` and
+/// returns what it did. Asynchronously: the in-process services run on the
+/// test's runtime, and a blocking wait would keep them from answering it.
+pub async fn sagactl(
+    url: &str,
+    security: &Security,
+    identity: Identity,
+    args: &[&str],
+) -> std::process::Output {
     tokio::process::Command::new(testkit::binary("sagactl"))
         .env_clear()
         .args(["--nats-url", url, "--json"])
+        .args(security.sagactl_args(identity))
         .args(args)
         .output()
         .await
         .expect("sagactl runs")
+}
+
+/// The connection of `identity` to the server(s) at `url`.
+pub fn connection(url: &str, security: &Security, identity: Identity) -> Connection {
+    let mut connection = Connection::new(url).creds(security.creds(identity));
+    if security.tls() {
+        let (cert, key) = security.material().tls_client(identity);
+        connection = connection
+            .tls_ca(security.material().tls_ca())
+            .tls_client(cert, key);
+    }
+    connection
+}
+
+/// A client connected as `identity`.
+pub async fn connect_as(url: &str, security: &Security, identity: Identity) -> Client {
+    Client::connect(&connection(url, security, identity))
+        .await
+        .unwrap_or_else(|e| panic!("{} connects: {e}", identity.name()))
+}
+
+/// Provisions every stream, as `admin`, with `replicas` replicas.
+pub async fn provision(url: &str, security: &Security, replicas: usize) {
+    let admin = connect_as(url, security, Identity::Admin).await;
+    runtime::provision::provision(
+        &async_nats::jetstream::new(admin.nats().clone()),
+        replicas,
+        false,
+    )
+    .await
+    .expect("the streams are provisioned");
 }
 
 /// How long an order may take to settle in a test.
@@ -39,6 +78,8 @@ pub const SERVICES: [&str; 4] = testkit::SERVICE_NAMES;
 #[derive(Debug)]
 pub struct Suite {
     pub nats: NatsServer,
+    /// Connected as `operator`: a client that may also restock, deposit,
+    /// act on sagas and read every stream.
     pub client: Client,
     /// The sidecar of each service, in the order of [`SERVICES`].
     pub http: [SocketAddr; 4],
@@ -60,14 +101,35 @@ impl Suite {
     /// Starts NATS and only the named services (the others can be started
     /// later with [`Suite::start_service`]).
     pub async fn start_only(services: &[&'static str], extra: &[(&str, &str)]) -> Self {
+        Self::start_on(NatsServer::start(), true, services, extra).await
+    }
+
+    /// Starts NATS without provisioning its streams, and only the named
+    /// services ([`Suite::provision`] provisions them).
+    pub async fn start_unprovisioned(services: &[&'static str]) -> Self {
+        Self::start_on(NatsServer::start(), false, services, &[]).await
+    }
+
+    /// Starts everything on a server that requires TLS and client
+    /// certificates.
+    pub async fn start_tls() -> Self {
+        Self::start_on(NatsServer::start_tls(), true, &SERVICES, &[]).await
+    }
+
+    async fn start_on(
+        nats: NatsServer,
+        provisioned: bool,
+        services: &[&'static str],
+        extra: &[(&str, &str)],
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let nats = NatsServer::start();
-        let client = Client::connect(&nats.url())
-            .await
-            .expect("the test connects");
+        if provisioned {
+            provision(&nats.url(), nats.security(), 1).await;
+        }
+        let client = connect_as(&nats.url(), nats.security(), Identity::Operator).await;
         let mut suite = Self {
             nats,
             client,
@@ -79,12 +141,19 @@ impl Suite {
             shutdown: CancellationToken::new(),
             running: HashMap::new(),
         };
-        // All at once: each waits for the streams the others own.
+        // All at once: they start in any order.
         for service in services {
             suite.launch(service, &[]);
         }
-        suite.wait_ready().await;
+        if provisioned {
+            suite.wait_ready().await;
+        }
         suite
+    }
+
+    /// Provisions every stream, as `admin`.
+    pub async fn provision(&self) {
+        provision(&self.nats.url(), self.nats.security(), 1).await;
     }
 
     /// Starts one service (in-process, as its binary would) and waits until
@@ -110,6 +179,7 @@ impl Suite {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        vars.extend(self.nats.security().service_env(name));
         vars.extend(self.extra.iter().cloned());
         vars.extend(
             extra
@@ -139,6 +209,22 @@ impl Suite {
             other => panic!("no service {other}"),
         };
         self.running.insert(name, (token, task));
+    }
+
+    /// A client connected as `identity`.
+    pub async fn connect_as(&self, identity: Identity) -> Client {
+        connect_as(&self.nats.url(), self.nats.security(), identity).await
+    }
+
+    /// Runs sagactl as `operator` against this suite.
+    pub async fn sagactl(&self, args: &[&str]) -> std::process::Output {
+        sagactl(
+            &self.nats.url(),
+            self.nats.security(),
+            Identity::Operator,
+            args,
+        )
+        .await
     }
 
     /// Stops one service, as SIGTERM would, and waits until it has.

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
-use e2e::testkit::NatsServer;
 use e2e::testkit::ServiceProcess;
+use e2e::testkit::{Identity, NatsServer};
 use e2e::SERVICES;
 use events::OrderStatus;
-use jetsaga_client::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -23,16 +22,17 @@ const SEED: u64 = 0x000c_4a05;
 async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut nats = NatsServer::start();
+    e2e::provision(&nats.url(), nats.security(), 1).await;
     let logs = tempfile::tempdir().unwrap();
     let env = [("SAGA_STEP_TIMEOUT_MS", "5000"), ("RUST_LOG", "warn")];
     let mut services: Vec<ServiceProcess> = SERVICES
         .iter()
-        .map(|name| ServiceProcess::spawn(name, &nats.url(), &env, logs.path()))
+        .map(|name| ServiceProcess::spawn(name, &nats.url(), nats.security(), &env, logs.path()))
         .collect();
     for service in &services {
         service.wait_ready().await;
     }
-    let client = Client::connect(&nats.url()).await.unwrap();
+    let client = e2e::connect_as(&nats.url(), nats.security(), Identity::Operator).await;
     let catalogue = seed(&client, &mut rng).await;
     let orders = random_orders(&catalogue, &mut rng, ORDERS);
 

@@ -7,10 +7,9 @@
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
-use e2e::testkit::NatsCluster;
 use e2e::testkit::ServiceProcess;
+use e2e::testkit::{Identity, NatsCluster};
 use e2e::SERVICES;
-use jetsaga_client::Client;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -27,17 +26,41 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
         ("RUST_LOG", "warn"),
         ("STREAM_REPLICAS", "3"),
     ];
+    // A new cluster elects its leaders first: provisioning waits for it.
+    e2e::testkit::eventually(
+        "the streams to be provisioned on the cluster",
+        Duration::from_secs(90),
+        || async {
+            let admin = jetsaga_client::Client::connect(&e2e::connection(
+                &cluster.urls(),
+                cluster.security(),
+                Identity::Admin,
+            ))
+            .await
+            .ok()?;
+            runtime::provision::provision(
+                &async_nats::jetstream::new(admin.nats().clone()),
+                3,
+                false,
+            )
+            .await
+            .ok()
+        },
+    )
+    .await;
     let mut services: Vec<ServiceProcess> = SERVICES
         .iter()
         .flat_map(|name| {
-            [0, 1].map(|_| ServiceProcess::spawn(name, &cluster.urls(), &env, logs.path()))
+            [0, 1].map(|_| {
+                ServiceProcess::spawn(name, &cluster.urls(), cluster.security(), &env, logs.path())
+            })
         })
         .collect();
     // A new cluster elects its leaders first: allow for it.
     for service in &services {
         service.wait_ready_within(Duration::from_secs(90)).await;
     }
-    let client = Client::connect(&cluster.urls()).await.unwrap();
+    let client = e2e::connect_as(&cluster.urls(), cluster.security(), Identity::Operator).await;
     let catalogue = seed(&client, &mut rng).await;
     let orders = random_orders(&catalogue, &mut rng, ORDERS);
 

@@ -15,10 +15,10 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use e2e::testkit::ServiceProcess;
-use e2e::testkit::{eventually, free_port, NatsServer};
+use e2e::testkit::{eventually, free_port, Identity, NatsServer};
 use e2e::SETTLE;
 use events::OrderStatus;
-use jetsaga_client::{place_body, Client};
+use jetsaga_client::place_body;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -41,6 +41,7 @@ async fn one_order_is_one_trace_across_the_four_services() {
     let http = http_receiver(received.clone()).await;
     let grpc = grpc_receiver(received.clone()).await;
     let nats = NatsServer::start();
+    e2e::provision(&nats.url(), nats.security(), 1).await;
     let logs = tempfile::tempdir().unwrap();
     let http_endpoint = format!("http://{http}");
     let grpc_endpoint = format!("http://{grpc}");
@@ -68,13 +69,13 @@ async fn one_order_is_one_trace_across_the_four_services() {
     .into_iter()
     .map(|(name, env)| {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        ServiceProcess::spawn(name, &nats.url(), &env, logs.path())
+        ServiceProcess::spawn(name, &nats.url(), nats.security(), &env, logs.path())
     })
     .collect();
     for service in &services {
         service.wait_ready().await;
     }
-    let client = Client::connect(&nats.url()).await.unwrap();
+    let client = e2e::connect_as(&nats.url(), nats.security(), Identity::Operator).await;
     client.restock("sku-t", 5, Some(250)).await.unwrap();
     client.deposit("cust-t", 10_000).await.unwrap();
     eventually("the stock and the money to be there", SETTLE, || async {

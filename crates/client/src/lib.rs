@@ -2,8 +2,10 @@
 //! over NATS alone: what `sagactl` and the tests use, and what an
 //! application talking to jetsaga would use.
 
+mod connection;
 mod dlq;
 
+pub use connection::Connection;
 pub use dlq::DeadLetter;
 
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     #[error("cannot connect to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
+    #[error("{0}")]
+    Config(String),
     #[error("publish failed: {0}")]
     Publish(String),
     #[error("query {subject} failed: {reason}")]
@@ -48,13 +52,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to one URL or a comma-separated list of them.
-    pub async fn connect(urls: &str) -> Result<Self, ClientError> {
-        let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
-        let nats = async_nats::ConnectOptions::new()
-            .name("jetsaga-client")
-            .connection_timeout(Duration::from_secs(5))
-            .connect(urls)
+    /// Connects as `connection` says.
+    pub async fn connect(connection: &Connection) -> Result<Self, ClientError> {
+        let nats = connection
+            .options("jetsaga-client")
+            .await?
+            .connect(connection.url_list())
             .await?;
         Ok(Self::new(nats))
     }

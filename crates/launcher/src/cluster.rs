@@ -1,12 +1,13 @@
-//! A three-node nats-server cluster with JetStream, on loopback, for tests
-//! that lose a node.
+//! A three-node nats-server cluster with JetStream, on loopback, secured
+//! like [`crate::NatsServer`] (one set of identities for every node), for
+//! tests that lose a node.
 
 use std::process::{Child, Command};
 
 use tempfile::TempDir;
 
 use crate::nats::spawn_listening;
-use crate::{free_port, nats_server_binary, reap};
+use crate::{free_port, nats_server_binary, reap, Security};
 
 #[derive(Debug)]
 struct Node {
@@ -22,6 +23,7 @@ struct Node {
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<Node>,
+    security: Security,
 }
 
 impl NatsCluster {
@@ -36,6 +38,7 @@ impl NatsCluster {
                     child: None,
                 })
                 .collect(),
+            security: Security::new(false).unwrap_or_else(|e| panic!("{e}")),
         };
         for i in 0..3 {
             cluster.spawn(i);
@@ -50,6 +53,11 @@ impl NatsCluster {
             .map(|n| format!("nats://127.0.0.1:{}", n.port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The identities' credentials.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// SIGKILLs node `i`.
@@ -74,9 +82,15 @@ impl NatsCluster {
             .map(|(_, n)| format!("nats://127.0.0.1:{}", n.cluster_port))
             .collect();
         let node = &self.nodes[i];
+        let conf = node.store.path().join("nats-server.conf");
+        self.security
+            .write_server_conf(&conf)
+            .unwrap_or_else(|e| panic!("{e}"));
         let binary = nats_server_binary().unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new(binary);
         command
+            .arg("-c")
+            .arg(&conf)
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
             .args(["-n", &node.name, "--cluster_name", "jetsaga"])
             .args([
@@ -85,7 +99,7 @@ impl NatsCluster {
             ])
             .args(["--routes", &routes.join(",")])
             .args(["-js", "-sd"])
-            .arg(node.store.path());
+            .arg(node.store.path().join("jetstream"));
         let child: Child = spawn_listening(command, &format!("nats-server {i}"), node.port)
             .unwrap_or_else(|e| panic!("{e}"));
         self.nodes[i].child = Some(child);

@@ -4,6 +4,10 @@
 //! binaries as child processes, and the means to watch them from outside
 //! (`/readyz`, `/metrics`, SIGTERM and the exit).
 //!
+//! Every server it starts is secured: every connection authenticates as
+//! one of the suite's identities and may do only what that identity may
+//! ([`Security`]).
+//!
 //! Every start is fallible and says what went wrong ([`LaunchError`]);
 //! the tests' panicking shorthands (`NatsServer::start`, ...) are thin
 //! wrappers over it.
@@ -12,12 +16,15 @@ mod cluster;
 mod http;
 pub mod metrics;
 mod nats;
+mod security;
 mod service;
 mod wait;
 
+pub use auth::Identity;
 pub use cluster::NatsCluster;
 pub use http::http_get;
-pub use nats::{nats_server_binary, NatsServer};
+pub use nats::{nats_server_binary, Access, NatsServer};
+pub use security::Security;
 pub use service::ServiceProcess;
 pub use wait::{terminate, wait_until_ready};
 

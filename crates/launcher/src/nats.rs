@@ -1,5 +1,6 @@
 //! A real nats-server with JetStream on loopback: a free port (or a chosen
-//! one), a temporary store, killed when dropped.
+//! one), a temporary store, the suite's identities (and TLS, when asked),
+//! killed when dropped.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::{free_port, reap, workspace_root, LaunchError};
+use crate::{free_port, reap, workspace_root, LaunchError, Security};
 
 /// How long a nats-server may take to open its port.
 const START_WITHIN: Duration = Duration::from_secs(10);
@@ -32,21 +33,36 @@ pub fn nats_server_binary() -> Result<PathBuf, LaunchError> {
         .ok_or(LaunchError::NoNatsServer)
 }
 
-/// A nats-server process with JetStream and a temporary store. Killed when
-/// dropped; [`NatsServer::restart`] brings it back on the same port with the
-/// same store.
+/// Who may connect to a server the launcher starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The suite's identities: a connection without credentials is
+    /// refused, and each may do only its own part.
+    Secured,
+    /// The same, over TLS only, with client certificates.
+    SecuredTls,
+    /// Anyone, anything: only for measuring JetStream itself, or the cost
+    /// of security, never for running the suite as users do.
+    Open,
+}
+
+/// A nats-server process with JetStream, a temporary store and (but for
+/// [`Access::Open`]) the suite's identities. Killed when dropped;
+/// [`NatsServer::restart`] brings it back on the same port with the same
+/// store.
 #[derive(Debug)]
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: TempDir,
+    security: Option<Security>,
     extra_args: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server on `port` with extra command-line arguments, and
     /// waits until it accepts connections.
-    pub fn launch(port: u16, extra_args: &[&str]) -> Result<Self, LaunchError> {
+    pub fn launch(port: u16, extra_args: &[&str], access: Access) -> Result<Self, LaunchError> {
         let store = tempfile::tempdir().map_err(|source| LaunchError::Spawn {
             what: "nats-server (no temporary folder for its store)".into(),
             source,
@@ -55,6 +71,11 @@ impl NatsServer {
             child: None,
             port,
             store,
+            security: match access {
+                Access::Secured => Some(Security::new(false)?),
+                Access::SecuredTls => Some(Security::new(true)?),
+                Access::Open => None,
+            },
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.spawn()?;
@@ -68,7 +89,31 @@ impl NatsServer {
 
     /// [`NatsServer::start`] with extra command-line arguments.
     pub fn start_with(extra_args: &[&str]) -> Self {
-        Self::launch(free_port(), extra_args).unwrap_or_else(|e| panic!("{e}"))
+        Self::launch(free_port(), extra_args, Access::Secured).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A server open to anyone, for tests of JetStream machinery on
+    /// subjects of their own (never for the suite).
+    pub fn start_open() -> Self {
+        Self::launch(free_port(), &[], Access::Open).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`NatsServer::start`] with TLS required, client certificates too.
+    pub fn start_tls() -> Self {
+        Self::launch(free_port(), &[], Access::SecuredTls).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The identities' credentials (and TLS material); `None` for an
+    /// [`Access::Open`] server.
+    pub fn access(&self) -> Option<&Security> {
+        self.security.as_ref()
+    }
+
+    /// The identities' credentials (and TLS material) of a secured server.
+    pub fn security(&self) -> &Security {
+        self.security
+            .as_ref()
+            .expect("a secured server (Access::Secured or SecuredTls)")
     }
 
     pub fn port(&self) -> u16 {
@@ -105,9 +150,14 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<(), LaunchError> {
         let port = self.port.to_string();
         let mut command = Command::new(nats_server_binary()?);
+        if let Some(security) = &self.security {
+            let conf = self.store.path().join("nats-server.conf");
+            security.write_server_conf(&conf)?;
+            command.arg("-c").arg(&conf);
+        }
         command
             .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(self.store.path())
+            .arg(self.store.path().join("jetstream"))
             .args(&self.extra_args);
         self.child = Some(spawn_listening(command, "nats-server", self.port)?);
         Ok(())

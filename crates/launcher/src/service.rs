@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::{binary, free_port, reap, terminate, wait_until_ready, LaunchError};
+use crate::{binary, free_port, reap, terminate, wait_until_ready, LaunchError, Security};
 
 /// How long a service may take to become ready, by default.
 pub const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -55,16 +55,20 @@ impl ServiceProcess {
         Ok(process)
     }
 
-    /// For tests: [`ServiceProcess::launch`] on a free port, with a short
-    /// grace period and `info` logs; panics if it cannot start.
+    /// For tests: [`ServiceProcess::launch`] on a free port, as its own
+    /// identity of `security`, with a short grace period and `info` logs;
+    /// panics if it cannot start.
     pub fn spawn(
         name: &'static str,
         nats_url: &str,
+        security: &Security,
         extra: &[(&str, &str)],
         log_dir: &Path,
     ) -> Self {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let identity = security.service_env(name);
         let mut env = vec![("SHUTDOWN_GRACE_SECONDS", "5"), ("RUST_LOG", "info")];
+        env.extend(identity.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend_from_slice(extra);
         Self::launch(name, nats_url, http, &env, log_dir).unwrap_or_else(|e| panic!("{e}"))
     }

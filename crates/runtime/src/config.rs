@@ -55,6 +55,13 @@ pub enum NatsAuth {
     UserPassword { user: String, password: String },
 }
 
+/// A client certificate and its key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsClient {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -106,7 +113,12 @@ pub struct CommonConfig {
     pub service_name: String,
     pub nats_urls: Vec<String>,
     pub nats_auth: NatsAuth,
+    /// `NATS_TLS_CA`: when set, the connection requires TLS and trusts
+    /// this CA.
     pub nats_tls_ca: Option<PathBuf>,
+    /// `NATS_TLS_CERT` and `NATS_TLS_KEY`: a client certificate, for
+    /// servers that verify their clients (mutual TLS).
+    pub nats_tls_client: Option<TlsClient>,
     pub http_addr: SocketAddr,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -160,6 +172,25 @@ impl CommonConfig {
             .var("NATS_TLS_CA")
             .map(|path| existing_file("NATS_TLS_CA", path))
             .transpose()?;
+        let nats_tls_client = match (env.var("NATS_TLS_CERT"), env.var("NATS_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some(TlsClient {
+                cert: existing_file("NATS_TLS_CERT", cert)?,
+                key: existing_file("NATS_TLS_KEY", key)?,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "NATS_TLS_KEY",
+                    "must be set when NATS_TLS_CERT is",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "NATS_TLS_CERT",
+                    "must be set when NATS_TLS_KEY is",
+                ))
+            }
+        };
         let log_format = match env.var("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -191,6 +222,7 @@ impl CommonConfig {
             nats_urls,
             nats_auth,
             nats_tls_ca,
+            nats_tls_client,
             http_addr: parse_or(
                 env,
                 "HTTP_ADDR",
@@ -423,6 +455,37 @@ mod tests {
             assert_eq!(err.var, var, "{var}={value} gave {err}");
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_both_must_exist() {
+        assert_eq!(
+            config(&[("NATS_TLS_CERT", "/etc/hostname")])
+                .unwrap_err()
+                .var,
+            "NATS_TLS_KEY"
+        );
+        assert_eq!(
+            config(&[("NATS_TLS_KEY", "/etc/hostname")])
+                .unwrap_err()
+                .var,
+            "NATS_TLS_CERT"
+        );
+        assert_eq!(
+            config(&[
+                ("NATS_TLS_CERT", "/no/such/cert.pem"),
+                ("NATS_TLS_KEY", "/etc/hostname")
+            ])
+            .unwrap_err()
+            .var,
+            "NATS_TLS_CERT"
+        );
+        let c = config(&[
+            ("NATS_TLS_CERT", "/etc/hostname"),
+            ("NATS_TLS_KEY", "/etc/hostname"),
+        ])
+        .unwrap();
+        assert!(c.nats_tls_client.is_some());
     }
 
     #[test]

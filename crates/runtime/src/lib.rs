@@ -1,5 +1,6 @@
 //! What every jetsaga service shares: the command line, configuration, the
-//! NATS connection and JetStream provisioning, the event store, the consumer
+//! NATS connection, waiting for the streams and provisioning them (a step of
+//! its own), the event store, the consumer
 //! loop, the query endpoints, logging, the HTTP sidecar, and the service
 //! lifecycle.
 
@@ -12,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod nats;
 pub mod outcome;
+pub mod provision;
 pub mod query;
 pub mod retry;
 pub mod service;

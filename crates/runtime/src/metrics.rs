@@ -1,7 +1,7 @@
 //! The Prometheus metrics of docs/contract.md section 6 that every service
 //! exports, on one registry that the services add their own metrics to.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Buckets from a millisecond to tens of seconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -38,6 +38,7 @@ pub struct Metrics {
     handled: IntCounterVec,
     duration: HistogramVec,
     dead_letters: IntCounterVec,
+    streams: IntGaugeVec,
     batches: BatchMetrics,
 }
 
@@ -147,11 +148,22 @@ impl Metrics {
             &["consumer"],
         )
         .expect("valid metric");
+        let streams = IntGaugeVec::new(
+            Opts::new(
+                "jetsaga_stream_present",
+                "1 while a stream the service needs exists, 0 while it is \
+                 missing (not provisioned, or deleted): the service is not \
+                 ready then.",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
         let batches = BatchMetrics::new();
         for collector in [
             Box::new(handled.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(dead_letters.clone()),
+            Box::new(streams.clone()),
             Box::new(batches.messages.clone()),
             Box::new(batches.duration.clone()),
             Box::new(batches.outcomes.clone()),
@@ -163,8 +175,16 @@ impl Metrics {
             handled,
             duration,
             dead_letters,
+            streams,
             batches,
         }
+    }
+
+    /// Whether a stream the service needs is there.
+    pub fn stream_present(&self, stream: &str, present: bool) {
+        self.streams
+            .with_label_values(&[stream])
+            .set(i64::from(present));
     }
 
     /// The store's batch metrics (see [`crate::Store::with_metrics`]).

@@ -1,30 +1,35 @@
-//! Connecting to NATS and provisioning what a service owns.
+//! Connecting to NATS, and waiting for the streams a service needs.
 //!
-//! Provisioning is idempotent (create, or update to the same configuration),
-//! so services start in any order, any number of times. A service waits, with
-//! backoff, for NATS and for the streams other services own, rather than
-//! failing: its `/readyz` says what it is waiting for meanwhile.
+//! A service never creates a stream: provisioning is a step of its own
+//! (`sagactl provision`, as `admin`). A service waits, with backoff, for
+//! NATS and for its streams rather than failing, and its `/readyz` names
+//! what it is waiting for; a stream that vanishes while it runs is an
+//! outage to show (an error, a failing check, a metric an alert watches),
+//! never an empty database to start afresh.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::GetStreamErrorKind;
-use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
 use async_nats::{Client, ConnectOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonConfig, NatsAuth};
 use crate::http::Readiness;
+use crate::metrics::Metrics;
 use crate::retry::Backoff;
 
-/// Opens the connection. It reconnects by itself, forever, after any loss;
-/// the initial connection too is retried in the background, so this returns
-/// at once even while NATS is down.
-pub async fn connect(config: &CommonConfig) -> Result<Client, async_nats::ConnectError> {
+/// Opens the connection as `identity` (whose inbox prefix it uses: the
+/// only one its credentials let it receive on). It reconnects by itself,
+/// forever, after any loss; the initial connection too is retried in the
+/// background, so this returns at once even while NATS is down.
+pub async fn connect(
+    config: &CommonConfig,
+    identity: &str,
+) -> Result<Client, async_nats::ConnectError> {
     let mut options = ConnectOptions::new()
         .name(&config.service_name)
+        .custom_inbox_prefix(events::subjects::inbox_prefix(identity))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
@@ -43,59 +48,75 @@ pub async fn connect(config: &CommonConfig) -> Result<Client, async_nats::Connec
     if let Some(ca) = &config.nats_tls_ca {
         options = options.require_tls(true).add_root_certificates(ca.clone());
     }
+    if let Some(client) = &config.nats_tls_client {
+        options = options.add_client_certificate(client.cert.clone(), client.key.clone());
+    }
     options.connect(config.nats_urls.clone()).await
 }
 
-/// Creates or updates a stream this service owns, retrying until it works
-/// or `shutdown` is cancelled (then `false`).
-pub async fn ensure_stream(
-    js: &Context,
-    config: StreamConfig,
-    readiness: &Readiness,
-    shutdown: &CancellationToken,
-) -> bool {
-    let check = format!("stream {}", config.name);
-    readiness.declare(&check);
-    let ok = retry_until(shutdown, &check, readiness, || {
-        let config = config.clone();
-        async move {
-            js.create_or_update_stream(config)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
-    if ok {
-        tracing::info!(stream = %config.name, "stream provisioned");
+/// Whether stream `name` is there: `Ok(false)` only when the server says
+/// it does not exist; an error when it could not be asked.
+pub async fn stream_exists(js: &Context, name: &str) -> Result<bool, String> {
+    match js.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(ref api)
+                if api.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(e.to_string()),
+        },
     }
-    ok
 }
 
-/// Runs `attempt` until it succeeds, with backoff, recording each failure
-/// on the readiness check `check`. `false` when `shutdown` came first.
-pub async fn retry_until<F, Fut>(
-    shutdown: &CancellationToken,
-    check: &str,
+/// The readiness check of a stream.
+pub fn stream_check(name: &str) -> String {
+    format!("stream {name}")
+}
+
+/// What `/readyz` says of a stream that is not there.
+const NOT_PROVISIONED: &str = "stream not found: it is provisioned by `sagactl provision`";
+
+/// Waits until every stream of `names` exists, with backoff, naming each
+/// one still missing on `/readyz` (and on `jetsaga_stream_present`)
+/// meanwhile; `false` when `shutdown` came first.
+pub async fn require_streams(
+    js: &Context,
+    names: &[&'static str],
     readiness: &Readiness,
-    mut attempt: F,
-) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    for name in names {
+        readiness.declare(&stream_check(name));
+    }
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        match attempt().await {
-            Ok(()) => {
-                readiness.ready(check);
-                return true;
-            }
-            Err(why) => {
-                tracing::warn!(check, error = %why, "not ready yet, retrying");
-                readiness.failing(check, why);
+        let mut missing = 0;
+        for name in names {
+            let check = stream_check(name);
+            match stream_exists(js, name).await {
+                Ok(true) => {
+                    metrics.stream_present(name, true);
+                    readiness.ready(&check);
+                }
+                Ok(false) => {
+                    metrics.stream_present(name, false);
+                    readiness.failing(&check, NOT_PROVISIONED);
+                    missing += 1;
+                }
+                Err(why) => {
+                    readiness.failing(&check, why);
+                    missing += 1;
+                }
             }
         }
+        if missing == 0 {
+            tracing::info!(streams = ?names, "streams found");
+            return true;
+        }
+        tracing::warn!(missing, "waiting for streams to be provisioned");
         tokio::select! {
             () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -103,15 +124,17 @@ where
     }
 }
 
-/// Keeps the streams this service owns in place: every few seconds each is
-/// looked up, and one found missing (deleted by hand, or lost with a
-/// server's store) fails its `/readyz` check and is provisioned again,
-/// empty, so that new work can flow. What it held is gone: that is logged
-/// as an error for an operator to look into.
+/// Keeps looking at the streams this service needs: every few seconds
+/// each is looked up, and one found missing (deleted by hand, or lost with
+/// a server's store) is logged as an error, fails its `/readyz` check and
+/// shows on `jetsaga_stream_present` until someone provisions it again.
+/// It is never re-created here: what it held is gone, and a fresh empty
+/// stream would hide that.
 pub async fn watch_streams(
     js: Context,
-    owned: Arc<Mutex<Vec<StreamConfig>>>,
+    names: Vec<&'static str>,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     const EVERY: Duration = Duration::from_secs(2);
@@ -120,26 +143,21 @@ pub async fn watch_streams(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
-        let streams = owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for config in streams {
-            let missing = match js.get_stream(&config.name).await {
-                Ok(_) => false,
-                Err(e) => matches!(
-                    e.kind(),
-                    GetStreamErrorKind::JetStream(ref api)
-                        if api.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
-                ),
-            };
-            if !missing {
-                // Present, or NATS is down, which the connection check reports.
+        for name in &names {
+            // An error means NATS is down, which the connection check reports.
+            let Ok(present) = stream_exists(&js, name).await else {
                 continue;
-            }
-            let check = format!("stream {}", config.name);
-            tracing::error!(stream = %config.name, "stream missing: provisioning it again, empty");
-            readiness.failing(&check, "stream not found");
-            match js.create_or_update_stream(config).await {
-                Ok(_) => readiness.ready(&check),
-                Err(e) => readiness.failing(&check, e.to_string()),
+            };
+            metrics.stream_present(name, present);
+            let check = stream_check(name);
+            if present {
+                readiness.ready(&check);
+            } else {
+                tracing::error!(
+                    stream = name,
+                    "stream missing: the service waits until it is provisioned again"
+                );
+                readiness.failing(&check, NOT_PROVISIONED);
             }
         }
     }

@@ -1,10 +1,9 @@
 //! A service's lifecycle: start (connect, sidecar), provision, run its
 //! consumers and queries, and shut down cleanly when asked.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
 use async_nats::Client;
 use tokio_util::sync::CancellationToken;
@@ -44,9 +43,6 @@ pub struct ServiceRuntime {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sidecar: tokio::task::JoinHandle<()>,
-    /// The streams provisioned by this service, kept in place by
-    /// [`nats::watch_streams`].
-    owned_streams: Arc<Mutex<Vec<StreamConfig>>>,
 }
 
 impl ServiceRuntime {
@@ -59,7 +55,7 @@ impl ServiceRuntime {
     ) -> Result<Self, StartError> {
         let metrics = Metrics::new();
         let readiness = Readiness::default();
-        let client = nats::connect(&config).await?;
+        let client = nats::connect(&config, name).await?;
         let js = async_nats::jetstream::new(client.clone());
         let sidecar = http::serve(
             config.http_addr,
@@ -74,14 +70,7 @@ impl ServiceRuntime {
             source,
         })?;
         tracing::info!(service = name, http = %config.http_addr, "service starting");
-        let owned_streams = Arc::default();
         let tasks = TaskTracker::new();
-        tasks.spawn(nats::watch_streams(
-            js.clone(),
-            Arc::clone(&owned_streams),
-            readiness.clone(),
-            shutdown.clone(),
-        ));
         Ok(Self {
             name,
             config,
@@ -92,26 +81,37 @@ impl ServiceRuntime {
             shutdown,
             tasks,
             sidecar,
-            owned_streams,
         })
     }
 
-    /// Creates or updates the streams this service owns (names of
-    /// [`streams::ALL`]), with this service's replica count; `false` on
-    /// shutdown.
-    pub async fn provision(&self, names: &[&str]) -> bool {
+    /// Waits until every stream in `names` (of [`streams::ALL`]) has been
+    /// provisioned, then keeps watching them for as long as the service
+    /// runs; `false` on shutdown.
+    pub async fn require_streams(&self, names: &[&'static str]) -> bool {
         for name in names {
-            let config = streams::config(name, self.config.stream_replicas)
-                .unwrap_or_else(|| panic!("{name} is not one of the suite's streams"));
-            if !nats::ensure_stream(&self.js, config.clone(), &self.readiness, &self.shutdown).await
-            {
-                return false;
-            }
-            self.owned_streams
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(config);
+            assert!(
+                streams::ALL.contains(name),
+                "{name} is not one of the suite's streams"
+            );
         }
+        if !nats::require_streams(
+            &self.js,
+            names,
+            &self.readiness,
+            &self.metrics,
+            &self.shutdown,
+        )
+        .await
+        {
+            return false;
+        }
+        self.tasks.spawn(nats::watch_streams(
+            self.js.clone(),
+            names.to_vec(),
+            self.readiness.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
         true
     }
 

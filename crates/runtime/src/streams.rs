@@ -1,8 +1,8 @@
 //! Every stream of the suite and its configuration, in one table: the
 //! subjects each holds and the settings they all share (file storage,
-//! direct gets, atomic batches, a two-minute duplicate window). The
-//! services provision from it, and so does anything else that needs to
-//! know the suite's streams.
+//! direct gets, atomic batches, a two-minute duplicate window).
+//! Provisioning (`sagactl provision`, [`crate::provision`]) creates them
+//! from it; the services only check that they are there.
 
 use std::time::Duration;
 
@@ -50,8 +50,6 @@ pub fn config(name: &str, replicas: usize) -> Option<StreamConfig> {
             allow_atomic_publish: false,
             ..shared(&["saga.log.>", "saga.timer.>", "saga.timeout.>"])
         },
-        // Every service declares it with this same configuration, so
-        // whichever starts first creates it.
         DLQ => StreamConfig {
             description: Some("jetsaga dead letters: dlq.<service>.<original subject>".to_owned()),
             max_age: Duration::from_secs(14 * 24 * 3600),

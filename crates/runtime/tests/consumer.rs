@@ -68,7 +68,7 @@ fn spec() -> ConsumerSpec {
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_then_dead_lettered_with_its_reason() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, ctx) = setup(&nats).await;
     for body in ["flaky", "poison", "fine"] {
         js.publish("work.item", body.into())
@@ -179,7 +179,7 @@ impl Handler for Slow {
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_work_and_releases_the_rest() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, ctx) = setup(&nats).await;
     for i in 0..20 {
         js.publish("work.item", format!("{i}").into())

@@ -40,7 +40,7 @@ fn change(i: usize, state_seq: u64) -> Vec<Append> {
 
 #[tokio::test]
 async fn concurrent_changes_each_get_their_own_sequences() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, metrics) = store(&nats).await;
     let outcomes = join_all((0..300).map(|i| {
         let store = store.clone();
@@ -73,7 +73,7 @@ async fn concurrent_changes_each_get_their_own_sequences() {
 
 #[tokio::test]
 async fn a_stale_change_is_refused_alone_and_the_rest_of_its_group_is_stored() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, metrics) = store(&nats).await;
     // Every change expects its state subject to be empty but change 7,
     // which expects a sequence that never was: it must fail, alone, even
@@ -134,7 +134,7 @@ async fn hot_value(js: &async_nats::jetstream::Context) -> String {
 
 #[tokio::test]
 async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, metrics) = store(&nats).await;
     // Fifty writers of one aggregate, each deciding on the one before it
     // while that one is still queued: nothing waits for a write.
@@ -186,7 +186,7 @@ async fn changes_built_on_queued_ones_are_stored_in_order_without_waiting() {
 
 #[tokio::test]
 async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, _) = store(&nats).await;
     store.commit(count(0)).await.unwrap();
     // A stale change (it expects the hot state empty), one built on it,
@@ -220,7 +220,7 @@ async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() 
 
 #[tokio::test]
 async fn two_changes_checking_the_same_wildcard_never_both_pass() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, _) = store(&nats).await;
     // Two answers for one order, each expecting the order to have none
     // yet: a batch is checked against the stream before it, so were they
@@ -300,7 +300,7 @@ impl Batches {
 
 #[tokio::test]
 async fn every_atomic_batch_is_counted_with_its_size_and_outcome() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, store, metrics) = store(&nats).await;
     // One at a time, so each change is a batch of its own.
     store.commit(change(1, 0)).await.unwrap();

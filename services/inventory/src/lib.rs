@@ -11,7 +11,7 @@ pub mod handlers;
 use std::sync::Arc;
 
 use events::saga::command;
-use events::subjects::{self, streams};
+use events::subjects::{self, consumers, streams};
 use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
@@ -51,20 +51,23 @@ impl Config {
 /// Runs the inventory service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    if rt.provision(&[streams::INVENTORY, streams::DLQ]).await {
+    if rt
+        .require_streams(&[streams::INVENTORY, streams::SAGA, streams::DLQ])
+        .await
+    {
         let store = Store::with_metrics(rt.js.clone(), streams::INVENTORY, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let stock = Arc::new(handlers::Stock::new(store.clone(), config.cache_capacity));
         let commands = ConsumerSpec::new(
-            streams::INVENTORY,
-            "inventory-commands",
+            consumers::INVENTORY_COMMANDS.0,
+            consumers::INVENTORY_COMMANDS.1,
             vec!["inventory.cmd.>".to_owned()],
         );
         rt.consume(commands, Arc::new(handlers::Commands::new(stock.clone())));
         let mut saga = ConsumerSpec::new(
-            streams::SAGA,
-            "inventory-saga",
+            consumers::INVENTORY_SAGA.0,
+            consumers::INVENTORY_SAGA.1,
             [
                 command::RESERVE_STOCK,
                 command::COMMIT_STOCK,

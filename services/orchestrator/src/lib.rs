@@ -12,7 +12,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use events::subjects::streams;
+use events::subjects::{consumers, streams};
 use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
@@ -68,7 +68,16 @@ impl Config {
 /// Runs the orchestrator until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    if rt.provision(&[streams::SAGA, streams::DLQ]).await {
+    if rt
+        .require_streams(&[
+            streams::SAGA,
+            streams::ORDERS,
+            streams::INVENTORY,
+            streams::PAYMENTS,
+            streams::DLQ,
+        ])
+        .await
+    {
         let store = Store::with_metrics(rt.js.clone(), streams::SAGA, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
@@ -82,31 +91,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         );
         let consumers = [
             (
-                streams::ORDERS,
-                "saga-orders",
+                consumers::SAGA_ORDERS,
                 vec!["orders.evt.*.*"],
                 Source::Orders,
             ),
             (
-                streams::INVENTORY,
-                "saga-inventory",
+                consumers::SAGA_INVENTORY,
                 vec!["inventory.evt.>"],
                 Source::Inventory,
             ),
             (
-                streams::PAYMENTS,
-                "saga-payments",
+                consumers::SAGA_PAYMENTS,
                 vec!["payments.evt.>"],
                 Source::Payments,
             ),
             (
-                streams::SAGA,
-                "saga-timeouts",
+                consumers::SAGA_TIMEOUTS,
                 vec!["saga.timeout.>"],
                 Source::Timeouts,
             ),
         ];
-        for (stream, durable, filters, source) in consumers {
+        for ((stream, durable), filters, source) in consumers {
             let mut spec = ConsumerSpec::new(
                 stream,
                 durable,

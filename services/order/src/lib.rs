@@ -11,7 +11,7 @@ pub mod handlers;
 use std::sync::Arc;
 
 use events::saga::command;
-use events::subjects::{self, streams};
+use events::subjects::{self, consumers, streams};
 use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
@@ -44,20 +44,23 @@ impl Config {
 /// Runs the order service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    if rt.provision(&[streams::ORDERS, streams::DLQ]).await {
+    if rt
+        .require_streams(&[streams::ORDERS, streams::SAGA, streams::DLQ])
+        .await
+    {
         let store = Store::with_metrics(rt.js.clone(), streams::ORDERS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
         let mut place = ConsumerSpec::new(
-            streams::ORDERS,
-            "order-place",
+            consumers::ORDER_PLACE.0,
+            consumers::ORDER_PLACE.1,
             vec![subjects::PLACE_ORDER.to_owned()],
         );
         place.concurrency = config.concurrency;
         rt.consume(place, Arc::new(handlers::Place::new(store.clone())));
         let saga = ConsumerSpec::new(
-            streams::SAGA,
-            "order-saga",
+            consumers::ORDER_SAGA.0,
+            consumers::ORDER_SAGA.1,
             [command::CONFIRM_ORDER, command::CANCEL_ORDER]
                 .map(subjects::saga_command_filter)
                 .to_vec(),

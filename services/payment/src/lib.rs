@@ -16,7 +16,7 @@ use std::time::Duration;
 use prometheus::{IntGaugeVec, Opts};
 
 use events::saga::command;
-use events::subjects::{self, streams};
+use events::subjects::{self, consumers, streams};
 use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
@@ -95,7 +95,10 @@ pub async fn run_with_gateway<G: Gateway>(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
-    if rt.provision(&[streams::PAYMENTS, streams::DLQ]).await {
+    if rt
+        .require_streams(&[streams::PAYMENTS, streams::SAGA, streams::DLQ])
+        .await
+    {
         let store = Store::with_metrics(rt.js.clone(), streams::PAYMENTS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
@@ -104,8 +107,8 @@ pub async fn run_with_gateway<G: Gateway>(
             config.cache_capacity,
         ));
         let commands = ConsumerSpec::new(
-            streams::PAYMENTS,
-            "payment-commands",
+            consumers::PAYMENT_COMMANDS.0,
+            consumers::PAYMENT_COMMANDS.1,
             vec!["payments.cmd.>".to_owned()],
         );
         rt.consume(
@@ -113,8 +116,8 @@ pub async fn run_with_gateway<G: Gateway>(
             Arc::new(handlers::Commands::new(accounts.clone())),
         );
         let mut saga = ConsumerSpec::new(
-            streams::SAGA,
-            "payment-saga",
+            consumers::PAYMENT_SAGA.0,
+            consumers::PAYMENT_SAGA.1,
             [command::CHARGE_PAYMENT, command::REFUND_PAYMENT]
                 .map(subjects::saga_command_filter)
                 .to_vec(),

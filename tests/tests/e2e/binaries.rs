@@ -6,23 +6,23 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::testkit::ServiceProcess;
-use e2e::testkit::{binary, eventually, NatsServer};
+use e2e::testkit::{binary, eventually, Identity, NatsServer};
 use e2e::{SERVICES, SETTLE};
 use events::OrderStatus;
-use jetsaga_client::Client;
 
 #[tokio::test]
 async fn the_binaries_run_a_saga_and_exit_zero_on_sigterm() {
     let nats = NatsServer::start();
+    e2e::provision(&nats.url(), nats.security(), 1).await;
     let logs = tempfile::tempdir().unwrap();
     let mut processes: Vec<ServiceProcess> = SERVICES
         .iter()
-        .map(|name| ServiceProcess::spawn(name, &nats.url(), &[], logs.path()))
+        .map(|name| ServiceProcess::spawn(name, &nats.url(), nats.security(), &[], logs.path()))
         .collect();
     for p in &processes {
         p.wait_ready().await;
     }
-    let client = Client::connect(&nats.url()).await.unwrap();
+    let client = e2e::connect_as(&nats.url(), nats.security(), Identity::Operator).await;
     client.restock("sku-1", 5, Some(100)).await.unwrap();
     client.deposit("c-1", 1000).await.unwrap();
     let settled = eventually("an order to settle", SETTLE, || {
@@ -199,7 +199,6 @@ async fn the_benchmark_runs_and_reports_every_measure() {
 #[tokio::test]
 async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
     let suite = e2e::Suite::start().await;
-    let url = suite.nats.url();
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let path = dir.path().join(name);
@@ -211,7 +210,7 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
         "bad.json",
         r#"{"skus": [{"sku": "sku 01", "stock": 5, "price_cents": 100}]}"#,
     );
-    let output = e2e::sagactl(&url, &["seed", "--file", &bad]).await;
+    let output = suite.sagactl(&["seed", "--file", &bad]).await;
     assert!(!output.status.success());
     // With --json, the error is JSON on stdout.
     let error = String::from_utf8_lossy(&output.stdout);
@@ -226,7 +225,7 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
                      {"sku": "sku-02", "stock": 100000, "price_cents": 99}],
             "customers": [{"customer_id": "c-01", "balance_cents": 100000000}]}"#,
     );
-    let output = e2e::sagactl(&url, &["seed", "--file", &good]).await;
+    let output = suite.sagactl(&["seed", "--file", &good]).await;
     assert!(
         output.status.success(),
         "{}",
@@ -235,9 +234,8 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
     assert_eq!(suite.stock_of("sku-01").await, (100_000, 0));
     assert_eq!(suite.balance_of("c-01").await, 100_000_000);
 
-    let output = e2e::sagactl(
-        &url,
-        &[
+    let output = suite
+        .sagactl(&[
             "load",
             "--duration",
             "2",
@@ -247,9 +245,8 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
             "2",
             "--customers",
             "1",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(
         output.status.success(),
         "{}",

@@ -40,9 +40,10 @@ async fn a_dead_letter_is_replayed_once_its_cause_is_fixed() {
 async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
     let suite = Suite::start().await;
     suite.client.deposit("c-1", 0).await.unwrap();
-    let url = suite.nats.url();
     let listed = eventually("sagactl to list the dead letter", SETTLE, || async {
-        let output = e2e::sagactl(&url, &["dlq", "list", "--service", "payment-service"]).await;
+        let output = suite
+            .sagactl(&["dlq", "list", "--service", "payment-service"])
+            .await;
         let letters: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
         (letters.as_array()?.len() == 1).then_some(letters)
     })
@@ -50,7 +51,7 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
     assert_eq!(listed[0]["original_subject"], "payments.cmd.deposit");
     let seq = listed[0]["seq"].as_u64().unwrap().to_string();
 
-    let shown = e2e::sagactl(&url, &["dlq", "show", &seq]).await;
+    let shown = suite.sagactl(&["dlq", "show", &seq]).await;
     assert_eq!(shown.status.code(), Some(0));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     let body: serde_json::Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
@@ -60,14 +61,14 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
         "the body, unchanged"
     );
 
-    let missing: Output = e2e::sagactl(&url, &["dlq", "show", "999999"]).await;
+    let missing: Output = suite.sagactl(&["dlq", "show", "999999"]).await;
     assert_eq!(
         missing.status.code(),
         Some(3),
         "not found: {}",
         String::from_utf8_lossy(&missing.stdout)
     );
-    let missing = e2e::sagactl(&url, &["get", "no-such-order"]).await;
+    let missing = suite.sagactl(&["get", "no-such-order"]).await;
     assert_eq!(
         missing.status.code(),
         Some(3),
@@ -75,14 +76,15 @@ async fn sagactl_lists_and_replays_dead_letters_with_reliable_exit_codes() {
         String::from_utf8_lossy(&missing.stdout)
     );
     assert_eq!(
-        e2e::sagactl(&url, &["dlq", "replay"]).await.status.code(),
+        suite.sagactl(&["dlq", "replay"]).await.status.code(),
         Some(2),
         "usage"
     );
 
     // Replayed as it is, it fails again: dead-lettered anew, not lost.
     assert_eq!(
-        e2e::sagactl(&url, &["dlq", "replay", "--all"])
+        suite
+            .sagactl(&["dlq", "replay", "--all"])
             .await
             .status
             .code(),

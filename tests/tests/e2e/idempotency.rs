@@ -2,7 +2,7 @@
 //! with a `Nats-Msg-Id` sent again, not a saga command delivered again.
 
 use async_nats::HeaderMap;
-use e2e::testkit::eventually;
+use e2e::testkit::{eventually, Identity};
 use e2e::{Suite, SETTLE};
 use events::subjects::streams;
 use events::OrderStatus;
@@ -107,8 +107,19 @@ async fn saga_commands_delivered_again_change_nothing() {
         OrderStatus::Cancelled
     );
 
+    // Read as the operator may, write as the orchestrator (the only
+    // identity allowed to), look at the consumers as admin.
     let js = async_nats::jetstream::new(suite.client.nats().clone());
+    let orchestrator = async_nats::jetstream::new(
+        suite
+            .connect_as(Identity::SagaOrchestrator)
+            .await
+            .nats()
+            .clone(),
+    );
+    let admin = async_nats::jetstream::new(suite.connect_as(Identity::Admin).await.nats().clone());
     let saga = js.get_stream(streams::SAGA).await.unwrap();
+    let consumers = admin.get_stream(streams::SAGA).await.unwrap();
     let last = saga.cached_info().state.last_sequence;
     for seq in 1..=last {
         // Only the saga's records: its timers and deadlines are its own.
@@ -118,7 +129,8 @@ async fn saga_commands_delivered_again_change_nothing() {
         if !record.subject.starts_with("saga.log.") {
             continue;
         }
-        js.publish(record.subject.to_string(), record.payload)
+        orchestrator
+            .publish(record.subject.to_string(), record.payload)
             .await
             .unwrap()
             .await
@@ -126,9 +138,9 @@ async fn saga_commands_delivered_again_change_nothing() {
     }
     for consumer in ["inventory-saga", "payment-saga", "order-saga"] {
         eventually(&format!("{consumer} to handle the copies"), SETTLE, || {
-            let saga = saga.clone();
+            let consumers = consumers.clone();
             async move {
-                let mut c = saga
+                let mut c = consumers
                     .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
                     .await
                     .ok()?;

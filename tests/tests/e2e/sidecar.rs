@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics` tell the truth.
 
 use async_nats::HeaderMap;
-use e2e::testkit::{eventually, http_get};
+use e2e::testkit::{eventually, http_get, Identity};
 use e2e::{Suite, SERVICES, SETTLE};
 use events::OrderStatus;
 
@@ -96,58 +96,76 @@ async fn readiness_follows_the_nats_connection_and_health_does_not() {
 }
 
 #[tokio::test]
-async fn readiness_names_the_streams_a_service_waits_for() {
-    // The orchestrator alone: the streams it reads are not there until
-    // their owners start, and /readyz says which consumers wait for them.
-    let mut suite = Suite::start_only(&[], &[]).await;
+async fn a_service_waits_unready_for_its_streams_and_never_creates_them() {
+    // The orchestrator alone, on a server nobody has provisioned yet.
+    let mut suite = Suite::start_unprovisioned(&[]).await;
     suite.launch("saga-orchestrator", &[]);
     let addr = suite.http_of("saga-orchestrator");
     let failing = eventually(
-        "the orchestrator to report its unbound consumers",
+        "the orchestrator to name every stream it waits for",
         SETTLE,
         || async move {
             let (status, body) = http_get(addr, "/readyz").await?;
             let body: serde_json::Value = serde_json::from_str(&body).ok()?;
             let failing = body["failing"].as_object()?.clone();
-            // Every stream it reads is named, not just the first.
-            let named = |stream: &str| {
-                failing.iter().any(|(check, why)| {
-                    check.starts_with("consumer ") && why.to_string().contains(stream)
-                })
-            };
-            (status == 503 && named("ORDERS") && named("INVENTORY") && named("PAYMENTS"))
-                .then_some(failing)
+            let all = ["SAGA", "ORDERS", "INVENTORY", "PAYMENTS", "DLQ"]
+                .iter()
+                .all(|s| {
+                    failing
+                        .get(&format!("stream {s}"))
+                        .and_then(|why| why.as_str())
+                        .is_some_and(|why| why.contains("sagactl provision"))
+                });
+            (status == 503 && all).then_some(failing)
         },
     )
     .await;
+    assert!(!failing.contains_key("nats"), "{failing:?}");
+    let (_, metrics) = http_get(addr, "/metrics").await.unwrap();
     assert!(
-        !failing.contains_key("nats") && !failing.contains_key("stream SAGA"),
-        "only what is missing fails: {failing:?}"
+        metrics.contains("jetsaga_stream_present{stream=\"SAGA\"} 0"),
+        "{metrics}"
+    );
+    let admin = async_nats::jetstream::new(suite.connect_as(Identity::Admin).await.nats().clone());
+    assert!(
+        admin.get_stream("SAGA").await.is_err(),
+        "a service never creates a stream"
     );
 
+    suite.provision().await;
+    suite.wait_ready().await;
     for service in ["order-service", "inventory-service", "payment-service"] {
         suite.start_service(service).await;
     }
-    suite.wait_ready().await;
+    an_order_goes_through(&suite, "o-after-provisioning").await;
     suite.stop().await;
 }
 
 #[tokio::test]
-async fn a_deleted_stream_is_provisioned_again_and_work_resumes() {
+async fn a_deleted_stream_is_an_outage_until_it_is_provisioned_again() {
     let suite = Suite::start().await;
-    let js = async_nats::jetstream::new(suite.client.nats().clone());
-    js.delete_stream("INVENTORY").await.unwrap();
-    eventually(
-        "the inventory service to re-create its stream",
-        SETTLE,
-        || {
-            let js = js.clone();
-            async move { js.get_stream("INVENTORY").await.ok().map(|_| ()) }
-        },
-    )
-    .await;
-    // The consumers on it (the inventory service's and the orchestrator's)
-    // bind again, and an order goes through.
+    let admin = async_nats::jetstream::new(suite.connect_as(Identity::Admin).await.nats().clone());
+    admin.delete_stream("INVENTORY").await.unwrap();
+    for service in ["inventory-service", "saga-orchestrator"] {
+        let addr = suite.http_of(service);
+        eventually(
+            &format!("{service} to report the INVENTORY stream missing"),
+            SETTLE,
+            || async move {
+                let (status, body) = http_get(addr, "/readyz").await?;
+                let (_, metrics) = http_get(addr, "/metrics").await?;
+                (status == 503
+                    && body.contains("stream INVENTORY")
+                    && metrics.contains("jetsaga_stream_present{stream=\"INVENTORY\"} 0"))
+                .then_some(())
+            },
+        )
+        .await;
+    }
+    // Both have seen it missing, and neither brought it back empty.
+    assert!(admin.get_stream("INVENTORY").await.is_err());
+
+    suite.provision().await;
     suite.wait_ready().await;
     an_order_goes_through(&suite, "o-after-delete").await;
     suite.stop().await;

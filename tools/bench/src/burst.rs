@@ -39,10 +39,11 @@ struct BurstReport {
 
 /// Runs the burst; `Ok(false)` when orders were left unsettled.
 pub async fn run(args: BurstArgs, json: bool) -> anyhow::Result<bool> {
-    let mut suite = Suite::start_server()?;
+    let mut suite = Suite::start_server(launcher::Access::Secured)?;
     let measured = async {
+        suite.provision().await?;
         suite.start_services(&[("RUST_LOG", "warn")]).await?;
-        let client = Client::connect(&suite.nats.url()).await?;
+        let client = Client::new(suite.connect(launcher::Identity::Operator).await?);
         // Twenty skus and forty customers with plenty of both: contention
         // as in the demo, and every order can confirm.
         let plan = Plan {

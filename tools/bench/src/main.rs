@@ -35,6 +35,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use launcher::{Access, NatsServer};
+
 use crate::measure::Workload;
 use crate::relay::Flow;
 use crate::report::BenchReport;
@@ -96,6 +98,14 @@ struct BenchArgs {
     /// default), to measure what tracing costs.
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Run the suite on a server without authentication or permissions, to
+    /// measure what security costs (by default it runs secured, as
+    /// deployed: every process its own identity).
+    #[arg(long, conflicts_with = "tls")]
+    plain: bool,
+    /// Run the suite secured and over TLS, with client certificates.
+    #[arg(long)]
+    tls: bool,
     /// A small, quick run that checks the benchmark itself.
     #[arg(long)]
     quick: bool,
@@ -150,9 +160,20 @@ impl BenchArgs {
 /// The whole benchmark; `Ok(false)` when orders were left unsettled.
 async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     let (workload, js_messages, flow_sagas) = args.workload();
-    let mut suite = Suite::start_server()?;
-    let measured = async {
-        let raw = async_nats::connect(suite.nats.url()).await?;
+    let access = if args.plain {
+        Access::Open
+    } else if args.tls {
+        Access::SecuredTls
+    } else {
+        Access::Secured
+    };
+    // The ceiling and the saga flows measure JetStream alone, on subjects
+    // of their own: on a server of their own with no permissions, before
+    // the suite's starts.
+    let flows_server = NatsServer::launch(launcher::free_port(), &[], Access::Open)?;
+    let flows_pid = flows_server.pid().context("nats-server runs")?;
+    let flows = async {
+        let raw = async_nats::connect(flows_server.url()).await?;
         eprintln!("JetStream ceiling ({js_messages} messages each)...");
         let jetstream = ceiling::ceiling(&raw, js_messages).await?;
         let mut saga_flows = Vec::new();
@@ -162,10 +183,9 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
                 flow.describe(),
                 workload.saturation_in_flight
             );
-            let url = suite.nats.url();
             let flow = relay::run(
-                &url,
-                suite.nats_pid,
+                &flows_server.url(),
+                flows_pid,
                 flow,
                 flow_sagas,
                 workload.saturation_in_flight,
@@ -173,6 +193,16 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
             .await?;
             saga_flows.push(flow);
         }
+        anyhow::Ok((jetstream, saga_flows))
+    };
+    let (jetstream, saga_flows) = tokio::select! {
+        outcome = flows => outcome?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    };
+    drop(flows_server);
+    let mut suite = Suite::start_server(access)?;
+    let measured = async {
+        suite.provision().await?;
         let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];
         if let Some(endpoint) = &args.otlp_endpoint {
             env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
@@ -180,7 +210,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         }
         let ready_ms = suite.start_services(&env).await?;
         let measured = measure::measure(&suite, &workload).await?;
-        anyhow::Ok((jetstream, saga_flows, ready_ms, measured))
+        anyhow::Ok((ready_ms, measured))
     };
     // Whatever happens, nothing started here outlives the run.
     let outcome = tokio::select! {
@@ -188,7 +218,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     suite.stop().await;
-    let (jetstream, saga_flows, ready_ms, measured) = outcome?;
+    let (ready_ms, measured) = outcome?;
     let targets = report::targets(&measured, &ready_ms);
     let report = BenchReport {
         machine: counts::machine(),

@@ -28,7 +28,7 @@ pub struct Workload {
 /// saturation and each offered rate, reading the processes before and
 /// after.
 pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measured> {
-    let raw = async_nats::connect(suite.nats.url()).await?;
+    let raw = suite.connect(launcher::Identity::Operator).await?;
     let raw = &raw;
     let (monitor, services, nats_pid) = (suite.monitor, &suite.services[..], suite.nats_pid);
     let Workload {

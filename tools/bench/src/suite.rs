@@ -1,5 +1,6 @@
 //! The suite under measurement: its own nats-server (temporary store, the
-//! monitoring port on) and the four release services beside this binary,
+//! monitoring port on, secured as deployed unless asked otherwise) and the
+//! four release services beside this binary, each as its own identity,
 //! started by the same launcher as the demo and the tests.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use launcher::{free_port, http_get, NatsServer, ServiceProcess, SERVICE_NAMES};
+use jetsaga_client::Connection;
+use launcher::{free_port, http_get, Access, Identity, NatsServer, ServiceProcess, SERVICE_NAMES};
 
 /// How long a service may take to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -27,9 +29,9 @@ pub struct Suite {
 
 impl Suite {
     /// Starts nats-server; the services come with [`Suite::start_services`].
-    pub fn start_server() -> anyhow::Result<Self> {
+    pub fn start_server(access: Access) -> anyhow::Result<Self> {
         let monitor = free_port();
-        let nats = NatsServer::launch(free_port(), &["-m", &monitor.to_string()])?;
+        let nats = NatsServer::launch(free_port(), &["-m", &monitor.to_string()], access)?;
         let nats_pid = nats.pid().context("nats-server runs")?;
         let logs = std::env::temp_dir().join(format!("jetsaga-bench-{}", std::process::id()));
         std::fs::create_dir_all(&logs)?;
@@ -57,7 +59,14 @@ impl Suite {
         let started = Instant::now();
         for name in SERVICE_NAMES {
             let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let service = ServiceProcess::launch(name, &self.nats.url(), http, env, &self.logs)?;
+            let identity = self
+                .nats
+                .access()
+                .map(|security| security.service_env(name))
+                .unwrap_or_default();
+            let mut env = env.to_vec();
+            env.extend(identity.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let service = ServiceProcess::launch(name, &self.nats.url(), http, &env, &self.logs)?;
             self.services.push(service);
         }
         let mut ready_ms = BTreeMap::new();
@@ -73,6 +82,32 @@ impl Suite {
             ready_ms.insert(service.name.to_owned(), ready.as_secs_f64() * 1000.0);
         }
         Ok(ready_ms)
+    }
+
+    /// Provisions the streams (as `admin`, on a secured server).
+    pub async fn provision(&self) -> anyhow::Result<()> {
+        let admin = self.connect(Identity::Admin).await?;
+        runtime::provision::provision(&async_nats::jetstream::new(admin), 1, false).await?;
+        Ok(())
+    }
+
+    /// A connection as `identity` (as anyone, on an open server).
+    pub async fn connect(&self, identity: Identity) -> anyhow::Result<async_nats::Client> {
+        let mut connection = Connection::new(self.nats.url());
+        if let Some(security) = self.nats.access() {
+            connection = connection.creds(security.creds(identity));
+            if security.tls() {
+                let (cert, key) = security.material().tls_client(identity);
+                connection = connection
+                    .tls_ca(security.material().tls_ca())
+                    .tls_client(cert, key);
+            }
+        }
+        Ok(connection
+            .options("jetsaga-bench")
+            .await?
+            .connect(connection.url_list())
+            .await?)
     }
 
     /// SIGTERM to every service, then the server goes.

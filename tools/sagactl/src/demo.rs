@@ -1,16 +1,19 @@
-//! `sagactl demo`: the whole suite on this machine. Starts a nats-server
-//! (temporary store) and the four service binaries that sit beside
-//! `sagactl`, seeds a catalogue and customers, puts a stream of orders
-//! through with a live progress line, reports, and keeps everything up
-//! until Ctrl-C so the README's `nats` recipes can be tried against it.
+//! `sagactl demo`: the whole suite on this machine, secured as in
+//! production. Starts a nats-server (temporary store, the suite's
+//! identities), provisions the streams as `admin`, starts the four service
+//! binaries that sit beside `sagactl`, each as its own identity, makes
+//! `nats` CLI contexts for the `client` and `operator` identities, seeds a
+//! catalogue and customers, puts a stream of orders through with a live
+//! progress line, reports, and keeps everything up until Ctrl-C so the
+//! README's `nats` recipes can be tried against it.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use jetsaga_client::Client;
-use launcher::{preferred_port, NatsServer, ServiceProcess, SERVICES};
+use jetsaga_client::{Client, Connection};
+use launcher::{preferred_port, Access, Identity, NatsServer, Security, ServiceProcess, SERVICES};
 use rand::Rng;
 use workload::{customer_name, sku_name, Plan, Spec};
 
@@ -35,20 +38,36 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
     let monitor = preferred_port(8222).to_string();
-    let nats = NatsServer::launch(preferred_port(4222), &["-m", &monitor])?;
+    let nats = NatsServer::launch(preferred_port(4222), &["-m", &monitor], Access::Secured)?;
     let logs = std::env::temp_dir().join(format!("jetsaga-demo-{}", std::process::id()));
     std::fs::create_dir_all(&logs)?;
-    eprintln!("nats-server    {} (JetStream, temporary store)", nats.url());
+    eprintln!(
+        "nats-server    {} (JetStream, temporary store, credentials in {})",
+        nats.url(),
+        nats.security().material().dir.display()
+    );
+    let contexts = save_contexts(&nats.url(), nats.security())?;
+    eprintln!(
+        "nats CLI       contexts jetsaga-client and jetsaga-operator ({}):\n               \
+         `nats context select jetsaga-operator` and the README's recipes work as written",
+        contexts.display()
+    );
+    let admin = connect(&nats, Identity::Admin).await?;
+    runtime::provision::provision(&async_nats::jetstream::new(admin.nats().clone()), 1, false)
+        .await?;
+    eprintln!("streams        provisioned");
 
     // The services log JSON, and export traces where the user asks for it.
     let passed: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("OTEL_") || k == "RUST_LOG")
         .collect();
-    let mut env: Vec<(&str, &str)> = vec![("LOG_FORMAT", "json")];
-    env.extend(passed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut services = Vec::new();
     let mut outcome = Ok(());
     for (name, default_port) in SERVICES {
+        let identity = nats.security().service_env(name);
+        let mut env: Vec<(&str, &str)> = vec![("LOG_FORMAT", "json")];
+        env.extend(passed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.extend(identity.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let http = SocketAddr::from(([127, 0, 0, 1], preferred_port(default_port)));
         match ServiceProcess::launch(name, &nats.url(), http, &env, &logs) {
             Ok(service) => services.push(service),
@@ -85,7 +104,7 @@ async fn drive(
         logs.display()
     );
 
-    let client = Client::connect(&nats.url()).await?;
+    let client = connect(nats, Identity::Operator).await?;
     let plan = demo_plan();
     workload::seed::seed(&client, &plan, true).await?;
     eprintln!(
@@ -116,19 +135,50 @@ async fn drive(
     if args.no_wait {
         return Ok(());
     }
-    let url = nats.url();
     eprintln!(
         "\nThe suite keeps running. Try, in another terminal:\n  \
-         nats -s {url} sub 'orders.evt.>'\n  \
-         nats -s {url} pub orders.cmd.place '{{\"order_id\":\"o-1001\",\"customer_id\":\"c-01\",\"items\":[{{\"sku\":\"sku-01\",\"quantity\":2}}]}}'\n  \
-         nats -s {url} req orders.query.get '{{\"order_id\":\"o-1001\"}}'\n  \
-         nats -s {url} micro ls\n  \
-         sagactl --nats-url {url} get o-1001\n\
+         nats context select jetsaga-operator\n  \
+         nats sub 'orders.evt.>'\n  \
+         nats pub orders.cmd.place '{{\"order_id\":\"o-1001\",\"customer_id\":\"c-01\",\"items\":[{{\"sku\":\"sku-01\",\"quantity\":2}}]}}'\n  \
+         nats req orders.query.get '{{\"order_id\":\"o-1001\"}}'\n  \
+         nats micro ls\n  \
+         sagactl --context jetsaga-operator get o-1001\n\
          Ctrl-C stops everything."
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("\nstopping");
     Ok(())
+}
+
+/// A client of the demo's server, as `identity`.
+async fn connect(nats: &NatsServer, identity: Identity) -> anyhow::Result<Client> {
+    let connection = Connection::new(nats.url()).creds(nats.security().creds(identity));
+    Ok(Client::connect(&connection).await?)
+}
+
+/// Writes the `nats` CLI contexts `jetsaga-client` and `jetsaga-operator`
+/// (replacing the demo's earlier ones, touching no other) and returns
+/// their folder.
+fn save_contexts(url: &str, security: &Security) -> anyhow::Result<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+        .ok_or_else(|| anyhow::anyhow!("no HOME or XDG_CONFIG_HOME for the nats contexts"))?;
+    let dir = config.join("nats/context");
+    std::fs::create_dir_all(&dir)?;
+    for identity in [Identity::Client, Identity::Operator] {
+        let context = serde_json::json!({
+            "description": format!("jetsaga demo, as {}", identity.name()),
+            "url": url,
+            "creds": security.creds(identity),
+            "inbox_prefix": auth::inbox_prefix(identity),
+        });
+        std::fs::write(
+            dir.join(format!("jetsaga-{}.json", identity.name())),
+            serde_json::to_vec_pretty(&context)?,
+        )?;
+    }
+    Ok(dir)
 }
 
 /// Twenty skus at varied prices, scarce enough that some orders run out;

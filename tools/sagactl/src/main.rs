@@ -1,10 +1,13 @@
-//! `sagactl`: the jetsaga operator CLI. Place and follow orders, look up
-//! stock and balances, watch the order events, seed a catalogue, generate
-//! load, run the whole demo, and run the benchmark (`jetsaga-bench`).
+//! `sagactl`: the jetsaga operator CLI. Secure a deployment (`auth init`)
+//! and provision its streams, place and follow orders, look up stock and
+//! balances, watch the order events, seed a catalogue, generate load, run
+//! the whole demo, and run the benchmark (`jetsaga-bench`).
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
 
+mod admin;
 mod bench;
+mod connect;
 mod demo;
 mod dlq;
 mod output;
@@ -27,14 +30,8 @@ use crate::output::Output;
     about = "Operate and exercise a jetsaga deployment"
 )]
 struct Cli {
-    /// NATS server URL, or a comma-separated list of them.
-    #[arg(
-        long,
-        global = true,
-        env = "NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    nats_url: String,
+    #[command(flatten)]
+    connect: connect::ConnectArgs,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -44,6 +41,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Identities and permissions: write the server's auth.conf and the
+    /// credentials files.
+    #[command(subcommand)]
+    Auth(admin::AuthCommand),
+    /// Create or update every stream (as `admin`); --check only reports.
+    Provision(admin::ProvisionArgs),
     /// Place an order: `sagactl place --customer c-7 sku-1:2 sku-2:1`.
     Place {
         /// Lines as `sku:quantity`.
@@ -105,12 +108,15 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => return demo::run(args, out).await.map(|()| ExitCode::SUCCESS),
         Command::Bench { args } => return bench::run(&args, out.json),
+        Command::Auth(command) => return admin::auth(command, out),
         _ => {}
     }
-    let client = Client::connect(&cli.nats_url)
+    let connection = cli.connect.connection()?;
+    let client = Client::connect(&connection)
         .await
-        .with_context(|| format!("connecting to {}", cli.nats_url))?;
+        .with_context(|| format!("connecting to {}", connection.urls))?;
     match cli.command {
+        Command::Provision(args) => admin::provision(&client, args, out).await,
         Command::Place {
             items,
             customer,
@@ -174,7 +180,9 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Demo(_) | Command::Bench { .. } => unreachable!("handled above"),
+        Command::Demo(_) | Command::Bench { .. } | Command::Auth(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
