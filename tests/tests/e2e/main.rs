@@ -13,4 +13,5 @@ mod idempotency;
 mod queries;
 mod reads;
 mod saga_paths;
+mod security;
 mod sidecar;
