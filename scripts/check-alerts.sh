@@ -92,6 +92,7 @@ CONTRACT = {
 NOT_EXPORTED_YET = {"jetsaga_sagas_stuck": "gauge",
                     "jetsaga_saga_operator_actions_total": "counter"}
 BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter",
+                   "jetsaga_stream_present": "gauge",
                    "jetsaga_store_batch_messages": "histogram",
                    "jetsaga_store_batch_duration_seconds": "histogram",
                    "jetsaga_store_batches_total": "counter"}
@@ -533,6 +534,9 @@ JetsagaDeadLetters missing a counter's first dead letter ||| (jetsaga_dead_lette
 JetsagaDeadLetters threshold > 0 -> > 1 ||| increase(jetsaga_dead_letters_total[10m])\n          ) > 0 ||| increase(jetsaga_dead_letters_total[10m])\n          ) > 1
 JetsagaDeadLetters alerting again after a restart of Prometheus ||| and on() count(up{job="jetsaga"} offset 10m)\n            )\n            or increase(jetsaga_dead_letters_total ||| )\n            or increase(jetsaga_dead_letters_total
 JetsagaDeadLetters one alert per replica ||| sum by (service, consumer) ||| sum by (service, consumer, instance)
+JetsagaStreamMissing watching other jobs ||| min by (stream) (jetsaga_stream_present{job="jetsaga"}) ||| min by (stream) (jetsaga_stream_present)
+JetsagaStreamMissing without its minute ||| == 0\n        for: 1m\n        labels:\n          severity: critical\n        annotations:\n          summary: "Stream ||| == 0\n        for: 0m\n        labels:\n          severity: critical\n        annotations:\n          summary: "Stream
+JetsagaStreamMissing one alert per service ||| min by (stream) ||| min by (stream, service)
 JetsagaCircuitBreakerOpen firing on half-open ||| [1m])) == 2 ||| [1m])) >= 1
 JetsagaCircuitBreakerOpen losing a flapping breaker ||| max by (name) (max_over_time(jetsaga_circuit_breaker_state[1m])) ||| max by (name) (jetsaga_circuit_breaker_state)
 JetsagaCircuitBreakerOpen firing on one short opening ||| == 2\n        for: 2m ||| == 2\n        for: 1m
