@@ -360,6 +360,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documentation_shows_the_table_the_server_enforces() {
+        let page = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/security.md");
+        let page = std::fs::read_to_string(page).expect("docs/security.md");
+        assert!(
+            page.contains(&markdown_table()),
+            "docs/security.md is out of date: paste `sagactl auth table` between its identities markers"
+        );
+    }
+
+    #[test]
     fn names_round_trip_and_the_table_lists_every_identity() {
         let table = markdown_table();
         for identity in IDENTITIES {
