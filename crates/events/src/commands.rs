@@ -20,6 +20,28 @@ pub const MAX_RESTOCK: u64 = 1_000_000_000;
 /// Highest unit price, in cents: low enough that no order total (100 lines
 /// of 10000 units) can overflow.
 pub const MAX_PRICE_CENTS: u64 = 1_000_000_000_000;
+/// Longest `Nats-Msg-Id` a command may carry, in bytes. The id ends up in a
+/// subject (hex-encoded, so twice as long, in the `<domain>.applied.<key>`
+/// marker of a restock or deposit), and a subject longer than the server's
+/// control line (4 KiB by default) makes the server close the connection
+/// that sent it: one such command would cut a service off NATS on every
+/// delivery. 256 bytes holds any UUID, ULID or digest a client may use as
+/// an idempotency key, and keeps every subject built from it short.
+pub const MAX_MSG_ID_BYTES: usize = 256;
+
+/// A command's `Nats-Msg-Id` is longer than [`MAX_MSG_ID_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Nats-Msg-Id: must be at most {MAX_MSG_ID_BYTES} bytes, got {0}")]
+pub struct MsgIdTooLong(pub usize);
+
+/// Checks a command's `Nats-Msg-Id` (when it has one) before anything is
+/// built from it.
+pub fn check_msg_id(msg_id: Option<&str>) -> Result<(), MsgIdTooLong> {
+    match msg_id {
+        Some(id) if id.len() > MAX_MSG_ID_BYTES => Err(MsgIdTooLong(id.len())),
+        _ => Ok(()),
+    }
+}
 
 /// The body was not a JSON object of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -301,6 +323,18 @@ mod tests {
                 Err(PlaceError::Unreadable(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_message_id_longer_than_the_cap_is_refused_by_its_length() {
+        assert_eq!(check_msg_id(None), Ok(()));
+        assert_eq!(check_msg_id(Some(&"a".repeat(MAX_MSG_ID_BYTES))), Ok(()));
+        let refused = check_msg_id(Some(&"a".repeat(5_000))).unwrap_err();
+        assert_eq!(refused, MsgIdTooLong(5_000));
+        assert_eq!(
+            refused.to_string(),
+            "Nats-Msg-Id: must be at most 256 bytes, got 5000"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Handler for Commands {
         }
         let command =
             Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let marker = subjects::applied("inventory", &command_key(message));
+        let marker = subjects::applied("inventory", &command_key(message)?);
         let subject = subjects::stock(&command.sku);
         let applied = retry_conflicts(|| {
             self.stock

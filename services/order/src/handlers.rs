@@ -2,7 +2,7 @@
 //! JetStream and [`crate::domain`].
 
 use async_nats::jetstream::Message;
-use events::commands::{PlaceError, PlaceOrder};
+use events::commands::{check_msg_id, PlaceError, PlaceOrder};
 use events::order::{OrderEvent, RejectedEvent, RejectedTag};
 use events::query::ByOrder;
 use events::saga::SagaRecord;
@@ -41,21 +41,34 @@ impl Place {
 
 impl Handler for Place {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        let msg_id = header(message, "Nats-Msg-Id");
+        // Checked before anything is built from it: a huge id must never
+        // reach a subject, a header or the order's derived id.
+        let bad_msg_id = check_msg_id(msg_id).err().map(|e| e.to_string());
         let command = match PlaceOrder::parse(&message.payload) {
-            Ok(command) => command,
+            Ok(command) if bad_msg_id.is_none() => command,
+            Ok(command) => {
+                let rejected = RejectedEvent {
+                    kind: RejectedTag::Rejected,
+                    order_id: command.order_id.map(String::from),
+                    errors: bad_msg_id.into_iter().collect(),
+                };
+                return self.reject(message, rejected).await;
+            }
             Err(PlaceError::Unreadable(e)) => return Err(HandleError::Reject(e.to_string())),
             Err(PlaceError::Invalid(invalid)) => {
                 let rejected = RejectedEvent {
                     kind: RejectedTag::Rejected,
                     order_id: invalid.order_id,
-                    errors: invalid.errors,
+                    errors: bad_msg_id.into_iter().chain(invalid.errors).collect(),
                 };
                 return self.reject(message, rejected).await;
             }
         };
-        let order_id = command.order_id.clone().unwrap_or_else(|| {
-            domain::derive_order_id(header(message, "Nats-Msg-Id"), stream_sequence(message))
-        });
+        let order_id = command
+            .order_id
+            .clone()
+            .unwrap_or_else(|| domain::derive_order_id(msg_id, stream_sequence(message)));
         runtime::telemetry::record_order_id(order_id.as_str());
         let placed = domain::placed(order_id.clone(), command.customer_id, &command.items);
         let filter = subjects::order_events(&order_id);

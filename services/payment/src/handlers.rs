@@ -55,7 +55,7 @@ impl Handler for Commands {
         }
         let command =
             Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let marker = subjects::applied("payments", &command_key(message));
+        let marker = subjects::applied("payments", &command_key(message)?);
         let subject = subjects::account(&command.customer_id);
         let applied = retry_conflicts(|| {
             self.accounts

@@ -184,6 +184,80 @@ async fn an_unusable_restock_or_deposit_is_dead_lettered_with_its_reason() {
     suite.stop().await;
 }
 
+#[tokio::test]
+async fn a_huge_message_id_is_refused_before_it_reaches_a_subject_and_nothing_else_stalls() {
+    let suite = Suite::start().await;
+    suite.seed(&[("sku-1", 5, 100)], &[("c-1", 10_000)]).await;
+    let mut rejected = suite
+        .client
+        .nats()
+        .subscribe("orders.evt.rejected")
+        .await
+        .unwrap();
+    suite.client.nats().flush().await.unwrap();
+    let mut huge = HeaderMap::new();
+    huge.insert("Nats-Msg-Id", "x".repeat(5_000).as_str());
+    let send = |subject: &'static str, body: &'static str| {
+        let headers = huge.clone();
+        let client = &suite.client;
+        async move {
+            client
+                .command(subject, headers, body.into())
+                .await
+                .expect("stored")
+        }
+    };
+    send(
+        "orders.cmd.place",
+        r#"{"customer_id":"c-1","items":[{"sku":"sku-1","quantity":1}]}"#,
+    )
+    .await;
+    send("inventory.cmd.restock", r#"{"sku":"sku-1","quantity":50}"#).await;
+    send(
+        "payments.cmd.deposit",
+        r#"{"customer_id":"c-1","amount_cents":50000}"#,
+    )
+    .await;
+    // Right behind them, commands with ordinary ids.
+    suite
+        .client
+        .place("o-after", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    suite.client.restock("sku-1", 1, None).await.unwrap();
+    suite.client.deposit("c-1", 1).await.unwrap();
+
+    let event = tokio::time::timeout(SETTLE, rejected.next())
+        .await
+        .expect("the place command is rejected")
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    assert_eq!(event["type"], "rejected");
+    assert_eq!(event["order_id"], serde_json::Value::Null);
+    assert_eq!(
+        event["errors"],
+        serde_json::json!(["Nats-Msg-Id: must be at most 256 bytes, got 5000"])
+    );
+    assert_eq!(
+        suite.settled("o-after").await.status,
+        OrderStatus::Confirmed
+    );
+    let restocks = dead_letters(&suite, "dlq.inventory-service.inventory.cmd.restock", 1).await;
+    let deposits = dead_letters(&suite, "dlq.payment-service.payments.cmd.deposit", 1).await;
+    for (_, headers) in restocks.iter().chain(&deposits) {
+        let why = headers.get("Dlq-Reason").unwrap().as_str();
+        assert_eq!(why, "Nats-Msg-Id: must be at most 256 bytes, got 5000");
+    }
+    // Only the ordinary commands applied: 5 - 1 + 1 units, 10000 - 100 + 1 cents.
+    e2e::testkit::eventually("the ordinary restock and deposit", SETTLE, || async {
+        let stock = suite.stock_of("sku-1").await;
+        let balance = suite.balance_of("c-1").await;
+        (stock == (5, 0) && balance == 9_901).then_some(())
+    })
+    .await;
+    suite.stop().await;
+}
+
 /// Waits for `count` dead letters on `subject` and returns their bodies and
 /// headers, oldest first.
 async fn dead_letters(suite: &Suite, subject: &str, count: usize) -> Vec<(String, HeaderMap)> {
