@@ -66,6 +66,15 @@ pub enum PlaceError {
     Invalid(#[from] Invalid),
 }
 
+/// A client gave an `order_id` of the form the order service derives for
+/// orders placed without one ([`OrderId::is_derived`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is reserved: ids of the form o-s<digits> or o-m<16 hex digits> \
+     are given by the order service to orders placed without an order_id"
+)]
+pub struct DerivedIdGiven(pub String);
+
 /// `orders.cmd.place`, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceOrder {
@@ -84,6 +93,10 @@ impl PlaceOrder {
 
         let (raw_order_id, order_id) = match object.get("order_id") {
             None | Some(Value::Null) => (None, None),
+            Some(Value::String(raw)) if OrderId::is_derived(raw) => {
+                errors.push(format!("order_id: {}", DerivedIdGiven(raw.clone())));
+                (Some(raw.clone()), None)
+            }
             Some(Value::String(raw)) => {
                 let id = OrderId::parse(raw.clone())
                     .map_err(|e| errors.push(format!("order_id: {e}")))
@@ -297,6 +310,28 @@ mod tests {
             assert!(all.contains(needle), "{needle:?} missing from {all}");
         }
         assert_eq!(i.errors.len(), 6);
+    }
+
+    #[test]
+    fn a_client_may_not_give_an_id_of_the_derived_form() {
+        for claimed in ["o-s42", "o-m00000000deadbeef"] {
+            let i = invalid(&format!(
+                r#"{{"order_id":"{claimed}","customer_id":"c","items":[{{"sku":"s","quantity":1}}]}}"#
+            ));
+            assert_eq!(i.order_id.as_deref(), Some(claimed));
+            assert_eq!(
+                i.errors,
+                [format!(
+                    "order_id: \"{claimed}\" is reserved: ids of the form o-s<digits> or \
+                     o-m<16 hex digits> are given by the order service to orders placed \
+                     without an order_id"
+                )]
+            );
+        }
+        let free = PlaceOrder::parse(
+            br#"{"order_id":"o-sale-42","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#,
+        );
+        assert!(free.is_ok(), "{free:?}");
     }
 
     #[test]
