@@ -141,7 +141,12 @@ pub async fn run_with_gateway<G: Gateway>(
         ));
         rt.consume(
             saga,
-            Arc::new(handlers::SagaSteps::new(accounts, gateway, breaker)),
+            Arc::new(handlers::SagaSteps::new(
+                accounts,
+                gateway,
+                breaker,
+                rt.metrics.clone(),
+            )),
         );
         rt.serve_queries(
             "jetsaga payments: customer balances",
