@@ -13,7 +13,9 @@
 //! | [`HandleError::Reject`] | copy to `dlq.<service>.<subject>`, then term |
 //!
 //! A message is acked only after its effects are stored, so a crash at any
-//! point means a redelivery, and handlers are idempotent.
+//! point means a redelivery, and handlers are idempotent. While a handler
+//! runs, the loop sends in-progress acknowledgements, so a message is never
+//! redelivered because its handling outlasts the ack wait.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -276,7 +278,7 @@ async fn process<H: Handler>(
             let why = format!("gave up after {} deliveries", delivered - 1);
             return dead_letter(ctx, spec, &message, &why, delivered).await;
         }
-        match handler.handle(&message).await {
+        match in_progress(&message, spec.ack_wait, handler.handle(&message)).await {
             Ok(()) => {
                 if let Err(e) = message.ack().await {
                     // The effects are stored; the redelivery will find them.
@@ -315,6 +317,37 @@ async fn process<H: Handler>(
     .await;
     ctx.metrics
         .record(spec.durable, outcome, started.elapsed().as_secs_f64());
+}
+
+/// Runs `work`, the handling of `message`, telling the server every third
+/// of the ack wait that the message is still being worked on (an
+/// in-progress acknowledgement, which restarts the ack wait), until the
+/// work is done. So work that outlasts the ack wait (a slow dependency, a
+/// hot aggregate's turn) is not redelivered meanwhile, to be done twice at
+/// once. A handler still busy after the ack wait is logged once: every
+/// dependency it waits on must have a timeout of its own.
+async fn in_progress<T>(message: &Message, ack_wait: Duration, work: impl Future<Output = T>) -> T {
+    let every = (ack_wait / 3).max(Duration::from_millis(10));
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(started + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "in-progress acknowledgement failed");
+                }
+                if !warned && started.elapsed() >= ack_wait {
+                    warned = true;
+                    tracing::warn!(?ack_wait, "still handling the message after the ack wait");
+                }
+            }
+        }
+    }
 }
 
 /// The `process` span (kind consumer) of one delivery: a child of the
