@@ -4,6 +4,7 @@
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use events::replay::{self, NotReplayable};
 use serde::Serialize;
 
 use crate::{Client, ClientError};
@@ -28,6 +29,16 @@ pub struct DeadLetter {
     /// The original body, unchanged (lossy UTF-8 in JSON output).
     #[serde(serialize_with = "lossy")]
     pub body: Bytes,
+}
+
+impl DeadLetter {
+    /// Whether the letter may be replayed: written by a service (its
+    /// subject is exactly `dlq.<service>.<original subject>`, which only
+    /// that service may publish), about a command that service consumes.
+    /// Else, why not.
+    pub fn replayable(&self) -> Result<(), NotReplayable> {
+        replay::check(&self.subject, &self.original_subject).map(|_| ())
+    }
 }
 
 fn lossy<S: serde::Serializer>(body: &Bytes, s: S) -> Result<S::Ok, S::Error> {
@@ -64,17 +75,20 @@ impl Client {
 
     /// Publishes the dead letter's body, with the client's original headers,
     /// to its original subject again, then removes it from the dead-letter
-    /// stream. Only commands (`*.cmd.*`) are replayed: the other subjects
-    /// are aggregates' histories, where an old message appended again would
-    /// become their state. A command keeps its `Nats-Msg-Id`, so a replay
-    /// of one that was in fact applied is recognised and changes nothing;
-    /// one sent without an id gets `replay:DLQ:<seq>`, which makes replaying
-    /// the same letter twice within the dedup window publish it once.
+    /// stream. Only what a service dead-lettered itself, of a command it
+    /// consumes, is replayed ([`DeadLetter::replayable`]): the other
+    /// subjects are aggregates' histories, where an old message appended
+    /// again would become their state, and a letter that is not a
+    /// service's may be forged. A command keeps its `Nats-Msg-Id`, so a
+    /// replay of one that was in fact applied is recognised and changes
+    /// nothing; one sent without an id gets `replay:DLQ:<seq>`, which makes
+    /// replaying the same letter twice within the dedup window publish it
+    /// once.
     pub async fn replay(&self, letter: &DeadLetter) -> Result<u64, ClientError> {
-        if !letter.original_subject.contains(".cmd.") {
+        if let Err(refused) = letter.replayable() {
             return Err(ClientError::Publish(format!(
-                "dead letter #{} is from {}, not a command: only commands are replayed",
-                letter.seq, letter.original_subject
+                "dead letter #{} not replayed: {refused}",
+                letter.seq
             )));
         }
         let mut headers = HeaderMap::new();

@@ -20,6 +20,28 @@ pub const MAX_RESTOCK: u64 = 1_000_000_000;
 /// Highest unit price, in cents: low enough that no order total (100 lines
 /// of 10000 units) can overflow.
 pub const MAX_PRICE_CENTS: u64 = 1_000_000_000_000;
+/// Longest `Nats-Msg-Id` a command may carry, in bytes. The id ends up in a
+/// subject (hex-encoded, so twice as long, in the `<domain>.applied.<key>`
+/// marker of a restock or deposit), and a subject longer than the server's
+/// control line (4 KiB by default) makes the server close the connection
+/// that sent it: one such command would cut a service off NATS on every
+/// delivery. 256 bytes holds any UUID, ULID or digest a client may use as
+/// an idempotency key, and keeps every subject built from it short.
+pub const MAX_MSG_ID_BYTES: usize = 256;
+
+/// A command's `Nats-Msg-Id` is longer than [`MAX_MSG_ID_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Nats-Msg-Id: must be at most {MAX_MSG_ID_BYTES} bytes, got {0}")]
+pub struct MsgIdTooLong(pub usize);
+
+/// Checks a command's `Nats-Msg-Id` (when it has one) before anything is
+/// built from it.
+pub fn check_msg_id(msg_id: Option<&str>) -> Result<(), MsgIdTooLong> {
+    match msg_id {
+        Some(id) if id.len() > MAX_MSG_ID_BYTES => Err(MsgIdTooLong(id.len())),
+        _ => Ok(()),
+    }
+}
 
 /// The body was not a JSON object of the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +66,15 @@ pub enum PlaceError {
     Invalid(#[from] Invalid),
 }
 
+/// A client gave an `order_id` of the form the order service derives for
+/// orders placed without one ([`OrderId::is_derived`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is reserved: ids of the form o-s<digits> or o-m<16 hex digits> \
+     are given by the order service to orders placed without an order_id"
+)]
+pub struct DerivedIdGiven(pub String);
+
 /// `orders.cmd.place`, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlaceOrder {
@@ -62,6 +93,10 @@ impl PlaceOrder {
 
         let (raw_order_id, order_id) = match object.get("order_id") {
             None | Some(Value::Null) => (None, None),
+            Some(Value::String(raw)) if OrderId::is_derived(raw) => {
+                errors.push(format!("order_id: {}", DerivedIdGiven(raw.clone())));
+                (Some(raw.clone()), None)
+            }
             Some(Value::String(raw)) => {
                 let id = OrderId::parse(raw.clone())
                     .map_err(|e| errors.push(format!("order_id: {e}")))
@@ -278,6 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn a_client_may_not_give_an_id_of_the_derived_form() {
+        for claimed in ["o-s42", "o-m00000000deadbeef"] {
+            let i = invalid(&format!(
+                r#"{{"order_id":"{claimed}","customer_id":"c","items":[{{"sku":"s","quantity":1}}]}}"#
+            ));
+            assert_eq!(i.order_id.as_deref(), Some(claimed));
+            assert_eq!(
+                i.errors,
+                [format!(
+                    "order_id: \"{claimed}\" is reserved: ids of the form o-s<digits> or \
+                     o-m<16 hex digits> are given by the order service to orders placed \
+                     without an order_id"
+                )]
+            );
+        }
+        let free = PlaceOrder::parse(
+            br#"{"order_id":"o-sale-42","customer_id":"c","items":[{"sku":"s","quantity":1}]}"#,
+        );
+        assert!(free.is_ok(), "{free:?}");
+    }
+
+    #[test]
     fn no_items_and_too_many_lines_are_invalid() {
         assert!(invalid(r#"{"customer_id":"c","items":[]}"#).errors[0].contains("empty"));
         let lines = vec![r#"{"sku":"s","quantity":1}"#; 101].join(",");
@@ -301,6 +358,18 @@ mod tests {
                 Err(PlaceError::Unreadable(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_message_id_longer_than_the_cap_is_refused_by_its_length() {
+        assert_eq!(check_msg_id(None), Ok(()));
+        assert_eq!(check_msg_id(Some(&"a".repeat(MAX_MSG_ID_BYTES))), Ok(()));
+        let refused = check_msg_id(Some(&"a".repeat(5_000))).unwrap_err();
+        assert_eq!(refused, MsgIdTooLong(5_000));
+        assert_eq!(
+            refused.to_string(),
+            "Nats-Msg-Id: must be at most 256 bytes, got 5000"
+        );
     }
 
     #[test]

@@ -95,6 +95,40 @@ identifier!(
     Sku
 );
 
+/// The prefix of an order id derived from the stream sequence of a place
+/// command without an `order_id` or a `Nats-Msg-Id`: `o-s<sequence>`.
+pub const DERIVED_FROM_SEQUENCE: &str = "o-s";
+/// The prefix of an order id derived from the `Nats-Msg-Id` of a place
+/// command without an `order_id`: `o-m<16 hex digits of its digest>`.
+pub const DERIVED_FROM_MSG_ID: &str = "o-m";
+
+impl OrderId {
+    /// `o-s<seq>`: the id of the order placed by the message at `seq`.
+    pub fn derived_from_sequence(seq: u64) -> Self {
+        Self(format!("{DERIVED_FROM_SEQUENCE}{seq}"))
+    }
+
+    /// `o-m<digest>`: the id of the order placed with a `Nats-Msg-Id` of
+    /// this 64-bit digest.
+    pub fn derived_from_msg_id(digest: u64) -> Self {
+        Self(format!("{DERIVED_FROM_MSG_ID}{digest:016x}"))
+    }
+
+    /// Whether `raw` has the form of a derived id: `o-s` and digits, or
+    /// `o-m` and 16 lowercase hex digits. Those ids are the order
+    /// service's alone: a client that placed `o-s42` itself would claim
+    /// the id of the order a later message (at sequence 42) places.
+    pub fn is_derived(raw: &str) -> bool {
+        if let Some(digits) = raw.strip_prefix(DERIVED_FROM_SEQUENCE) {
+            return !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        }
+        if let Some(hex) = raw.strip_prefix(DERIVED_FROM_MSG_ID) {
+            return hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        }
+        false
+    }
+}
+
 /// A quantity of one order line or restock: 1 to 10000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
@@ -180,6 +214,40 @@ mod tests {
     fn identifiers_deserialize_through_validation() {
         assert!(serde_json::from_str::<Sku>("\"sku-1\"").is_ok());
         assert!(serde_json::from_str::<Sku>("\"sku.1\"").is_err());
+    }
+
+    #[test]
+    fn derived_ids_have_the_derived_form_and_are_valid_ids() {
+        for id in [
+            OrderId::derived_from_sequence(0),
+            OrderId::derived_from_sequence(u64::MAX),
+            OrderId::derived_from_msg_id(0),
+            OrderId::derived_from_msg_id(u64::MAX),
+        ] {
+            assert!(OrderId::is_derived(id.as_str()), "{id}");
+            assert_eq!(OrderId::parse(id.as_str()), Ok(id.clone()));
+        }
+    }
+
+    #[test]
+    fn only_the_exact_derived_forms_are_reserved() {
+        for derived in ["o-s42", "o-s007", "o-m0123456789abcdef"] {
+            assert!(OrderId::is_derived(derived), "{derived}");
+        }
+        for free in [
+            "o-1001",
+            "o-s",
+            "o-sale-42",
+            "o-s42x",
+            "o-m",
+            "o-mike",
+            "o-m0123456789abcde",
+            "o-m0123456789abcdef0",
+            "o-m0123456789ABCDEF",
+            "O-s42",
+        ] {
+            assert!(!OrderId::is_derived(free), "{free}");
+        }
     }
 
     #[test]

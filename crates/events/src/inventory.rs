@@ -46,6 +46,22 @@ pub enum InventoryEvent {
         order_id: OrderId,
         lines: Vec<PricedLine>,
     },
+    /// The held stock cannot be committed, and never will be as the skus
+    /// stand (one cannot be read, or its levels do not add up): the saga
+    /// compensates. The lines stay held until released; `error` says why.
+    CommitFailed {
+        order_id: OrderId,
+        lines: Vec<PricedLine>,
+        error: String,
+    },
+    /// The held stock cannot be released as the skus stand: the lines stay
+    /// held, the step is dead-lettered for an operator to repair the sku,
+    /// and the saga ends all the same. A release asked again tries again.
+    ReleaseFailed {
+        order_id: OrderId,
+        lines: Vec<PricedLine>,
+        error: String,
+    },
 }
 
 impl InventoryEvent {
@@ -54,7 +70,9 @@ impl InventoryEvent {
             Self::Reserved { order_id, .. }
             | Self::ReserveFailed { order_id, .. }
             | Self::Committed { order_id, .. }
-            | Self::Released { order_id, .. } => order_id,
+            | Self::Released { order_id, .. }
+            | Self::CommitFailed { order_id, .. }
+            | Self::ReleaseFailed { order_id, .. } => order_id,
         }
     }
 
@@ -65,6 +83,8 @@ impl InventoryEvent {
             Self::ReserveFailed { .. } => "reserve_failed",
             Self::Committed { .. } => "committed",
             Self::Released { .. } => "released",
+            Self::CommitFailed { .. } => "commit_failed",
+            Self::ReleaseFailed { .. } => "release_failed",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod order;
 pub mod payment;
 pub mod query;
+pub mod replay;
 pub mod saga;
 pub mod subjects;
 

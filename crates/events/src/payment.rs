@@ -37,6 +37,16 @@ pub enum PaymentEvent {
         customer_id: CustomerId,
         amount_cents: Cents,
     },
+    /// The charge cannot be given back as the account stands (it cannot be
+    /// read, or the balance would overflow): `amount_cents` is still owed
+    /// to the customer, the step is dead-lettered for an operator, and the
+    /// saga ends all the same. A refund asked again tries again.
+    RefundFailed {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        amount_cents: Cents,
+        error: String,
+    },
 }
 
 impl PaymentEvent {
@@ -44,7 +54,8 @@ impl PaymentEvent {
         match self {
             Self::Charged { order_id, .. }
             | Self::Declined { order_id, .. }
-            | Self::Refunded { order_id, .. } => order_id,
+            | Self::Refunded { order_id, .. }
+            | Self::RefundFailed { order_id, .. } => order_id,
         }
     }
 
@@ -54,6 +65,7 @@ impl PaymentEvent {
             Self::Charged { .. } => "charged",
             Self::Declined { .. } => "declined",
             Self::Refunded { .. } => "refunded",
+            Self::RefundFailed { .. } => "refund_failed",
         }
     }
 }

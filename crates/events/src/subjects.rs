@@ -125,6 +125,16 @@ pub fn saga_command_filter(command: &str) -> String {
     format!("saga.log.*.{command}")
 }
 
+/// Whether `token` can be one token of a subject: not empty, and without
+/// `.`, `*`, `>` or white space. Anything taken from a message's headers
+/// must be made one (hex-encoded, or hashed) before it goes in a subject.
+pub fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && !token
+            .chars()
+            .any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control())
+}
+
 /// `<domain>.applied.<key>`: marks an admin command (restock, deposit) as
 /// applied, so a redelivery or a replay applies nothing twice.
 pub fn applied(domain: &str, key: &str) -> String {
@@ -219,6 +229,15 @@ pub fn template(subject: &str) -> String {
 #[cfg(test)]
 mod template_tests {
     use super::*;
+
+    #[test]
+    fn a_token_has_no_separator_wildcard_or_white_space() {
+        assert!(is_token("m6162"));
+        assert!(is_token("o-s42"));
+        for bad in ["", "a.b", "a*", ">", "a b", "a\tb", "a\r\n"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ids_become_wildcards_and_fixed_tokens_stay() {

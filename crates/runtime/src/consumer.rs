@@ -13,7 +13,9 @@
 //! | [`HandleError::Reject`] | copy to `dlq.<service>.<subject>`, then term |
 //!
 //! A message is acked only after its effects are stored, so a crash at any
-//! point means a redelivery, and handlers are idempotent.
+//! point means a redelivery, and handlers are idempotent. While a handler
+//! runs, the loop sends in-progress acknowledgements, so a message is never
+//! redelivered because its handling outlasts the ack wait.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::jetstream::Context;
 use async_nats::{HeaderMap, HeaderName};
+use events::commands::{check_msg_id, MsgIdTooLong};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -275,7 +278,7 @@ async fn process<H: Handler>(
             let why = format!("gave up after {} deliveries", delivered - 1);
             return dead_letter(ctx, spec, &message, &why, delivered).await;
         }
-        match handler.handle(&message).await {
+        match in_progress(&message, spec.ack_wait, handler.handle(&message)).await {
             Ok(()) => {
                 if let Err(e) = message.ack().await {
                     // The effects are stored; the redelivery will find them.
@@ -314,6 +317,37 @@ async fn process<H: Handler>(
     .await;
     ctx.metrics
         .record(spec.durable, outcome, started.elapsed().as_secs_f64());
+}
+
+/// Runs `work`, the handling of `message`, telling the server every third
+/// of the ack wait that the message is still being worked on (an
+/// in-progress acknowledgement, which restarts the ack wait), until the
+/// work is done. So work that outlasts the ack wait (a slow dependency, a
+/// hot aggregate's turn) is not redelivered meanwhile, to be done twice at
+/// once. A handler still busy after the ack wait is logged once: every
+/// dependency it waits on must have a timeout of its own.
+async fn in_progress<T>(message: &Message, ack_wait: Duration, work: impl Future<Output = T>) -> T {
+    let every = (ack_wait / 3).max(Duration::from_millis(10));
+    let started = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval_at(started + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                if let Err(e) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "in-progress acknowledgement failed");
+                }
+                if !warned && started.elapsed() >= ack_wait {
+                    warned = true;
+                    tracing::warn!(?ack_wait, "still handling the message after the ack wait");
+                }
+            }
+        }
+    }
 }
 
 /// The `process` span (kind consumer) of one delivery: a child of the
@@ -498,22 +532,54 @@ pub fn stream_sequence(message: &Message) -> u64 {
     message.info().map(|i| i.stream_sequence).unwrap_or(0)
 }
 
-/// The idempotency key of an admin command: its `Nats-Msg-Id` when the
-/// client set one (hex-encoded, so any id is one subject token), else its
-/// stream sequence, which its redeliveries share.
-pub fn command_key(message: &Message) -> String {
-    match header(message, "Nats-Msg-Id") {
+/// The idempotency key of an admin command, one subject token: see
+/// [`key_of`]. A command whose `Nats-Msg-Id` is too long to go in a subject
+/// is rejected (dead-lettered) before anything is built from it.
+pub fn command_key(message: &Message) -> Result<String, HandleError> {
+    key_of(header(message, "Nats-Msg-Id"), stream_sequence(message))
+        .map_err(|e| HandleError::Reject(e.to_string()))
+}
+
+/// The idempotency key of a command: its `Nats-Msg-Id` when the client set
+/// one (hex-encoded, so any id is one subject token), else its stream
+/// sequence, which its redeliveries share. An id longer than
+/// [`MAX_MSG_ID_BYTES`](events::commands::MAX_MSG_ID_BYTES) is refused.
+pub fn key_of(msg_id: Option<&str>, stream_seq: u64) -> Result<String, MsgIdTooLong> {
+    check_msg_id(msg_id)?;
+    Ok(match msg_id {
         Some(id) => {
             let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
             format!("m{hex}")
         }
-        None => format!("s{}", stream_sequence(message)),
-    }
+        None => format!("s{stream_seq}"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::subject_matches;
+    use super::{key_of, subject_matches, MsgIdTooLong};
+    use events::commands::MAX_MSG_ID_BYTES;
+
+    #[test]
+    fn a_command_key_is_one_subject_token_whatever_the_message_id() {
+        for id in ["plain", "a.b", "a b", "*", ">", "ünïcode", "tab\there"] {
+            let key = key_of(Some(id), 7).unwrap();
+            assert!(events::subjects::is_token(&key), "{id:?} gave {key:?}");
+        }
+        assert_eq!(key_of(None, 7).unwrap(), "s7");
+        assert_eq!(key_of(Some("ab"), 7).unwrap(), "m6162");
+    }
+
+    #[test]
+    fn a_message_id_too_long_for_a_subject_gives_no_key() {
+        let longest = "x".repeat(MAX_MSG_ID_BYTES);
+        assert_eq!(
+            key_of(Some(&longest), 1).unwrap().len(),
+            1 + 2 * MAX_MSG_ID_BYTES
+        );
+        let huge = "x".repeat(5_000);
+        assert_eq!(key_of(Some(&huge), 1), Err(MsgIdTooLong(5_000)));
+    }
 
     #[test]
     fn filters_match_as_nats_matches_them() {

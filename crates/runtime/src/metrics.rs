@@ -26,6 +26,34 @@ impl Outcome {
     }
 }
 
+/// Why a saga step can never be done as the state it acts on stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    /// A stored state does not decode (a foreign writer, a bug).
+    UnreadableState,
+    /// Stored states contradict each other (stock held that is not
+    /// reserved, a charge with no account).
+    InconsistentState,
+    /// The change would overflow an amount.
+    Overflow,
+}
+
+impl Unusable {
+    pub const ALL: [Unusable; 3] = [
+        Self::UnreadableState,
+        Self::InconsistentState,
+        Self::Overflow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnreadableState => "unreadable_state",
+            Self::InconsistentState => "inconsistent_state",
+            Self::Overflow => "overflow",
+        }
+    }
+}
+
 /// Sizes of the group committer's atomic batches, in messages, up to the
 /// server's limit of 1000.
 const BATCH_SIZE_BUCKETS: &[f64] = &[
@@ -39,6 +67,7 @@ pub struct Metrics {
     duration: HistogramVec,
     dead_letters: IntCounterVec,
     streams: IntGaugeVec,
+    abandoned: IntCounterVec,
     batches: BatchMetrics,
 }
 
@@ -158,12 +187,23 @@ impl Metrics {
             &["stream"],
         )
         .expect("valid metric");
+        let abandoned = IntCounterVec::new(
+            Opts::new(
+                "jetsaga_saga_steps_abandoned_total",
+                "Saga steps given up for good because of the state they act on \
+                 (unreadable, inconsistent, or a change that would overflow): \
+                 answered as failed to the saga, and dead-lettered.",
+            ),
+            &["step", "cause"],
+        )
+        .expect("valid metric");
         let batches = BatchMetrics::new();
         for collector in [
             Box::new(handled.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(dead_letters.clone()),
             Box::new(streams.clone()),
+            Box::new(abandoned.clone()),
             Box::new(batches.messages.clone()),
             Box::new(batches.duration.clone()),
             Box::new(batches.outcomes.clone()),
@@ -176,6 +216,7 @@ impl Metrics {
             duration,
             dead_letters,
             streams,
+            abandoned,
             batches,
         }
     }
@@ -206,6 +247,24 @@ impl Metrics {
         }
         self.duration.with_label_values(&[consumer]);
         self.dead_letters.with_label_values(&[consumer]);
+    }
+
+    /// Creates the series of the saga steps a service takes at 0, for each
+    /// cause, so that the first step abandoned shows in increases too.
+    pub fn declare_steps(&self, steps: &[&str]) {
+        for step in steps {
+            for cause in Unusable::ALL {
+                self.abandoned.with_label_values(&[step, cause.as_str()]);
+            }
+        }
+    }
+
+    /// Counts a saga step given up for good: it can never be done as the
+    /// state it acts on stands, so an operator must look.
+    pub fn step_abandoned(&self, step: &str, cause: Unusable) {
+        self.abandoned
+            .with_label_values(&[step, cause.as_str()])
+            .inc();
     }
 
     pub fn record(&self, consumer: &str, outcome: Outcome, seconds: f64) {

@@ -116,7 +116,9 @@ impl Store {
         Ok(self.last_message(subject).await?.map_or(0, |m| m.sequence))
     }
 
-    async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, StoreError> {
+    /// The last message on `subject` (which may be a wildcard), as stored,
+    /// headers and all.
+    pub async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, StoreError> {
         match self.stream.direct_get_last_for_subject(subject).await {
             Ok(message) => Ok(Some(message)),
             Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),

@@ -242,3 +242,67 @@ async fn shutdown_finishes_in_flight_work_and_releases_the_rest() {
         "nothing lost: {done} handled before shutdown, {remaining} after"
     );
 }
+
+/// Takes two and a half ack waits over each message.
+#[derive(Default)]
+struct Lengthy {
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+const SHORT_ACK_WAIT: Duration = Duration::from_millis(600);
+
+impl Handler for Lengthy {
+    async fn handle(&self, _: &Message) -> Result<(), HandleError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        // The work itself: longer than the ack wait.
+        tokio::time::sleep(SHORT_ACK_WAIT * 5 / 2).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn work_longer_than_the_ack_wait_is_delivered_once() {
+    let nats = NatsServer::start();
+    let (js, ctx) = setup(&nats).await;
+    js.publish("work.item", "slow".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let handler = Arc::new(Lengthy::default());
+    let shutdown = CancellationToken::new();
+    let spec = ConsumerSpec {
+        ack_wait: SHORT_ACK_WAIT,
+        ..spec()
+    };
+    let loop_task = tokio::spawn(consumer::run(ctx, spec, handler.clone(), shutdown.clone()));
+    eventually("the work to finish", Duration::from_secs(10), || async {
+        (handler.finished.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+
+    let consumer = js
+        .get_stream("WORK")
+        .await
+        .unwrap()
+        .get_consumer::<jetstream::consumer::pull::Config>("worker")
+        .await
+        .unwrap();
+    let info = eventually("the ack", Duration::from_secs(10), || async {
+        let info = consumer.get_info().await.ok()?;
+        (info.num_ack_pending == 0).then_some(info)
+    })
+    .await;
+    assert_eq!(
+        info.delivered.consumer_sequence, 1,
+        "delivered once: never again while in progress"
+    );
+    assert_eq!(handler.started.load(Ordering::SeqCst), 1, "handled once");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), loop_task)
+        .await
+        .unwrap()
+        .unwrap();
+}

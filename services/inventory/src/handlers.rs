@@ -15,19 +15,20 @@ use async_nats::jetstream::Message;
 use events::commands::Restock;
 use events::inventory::{InventoryEvent, StockLevel};
 use events::query::BySku;
-use events::saga::SagaRecord;
+use events::saga::{command, SagaRecord};
 use events::subjects;
 use events::{LineItem, OrderId, Sku};
 use futures::future::try_join_all;
 use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
+use runtime::metrics::{self, Metrics};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
 use runtime::{
     decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
 };
 
-use crate::domain::{self, InventoryError, Reservation, Settle, Settlement, Step};
+use crate::domain::{self, InventoryError, Reservation, Settle, Settlement, Step, Unusable};
 
 /// The skus' levels, held and remembered by this process.
 pub type Stock = Aggregates<StockLevel>;
@@ -54,7 +55,7 @@ impl Handler for Commands {
         }
         let command =
             Restock::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let marker = subjects::applied("inventory", &command_key(message));
+        let marker = subjects::applied("inventory", &command_key(message)?);
         let subject = subjects::stock(&command.sku);
         let applied = retry_conflicts(|| {
             self.stock
@@ -75,6 +76,7 @@ impl Handler for Commands {
 #[derive(Debug)]
 pub struct SagaSteps {
     stock: Arc<Stock>,
+    metrics: Metrics,
 }
 
 impl Handler for SagaSteps {
@@ -97,9 +99,18 @@ struct Levels {
     versions: BTreeMap<Sku, Version>,
 }
 
+/// Reading the levels either fails (the store: try again) or finds a sku
+/// whose stored level cannot be read (for good).
+type Read = Result<Result<Levels, InventoryError>, StoreError>;
+
 impl SagaSteps {
-    pub fn new(stock: Arc<Stock>) -> Self {
-        Self { stock }
+    pub fn new(stock: Arc<Stock>, metrics: Metrics) -> Self {
+        metrics.declare_steps(&[
+            command::RESERVE_STOCK,
+            command::COMMIT_STOCK,
+            command::RELEASE_STOCK,
+        ]);
+        Self { stock, metrics }
     }
 
     fn store(&self) -> &Store {
@@ -110,26 +121,43 @@ impl SagaSteps {
         let skus: BTreeSet<&Sku> = items.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
         let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
-        let mut levels = self.levels(&skus).await?;
-        let mut decision = domain::reserve(order_id, items, &levels.stock);
-        if matches!(decision, Reservation::Refused(_)) {
+        let decide = |levels: Result<Levels, InventoryError>| {
+            levels.and_then(|levels| {
+                let decision = domain::reserve(order_id, items, &levels.stock)?;
+                Ok((levels, decision))
+            })
+        };
+        let mut decided = decide(self.levels(&skus).await?);
+        if !matches!(decided, Ok((_, Reservation::Held { .. }))) {
             // A refusal writes no sku, so no sequence check would catch a
-            // stale memory: refuse only on what the store says now.
+            // stale memory: refuse, or give up, only on what the store
+            // says now.
             self.forget(&subjects);
-            levels = self.levels(&skus).await?;
-            decision = domain::reserve(order_id, items, &levels.stock);
+            decided = decide(self.levels(&skus).await?);
         }
-        let (changed, event) = decision.into_change();
-        // Expecting no inventory event for the order yet makes a repeated
-        // reservation fail as a whole: no read needed to be idempotent.
-        match self
-            .write(turn, order_id, &changed, &levels.versions, &event, 0)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(outcome = event.type_name(), "reservation decided");
-                Ok(Outcome::Done(()))
+        let written = match decided {
+            Ok((levels, decision)) => {
+                let (changed, event) = decision.into_change();
+                // Expecting no inventory event for the order yet makes a
+                // repeated reservation fail as a whole: no read needed to
+                // be idempotent.
+                self.write(turn, order_id, &changed, &levels.versions, &event, 0)
+                    .await
+                    .map(|()| {
+                        tracing::info!(outcome = event.type_name(), "reservation decided");
+                        Outcome::Done(())
+                    })
             }
+            Err(why) => match why.unusable() {
+                Some((sku, _)) => {
+                    let answer = domain::reserve_given_up(order_id, sku);
+                    self.give_up(turn, order_id, command::RESERVE_STOCK, answer, 0, why)
+                        .await
+                }
+                None => Ok(Outcome::Refused(why)),
+            },
+        };
+        match written {
             Err(StoreError::Conflict(why)) => {
                 self.forget(&subjects);
                 // Decided before (or released before it was held): say so
@@ -143,7 +171,7 @@ impl SagaSteps {
                 }
                 Err(StoreError::Conflict(why))
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -159,9 +187,11 @@ impl SagaSteps {
                 subject: subjects::inventory_event(order_id, "reserved"),
                 value: reserved,
             };
-            // A reservation always changes, so `Done` means written.
+            // A reservation always changes, so `Done` means written, and
+            // so does giving up.
             match self.settle_after(order_id, settle, Some(reserved)).await {
-                Err(StoreError::Conflict(_)) | Ok(Outcome::Refused(_)) => {}
+                Err(StoreError::Conflict(_)) => {}
+                Ok(Outcome::Refused(e)) if !matches!(e, InventoryError::GaveUp { .. }) => {}
                 done => return done,
             }
         }
@@ -195,16 +225,28 @@ impl SagaSteps {
         let skus: BTreeSet<&Sku> = lines.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
         let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
-        let mut levels = self.levels(&skus).await?;
-        let mut settled = domain::settle_lines(settle, &lines, &levels.stock);
-        if settled.is_err() {
+        let decide = |levels: Result<Levels, InventoryError>| {
+            levels.and_then(|levels| {
+                let changed = domain::settle_lines(settle, &lines, &levels.stock)?;
+                Ok((levels, changed))
+            })
+        };
+        let mut decided = decide(self.levels(&skus).await?);
+        if decided.is_err() {
             // Perhaps only what this process remembered was stale.
             self.forget(&subjects);
-            levels = self.levels(&skus).await?;
-            settled = domain::settle_lines(settle, &lines, &levels.stock);
+            decided = decide(self.levels(&skus).await?);
         }
-        let changed = match settled {
-            Ok(changed) => changed,
+        let (levels, changed) = match decided {
+            Ok(decided) => decided,
+            Err(why) if why.unusable().is_some() => {
+                let step = match settle {
+                    Settle::Commit => command::COMMIT_STOCK,
+                    Settle::Release => command::RELEASE_STOCK,
+                };
+                let answer = domain::settle_given_up(order_id, settle, &lines, &why);
+                return self.give_up(turn, order_id, step, answer, after, why).await;
+            }
             Err(refused) => return Ok(Outcome::Refused(refused)),
         };
         match self
@@ -222,21 +264,63 @@ impl SagaSteps {
         }
     }
 
+    /// Gives up for good on a step that the stock as it stands makes
+    /// impossible (`why`): answers the saga with the failure `answer`
+    /// (guarded by `after`, the order's last inventory event), so the saga
+    /// compensates or ends instead of asking again and again, and refuses
+    /// the step, which dead-letters it for an operator.
+    async fn give_up(
+        &self,
+        turn: Held,
+        order_id: &OrderId,
+        step: &'static str,
+        answer: InventoryEvent,
+        after: u64,
+        why: InventoryError,
+    ) -> Attempt<(), InventoryError> {
+        let cause = match why.unusable() {
+            Some((_, Unusable::Unreadable)) => metrics::Unusable::UnreadableState,
+            Some((_, Unusable::Inconsistent)) => metrics::Unusable::InconsistentState,
+            Some((_, Unusable::Overflow)) => metrics::Unusable::Overflow,
+            None => return Ok(Outcome::Refused(why)),
+        };
+        self.write(turn, order_id, &[], &BTreeMap::new(), &answer, after)
+            .await?;
+        self.metrics.step_abandoned(step, cause);
+        tracing::error!(step, answer = answer.type_name(), error = %why, "saga step given up: the stock as stored makes it impossible");
+        Ok(Outcome::Refused(InventoryError::GaveUp {
+            step,
+            answer: answer.type_name(),
+            cause: Box::new(why),
+        }))
+    }
+
     /// The current level of each sku (as remembered, or read).
-    async fn levels(&self, skus: &BTreeSet<&Sku>) -> Result<Levels, StoreError> {
-        let read = try_join_all(
-            skus.iter()
-                .map(|sku| self.stock.read_owned(subjects::stock(sku))),
-        )
+    async fn levels(&self, skus: &BTreeSet<&Sku>) -> Read {
+        let read = try_join_all(skus.iter().map(|sku| async move {
+            match self.stock.read_owned(subjects::stock(sku)).await {
+                Err(StoreError::Corrupt { source, .. }) => Ok(Err(InventoryError::Unreadable {
+                    sku: (*sku).clone(),
+                    error: source.to_string(),
+                })),
+                read => read.map(Ok),
+            }
+        }))
         .await?;
         let mut levels = Levels::default();
-        for level in read.into_iter().flatten() {
-            levels
-                .versions
-                .insert(level.value.sku.clone(), level.version);
-            levels.stock.insert(level.value.sku.clone(), level.value);
+        for level in read {
+            let level = match level {
+                Ok(level) => level,
+                Err(unreadable) => return Ok(Err(unreadable)),
+            };
+            if let Some(level) = level {
+                levels
+                    .versions
+                    .insert(level.value.sku.clone(), level.version);
+                levels.stock.insert(level.value.sku.clone(), level.value);
+            }
         }
-        Ok(levels)
+        Ok(Ok(levels))
     }
 
     fn forget(&self, subjects: &[String]) {

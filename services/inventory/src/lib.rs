@@ -77,7 +77,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             .to_vec(),
         );
         saga.concurrency = config.concurrency;
-        rt.consume(saga, Arc::new(handlers::SagaSteps::new(stock)));
+        rt.consume(
+            saga,
+            Arc::new(handlers::SagaSteps::new(stock, rt.metrics.clone())),
+        );
         rt.serve_queries(
             "jetsaga inventory: stock levels and prices",
             vec![handlers::get_stock_query(store)],

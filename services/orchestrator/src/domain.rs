@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! placed ─► Reserving ─reserved─► Charging ─charged─► Committing ─committed─► Confirming ─confirmed─► Confirmed
+//!              │                     │                      │
+//!        reserve_failed           declined             commit_failed
+//!              │                     │                      ▼
+//!              │                     │                  Refunding ─refunded / refund_failed─┐
+//!              │                     ▼                                                     │
+//!              │                 Releasing ◄───────────────────────────────────────────────┘
 //!              │                     │
-//!        reserve_failed           declined
+//!              │             released / release_failed
 //!              │                     ▼
-//!              │                 Releasing ─released─► Cancelling ─cancelled─► Cancelled
-//!              └───────────────────────────────────────────▲
+//!              └───────────────► Cancelling ─cancelled─► Cancelled
 //! ```
 //!
 //! Each transition yields the whole next [`SagaRecord`], carrying the one
@@ -19,7 +24,11 @@
 //! (`inventory_unavailable`: release whatever a late reservation held;
 //! `payment_unavailable`: refund whatever a late charge took, then
 //! release); every other step, compensations included, is asked again until
-//! it is answered.
+//! it is answered. A participant that finds a step impossible for good (its
+//! state unreadable, or an amount that would overflow) answers that it
+//! failed: a forward step is then compensated, and a compensation is
+//! recorded as failed (its dead letter is the operator's) and the saga goes
+//! on to its end.
 //!
 //! When a step is overdue, and what becomes of the saga's wake-up as each
 //! record is written, is the `wake` module's part: the handler passes in
@@ -246,6 +255,15 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
             next.reason = Some(*reason);
             (StepStatus::Failed, Releasing, SagaCommand::ReleaseStock)
         }
+        // The stock cannot be committed, ever: give the payment back and
+        // release what is held.
+        (Committing, Inventory(InventoryEvent::CommitFailed { .. })) => {
+            next.reason = Some(CancelReason::InventoryUnavailable);
+            let refund = SagaCommand::RefundPayment {
+                customer_id: saga.customer_id.clone(),
+            };
+            (StepStatus::Failed, Refunding, refund)
+        }
         (Committing, Inventory(InventoryEvent::Committed { .. })) => {
             let (lines, total_cents) = (saga.lines.clone()?, saga.total_cents?);
             (
@@ -257,10 +275,25 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
         (Refunding, Payment(PaymentEvent::Refunded { .. })) => {
             (StepStatus::Succeeded, Releasing, SagaCommand::ReleaseStock)
         }
+        // A compensation that can never be done, as the participant's state
+        // stands: asking again would change nothing. The participant
+        // dead-lettered it for an operator; the saga goes on compensating
+        // and ends, and its history says which step failed.
+        (Refunding, Payment(PaymentEvent::RefundFailed { .. })) => {
+            (StepStatus::Failed, Releasing, SagaCommand::ReleaseStock)
+        }
         (Releasing, Inventory(InventoryEvent::Released { .. })) => {
             let reason = saga.reason?;
             (
                 StepStatus::Succeeded,
+                Cancelling,
+                SagaCommand::CancelOrder { reason },
+            )
+        }
+        (Releasing, Inventory(InventoryEvent::ReleaseFailed { .. })) => {
+            let reason = saga.reason?;
+            (
+                StepStatus::Failed,
                 Cancelling,
                 SagaCommand::CancelOrder { reason },
             )

@@ -23,12 +23,55 @@ pub enum OrderError {
 /// The order id of a place command that did not name one: derived from the
 /// message, so a redelivery (same stream sequence) or a republish with the
 /// same `Nats-Msg-Id` places the same order again, which creates nothing.
+/// Its form is reserved: no client may give one ([`OrderId::is_derived`]).
 pub fn derive_order_id(msg_id: Option<&str>, stream_seq: u64) -> OrderId {
-    let raw = match msg_id {
-        Some(id) => format!("o-m{:016x}", fnv1a(id.as_bytes())),
-        None => format!("o-s{stream_seq}"),
-    };
-    OrderId::parse(raw).expect("derived ids use the id alphabet")
+    match msg_id {
+        Some(id) => OrderId::derived_from_msg_id(fnv1a(id.as_bytes())),
+        None => OrderId::derived_from_sequence(stream_seq),
+    }
+}
+
+/// The header of a `placed` event with a derived id that names the place
+/// command it was derived from: its key (`m<hex of its Nats-Msg-Id>` or
+/// `s<stream sequence>`).
+pub const PLACED_BY: &str = "Jetsaga-Placed-By";
+
+/// The `placed` event found under the id a place command derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// Its stream sequence.
+    pub seq: u64,
+    /// Its [`PLACED_BY`] header: absent on orders placed before it was
+    /// written, and on orders a client named.
+    pub placed_by: Option<&'a str>,
+}
+
+/// Whether the order `found` under a derived id was placed by this same
+/// command (`key`, stored at `stream_seq`): a redelivery or a republish,
+/// which creates nothing. Otherwise another command holds the id, and
+/// this one must not be merged into its order.
+///
+/// No client can hold a derived id ([`OrderId::is_derived`]), and a stream
+/// sequence is one message's, so only two commands whose message ids share
+/// a 64-bit digest (by chance, or crafted: FNV-1a is no cryptographic hash)
+/// derive the same id, and their keys differ. An order placed before keys
+/// were recorded was placed by an `o-s<seq>` command only if it was stored
+/// after that command; of an `o-m` one nothing can be told, and it is taken
+/// to be the same command, as it always was.
+pub fn placed_by_same_command(key: &str, stream_seq: u64, found: Option<Found<'_>>) -> bool {
+    match found {
+        Some(Found {
+            placed_by: Some(by),
+            ..
+        }) => by == key,
+        Some(Found {
+            seq,
+            placed_by: None,
+        }) => !key.starts_with('s') || seq > stream_seq,
+        // Events of the order, but no `placed`: whatever wrote them, not
+        // this command.
+        None => false,
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -284,6 +327,52 @@ mod tests {
             decide(&record, Some(&pending())),
             Err(OrderError::NotAnOrderCommand("commit_stock"))
         );
+    }
+
+    #[test]
+    fn derived_ids_are_of_the_form_no_client_may_give() {
+        for msg_id in [None, Some(""), Some("abc"), Some("a.b c*>")] {
+            for seq in [0, 1, 42, u64::MAX] {
+                let id = derive_order_id(msg_id, seq);
+                assert!(OrderId::is_derived(id.as_str()), "{id}");
+                assert!(events::subjects::is_token(id.as_str()), "{id}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_order_placed_by_the_same_command_is_a_repeat() {
+        let found = |placed_by| Some(Found { seq: 50, placed_by });
+        assert!(placed_by_same_command("s42", 42, found(Some("s42"))));
+        assert!(placed_by_same_command("m6162", 99, found(Some("m6162"))));
+    }
+
+    #[test]
+    fn an_order_placed_by_another_command_under_the_same_derived_id_is_not_merged() {
+        // Two message ids with one digest.
+        let other = Some(Found {
+            seq: 50,
+            placed_by: Some("m6162"),
+        });
+        assert!(!placed_by_same_command("m6163", 99, other));
+        // Events of the order without its `placed`.
+        assert!(!placed_by_same_command("s42", 42, None));
+    }
+
+    #[test]
+    fn an_order_stored_before_the_message_its_sequence_id_names_was_placed_by_another() {
+        // Placed (by a client, before such ids were reserved) at 41: not
+        // derived from the message at 42.
+        let claimed = Some(Found {
+            seq: 41,
+            placed_by: None,
+        });
+        assert!(!placed_by_same_command("s42", 42, claimed));
+        let derived = Some(Found {
+            seq: 43,
+            placed_by: None,
+        });
+        assert!(placed_by_same_command("s42", 42, derived));
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! JetStream and [`crate::domain`].
 
 use async_nats::jetstream::Message;
-use events::commands::{PlaceError, PlaceOrder};
+use events::commands::{check_msg_id, PlaceError, PlaceOrder};
 use events::order::{OrderEvent, RejectedEvent, RejectedTag};
 use events::query::ByOrder;
 use events::saga::SagaRecord;
 use events::subjects;
 use events::OrderId;
-use runtime::consumer::{header, stream_sequence};
+use runtime::consumer::{header, key_of, stream_sequence};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
 use runtime::{
@@ -41,27 +41,39 @@ impl Place {
 
 impl Handler for Place {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
+        let msg_id = header(message, "Nats-Msg-Id");
+        // Checked before anything is built from it: a huge id must never
+        // reach a subject, a header or the order's derived id.
+        let bad_msg_id = check_msg_id(msg_id).err().map(|e| e.to_string());
         let command = match PlaceOrder::parse(&message.payload) {
-            Ok(command) => command,
+            Ok(command) if bad_msg_id.is_none() => command,
+            Ok(command) => {
+                let rejected = RejectedEvent {
+                    kind: RejectedTag::Rejected,
+                    order_id: command.order_id.map(String::from),
+                    errors: bad_msg_id.into_iter().collect(),
+                };
+                return self.reject(message, rejected).await;
+            }
             Err(PlaceError::Unreadable(e)) => return Err(HandleError::Reject(e.to_string())),
             Err(PlaceError::Invalid(invalid)) => {
                 let rejected = RejectedEvent {
                     kind: RejectedTag::Rejected,
                     order_id: invalid.order_id,
-                    errors: invalid.errors,
+                    errors: bad_msg_id.into_iter().chain(invalid.errors).collect(),
                 };
                 return self.reject(message, rejected).await;
             }
         };
-        let order_id = command.order_id.clone().unwrap_or_else(|| {
-            domain::derive_order_id(header(message, "Nats-Msg-Id"), stream_sequence(message))
-        });
+        let seq = stream_sequence(message);
+        let Some(order_id) = command.order_id.clone() else {
+            let key = key_of(msg_id, seq).expect("the message id was checked");
+            let order_id = domain::derive_order_id(msg_id, seq);
+            return self.place_derived(message, &command, order_id, &key).await;
+        };
         runtime::telemetry::record_order_id(order_id.as_str());
         let placed = domain::placed(order_id.clone(), command.customer_id, &command.items);
-        let filter = subjects::order_events(&order_id);
-        let append = Append::json(subjects::order_event(&order_id, "placed"), &placed)
-            .expect_last_on(&filter, 0);
-        match self.store.commit(vec![append]).await {
+        match self.store.commit(vec![placement(&order_id, &placed)]).await {
             Ok(_) => {
                 tracing::info!("order placed");
                 Ok(())
@@ -74,6 +86,64 @@ impl Handler for Place {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+impl Place {
+    /// Places an order under the id derived for its command (`key`),
+    /// recording the key, so that a command deriving the same id for
+    /// another order is rejected rather than merged into this one.
+    async fn place_derived(
+        &self,
+        message: &Message,
+        command: &PlaceOrder,
+        order_id: OrderId,
+        key: &str,
+    ) -> Result<(), HandleError> {
+        runtime::telemetry::record_order_id(order_id.as_str());
+        let placed = domain::placed(
+            order_id.clone(),
+            command.customer_id.clone(),
+            &command.items,
+        );
+        let append = placement(&order_id, &placed).header(domain::PLACED_BY, key);
+        match self.store.commit(vec![append]).await {
+            Ok(_) => {
+                tracing::info!("order placed");
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let found = self
+            .store
+            .last_message(&subjects::order_event(&order_id, "placed"))
+            .await?;
+        let found = found.as_ref().map(|m| domain::Found {
+            seq: m.sequence,
+            placed_by: m.headers.get(domain::PLACED_BY).map(|v| v.as_str()),
+        });
+        if domain::placed_by_same_command(key, stream_sequence(message), found) {
+            tracing::info!("order already placed");
+            return Ok(());
+        }
+        tracing::warn!(%order_id, "the derived order id belongs to another order: rejected");
+        let rejected = RejectedEvent {
+            kind: RejectedTag::Rejected,
+            order_id: None,
+            errors: vec![format!(
+                "order_id: {order_id}, the id derived for this command, belongs to another \
+                 order; place it again with an order_id, or with another Nats-Msg-Id"
+            )],
+        };
+        self.reject(message, rejected).await
+    }
+}
+
+/// The `placed` event of a new order: stored only if the order has no
+/// event yet.
+fn placement(order_id: &OrderId, placed: &OrderEvent) -> Append {
+    Append::json(subjects::order_event(order_id, "placed"), placed)
+        .expect_last_on(&subjects::order_events(order_id), 0)
 }
 
 /// The saga's `confirm_order` and `cancel_order`.

@@ -14,20 +14,22 @@ use async_nats::jetstream::Message;
 use events::commands::Deposit;
 use events::payment::{Account, PaymentEvent};
 use events::query::ByCustomer;
-use events::saga::SagaRecord;
+use events::saga::{command, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
-use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
+use runtime::aggregate::{guard, Aggregates, Applied, Held, Known, Version};
 use runtime::consumer::command_key;
+use runtime::metrics::{self, Metrics};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
+use runtime::store::Conflict;
 use runtime::{
     decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
 };
 use time::OffsetDateTime;
 
 use crate::breaker::Breaker;
-use crate::domain::{self, Charge, PaymentError, Refunding, Step};
+use crate::domain::{self, Charge, PaymentError, Refunding, Step, Unusable};
 use crate::gateway::{Gateway, Unavailable};
 
 /// The customers' accounts, held and remembered by this process.
@@ -55,7 +57,7 @@ impl Handler for Commands {
         }
         let command =
             Deposit::parse(&message.payload).map_err(|e| HandleError::Reject(e.to_string()))?;
-        let marker = subjects::applied("payments", &command_key(message));
+        let marker = subjects::applied("payments", &command_key(message)?);
         let subject = subjects::account(&command.customer_id);
         let applied = retry_conflicts(|| {
             self.accounts
@@ -93,6 +95,7 @@ pub struct SagaSteps<G> {
     accounts: Arc<Accounts>,
     gateway: G,
     breaker: Arc<Breaker>,
+    metrics: Metrics,
 }
 
 impl<G: Gateway> Handler for SagaSteps<G> {
@@ -124,11 +127,18 @@ impl<G: Gateway> Handler for SagaSteps<G> {
 }
 
 impl<G: Gateway> SagaSteps<G> {
-    pub fn new(accounts: Arc<Accounts>, gateway: G, breaker: Arc<Breaker>) -> Self {
+    pub fn new(
+        accounts: Arc<Accounts>,
+        gateway: G,
+        breaker: Arc<Breaker>,
+        metrics: Metrics,
+    ) -> Self {
+        metrics.declare_steps(&[command::CHARGE_PAYMENT, command::REFUND_PAYMENT]);
         Self {
             accounts,
             gateway,
             breaker,
+            metrics,
         }
     }
 
@@ -178,25 +188,39 @@ impl<G: Gateway> SagaSteps<G> {
         }
         let subject = subjects::account(customer_id);
         let turn = self.accounts.hold([subject.as_str()]).await;
-        let mut current = self.accounts.read(&subject).await?;
-        let mut decision = domain::charge(
+        let takes = |current: &Option<Known<Account>>| {
+            let current = current.as_ref().map(|v| &v.value);
+            let decision = domain::charge(order_id, customer_id, current, amount);
+            matches!(decision, Charge::Taken { .. })
+        };
+        let mut current = self.read(customer_id).await?;
+        if !matches!(&current, Ok(known) if takes(known)) {
+            // A decline (or giving up) writes no balance, so no sequence
+            // check would catch a stale memory: decline only on what the
+            // store says now.
+            self.accounts.forget(&subject);
+            current = self.read(customer_id).await?;
+        }
+        let current = match current {
+            Ok(current) => current,
+            Err(why) => {
+                let answer = domain::charge_given_up(order_id, customer_id);
+                let gave_up = self
+                    .give_up(turn, order_id, command::CHARGE_PAYMENT, answer, 0, why)
+                    .await;
+                return match gave_up {
+                    // Decided before: say it again, in case the saga missed it.
+                    Err(StoreError::Conflict(why)) => self.decided_before(order_id, why).await,
+                    other => other,
+                };
+            }
+        };
+        let decision = domain::charge(
             order_id,
             customer_id,
             current.as_ref().map(|v| &v.value),
             amount,
         );
-        if matches!(decision, Charge::Declined(_)) {
-            // A decline writes no balance, so no sequence check would catch
-            // a stale memory: decline only on what the store says now.
-            self.accounts.forget(&subject);
-            current = self.accounts.read(&subject).await?;
-            decision = domain::charge(
-                order_id,
-                customer_id,
-                current.as_ref().map(|v| &v.value),
-                amount,
-            );
-        }
         let version = current.map(|v| v.version);
         let (account, event) = decision.into_change();
         if account.is_some() {
@@ -220,17 +244,73 @@ impl<G: Gateway> SagaSteps<G> {
             Err(StoreError::Conflict(why)) => {
                 self.accounts.forget(&subject);
                 // Decided before (or refunded before it was charged).
-                if self
-                    .store()
-                    .re_emit(&subjects::payment_events(order_id))
-                    .await?
-                {
-                    return Ok(Outcome::Done(()));
-                }
-                Err(StoreError::Conflict(why))
+                self.decided_before(order_id, why).await
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// After a charge lost its write: if the order has a payment event, the
+    /// charge was decided before (or refunded before it was taken), and
+    /// its answer is announced again; otherwise the conflict stands.
+    async fn decided_before(&self, order_id: &OrderId, why: Conflict) -> Attempt<(), NotDone> {
+        if self
+            .store()
+            .re_emit(&subjects::payment_events(order_id))
+            .await?
+        {
+            return Ok(Outcome::Done(()));
+        }
+        Err(StoreError::Conflict(why))
+    }
+
+    /// The customer's account, as remembered or read; an account whose
+    /// stored state cannot be read is the step's refusal.
+    async fn read(
+        &self,
+        customer_id: &CustomerId,
+    ) -> Result<Result<Option<Known<Account>>, PaymentError>, StoreError> {
+        match self.accounts.read(&subjects::account(customer_id)).await {
+            Err(StoreError::Corrupt { source, .. }) => Ok(Err(PaymentError::Unreadable {
+                customer_id: customer_id.clone(),
+                error: source.to_string(),
+            })),
+            read => read.map(Ok),
+        }
+    }
+
+    /// Gives up for good on a step that the account as it stands makes
+    /// impossible (`why`): answers the saga with the failure `answer`
+    /// (guarded by `after`, the order's last payment event), so the saga
+    /// compensates or ends instead of asking again and again, and refuses
+    /// the step, which dead-letters it for an operator. The gateway is
+    /// not called: no money moves that the ledger cannot record.
+    async fn give_up(
+        &self,
+        turn: Held,
+        order_id: &OrderId,
+        step: &'static str,
+        answer: PaymentEvent,
+        after: u64,
+        why: PaymentError,
+    ) -> Attempt<(), NotDone> {
+        let cause = match why.unusable() {
+            Some(Unusable::Unreadable) => metrics::Unusable::UnreadableState,
+            Some(Unusable::Inconsistent) => metrics::Unusable::InconsistentState,
+            Some(Unusable::Overflow) => metrics::Unusable::Overflow,
+            None => return Ok(Outcome::Refused(why.into())),
+        };
+        self.write(turn, order_id, None, &answer, after).await?;
+        self.metrics.step_abandoned(step, cause);
+        tracing::error!(step, answer = answer.type_name(), error = %why, "saga step given up: the account as stored makes it impossible");
+        Ok(Outcome::Refused(
+            PaymentError::GaveUp {
+                step,
+                answer: answer.type_name(),
+                cause: Box::new(why),
+            }
+            .into(),
+        ))
     }
 
     async fn refund(&self, order_id: &OrderId, customer_id: &CustomerId) -> Attempt<(), NotDone> {
@@ -254,11 +334,27 @@ impl<G: Gateway> SagaSteps<G> {
         let account = match give_back {
             None => None,
             Some(amount) => {
-                let current = self.accounts.read(&subject).await?;
-                let value = current.as_ref().map(|c| &c.value);
-                let account = match domain::refund_to(order_id, customer_id, value, amount) {
-                    Ok(account) => account,
-                    Err(refused) => return Ok(Outcome::Refused(refused.into())),
+                let refund_to = |current: Result<Option<Known<Account>>, PaymentError>| {
+                    current.and_then(|current| {
+                        let value = current.as_ref().map(|c| &c.value);
+                        let account = domain::refund_to(order_id, customer_id, value, amount)?;
+                        Ok((account, current))
+                    })
+                };
+                let mut refunded = refund_to(self.read(customer_id).await?);
+                if refunded.is_err() {
+                    // Give up only on what the store says now.
+                    self.accounts.forget(&subject);
+                    refunded = refund_to(self.read(customer_id).await?);
+                }
+                let (account, current) = match refunded {
+                    Ok(refunded) => refunded,
+                    Err(why) => {
+                        let answer = domain::refund_given_up(order_id, customer_id, amount, &why);
+                        return self
+                            .give_up(turn, order_id, command::REFUND_PAYMENT, answer, after, why)
+                            .await;
+                    }
                 };
                 let called = self
                     .through_gateway(self.gateway.refund(order_id, customer_id, amount))

@@ -23,7 +23,7 @@ use runtime::{ConsumerSpec, ServiceRuntime, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::Breaker;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, WithTimeout};
 
 pub const NAME: &str = "payment-service";
 
@@ -37,6 +37,9 @@ pub struct Config {
     pub cache_capacity: usize,
     /// `PAYMENT_GATEWAY_FAILURE_RATE` and `PAYMENT_GATEWAY_LATENCY_MS`.
     pub gateway: gateway::Simulator,
+    /// `PAYMENT_GATEWAY_TIMEOUT_MS`: how long a gateway call may take before
+    /// it fails, transiently.
+    pub gateway_timeout: Duration,
     /// `PAYMENT_BREAKER_FAILURES`: failures in a row that open the circuit.
     pub breaker_failures: u32,
     /// `PAYMENT_BREAKER_COOLDOWN_MS`: how long it stays open before a trial.
@@ -59,6 +62,16 @@ impl Config {
             ));
         }
         let latency_ms = parse_or(env, "PAYMENT_GATEWAY_LATENCY_MS", 0u64)?;
+        // Well under the saga consumer's ack wait (10 s) and the saga's
+        // step deadline (SAGA_STEP_TIMEOUT_MS, 10 s): a hung call fails,
+        // and is tried again, long before the step would be asked again.
+        let timeout_ms = parse_or(env, "PAYMENT_GATEWAY_TIMEOUT_MS", 3_000u64)?;
+        if timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "PAYMENT_GATEWAY_TIMEOUT_MS",
+                "must be positive",
+            ));
+        }
         let breaker_failures = parse_or(env, "PAYMENT_BREAKER_FAILURES", 5u32)?;
         if breaker_failures == 0 {
             return Err(ConfigError::new(
@@ -75,6 +88,7 @@ impl Config {
                 failure_rate,
                 latency: Duration::from_millis(latency_ms),
             },
+            gateway_timeout: Duration::from_millis(timeout_ms),
             breaker_failures,
             breaker_cooldown: Duration::from_millis(cooldown_ms),
         })
@@ -88,12 +102,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     run_with_gateway(config, gateway, shutdown).await
 }
 
-/// Runs the payment service with `gateway` until `shutdown` is cancelled.
+/// Runs the payment service with `gateway`, each call bounded by
+/// `PAYMENT_GATEWAY_TIMEOUT_MS`, until `shutdown` is cancelled.
 pub async fn run_with_gateway<G: Gateway>(
     config: Config,
     gateway: G,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let gateway = WithTimeout {
+        gateway,
+        timeout: config.gateway_timeout,
+    };
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     if rt
         .require_streams(&[streams::PAYMENTS, streams::SAGA, streams::DLQ])
@@ -144,7 +163,12 @@ pub async fn run_with_gateway<G: Gateway>(
         ));
         rt.consume(
             saga,
-            Arc::new(handlers::SagaSteps::new(accounts, gateway, breaker)),
+            Arc::new(handlers::SagaSteps::new(
+                accounts,
+                gateway,
+                breaker,
+                rt.metrics.clone(),
+            )),
         );
         rt.serve_queries(
             "jetsaga payments: customer balances",

@@ -3,8 +3,10 @@
 
 use std::process::Output;
 
+use async_nats::HeaderMap;
 use e2e::testkit::eventually;
 use e2e::{Suite, SETTLE};
+use events::replay::COMMANDS_BY_SERVICE;
 
 #[tokio::test]
 async fn a_dead_letter_is_replayed_once_its_cause_is_fixed() {
@@ -33,6 +35,62 @@ async fn a_dead_letter_is_replayed_once_its_cause_is_fixed() {
     })
     .await;
     assert!(suite.client.dead_letters("dlq.>").await.unwrap().is_empty());
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_no_service_wrote_is_never_replayed() {
+    let suite = Suite::start().await;
+    suite.seed(&[("sku-1", 5, 100)], &[]).await;
+    let mut known: Vec<&str> = COMMANDS_BY_SERVICE.iter().map(|(s, _)| *s).collect();
+    let mut services = e2e::SERVICES.to_vec();
+    known.sort_unstable();
+    services.sort_unstable();
+    assert_eq!(known, services, "the replay check knows every service");
+
+    // Letters anyone with write access to the stream could plant: under no
+    // service's name, under a service's name about another subject, and a
+    // service's name with a command it does not consume.
+    let forged = [
+        ("dlq.mallory.inventory.cmd.restock", "no service"),
+        ("dlq.order-service.orders.cmd.place", "does not match"),
+        ("dlq.order-service.inventory.cmd.restock", "not a command"),
+    ];
+    for (subject, _) in forged {
+        let mut headers = HeaderMap::new();
+        headers.insert("Dlq-Original-Subject", "inventory.cmd.restock");
+        headers.insert("Dlq-Reason", "needs a replay");
+        suite
+            .client
+            .command(
+                subject,
+                headers,
+                r#"{"sku":"sku-1","quantity":1000}"#.into(),
+            )
+            .await
+            .unwrap();
+    }
+    let letters = eventually("the planted letters", SETTLE, || async {
+        let letters = suite.client.dead_letters("dlq.>").await.ok()?;
+        (letters.len() == forged.len()).then_some(letters)
+    })
+    .await;
+    for (letter, (subject, why)) in letters.iter().zip(forged) {
+        assert_eq!(letter.subject, subject);
+        let refused = suite
+            .client
+            .replay(letter)
+            .await
+            .expect_err("a planted letter is refused");
+        let refused = refused.to_string();
+        assert!(
+            refused.contains(&format!("#{} not replayed", letter.seq)) && refused.contains(why),
+            "{refused}"
+        );
+    }
+    // Nothing was published, and the letters stay for an operator to see.
+    assert_eq!(suite.stock_of("sku-1").await, (5, 0));
+    assert_eq!(suite.client.dead_letters("dlq.>").await.unwrap().len(), 3);
     suite.stop().await;
 }
 

@@ -1,6 +1,7 @@
-//! The payment gateway down: the circuit opens, charges wait instead of
-//! being declined, and complete once it is back, or the orders cancel with
-//! `payment_unavailable` after their deadline. Money is conserved either way.
+//! The payment gateway down, or too slow to answer within its timeout: the
+//! circuit opens, charges wait instead of being declined, and complete once
+//! it is back, or the orders cancel with `payment_unavailable` after their
+//! deadline. Money is conserved either way.
 
 use e2e::testkit::{eventually, http_get, metrics};
 use e2e::{Suite, SETTLE};
@@ -104,5 +105,64 @@ async fn orders_cancel_payment_unavailable_when_the_gateway_stays_down() {
     assert_eq!(order.reason, Some(CancelReason::PaymentUnavailable));
     assert_eq!(suite.balance_of("c-1").await, 100_000);
     assert_eq!(suite.stock_of("sku-1").await, (10, 0));
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_slower_than_its_timeout_fails_charges_until_it_answers_in_time() {
+    let mut suite = Suite::start_with(&[("SAGA_STEP_TIMEOUT_MS", "60000")]).await;
+    suite
+        .seed(&[("sku-1", 10, 1000)], &[("c-1", 100_000)])
+        .await;
+    suite.stop_service("payment-service").await;
+    suite
+        .start_service_with(
+            "payment-service",
+            &[
+                ("PAYMENT_GATEWAY_LATENCY_MS", "2000"),
+                ("PAYMENT_GATEWAY_TIMEOUT_MS", "100"),
+                ("PAYMENT_BREAKER_FAILURES", "2"),
+                ("PAYMENT_BREAKER_COOLDOWN_MS", "500"),
+            ],
+        )
+        .await;
+
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 1)])
+        .await
+        .unwrap();
+    // Every call times out, transiently: the circuit opens, and the charge
+    // waits instead of being declined.
+    circuit_opens(&suite).await;
+    let payment = suite.http_of("payment-service");
+    let retried = eventually("the charge to be retried", SETTLE, || async move {
+        let (_, text) = http_get(payment, "/metrics").await?;
+        let retries = metrics::value(
+            &text,
+            "jetsaga_messages_handled_total",
+            &[("consumer", "payment-saga"), ("outcome", "retry")],
+        )?;
+        (retries > 0.0).then_some(retries)
+    })
+    .await;
+    assert!(retried > 0.0);
+    let order = suite.client.order("o-1").await.unwrap().unwrap();
+    assert_eq!(
+        order.status,
+        OrderStatus::Pending,
+        "waits rather than declined"
+    );
+    assert_eq!(
+        suite.balance_of("c-1").await,
+        100_000,
+        "nothing charged yet"
+    );
+
+    // The gateway answers in time again: the charge goes through, once.
+    suite.stop_service("payment-service").await;
+    suite.start_service("payment-service").await;
+    assert_eq!(suite.settled("o-1").await.status, OrderStatus::Confirmed);
+    assert_eq!(suite.balance_of("c-1").await, 99_000);
     suite.stop().await;
 }

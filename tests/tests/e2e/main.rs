@@ -5,6 +5,7 @@
 mod bad_input;
 mod binaries;
 mod conservation;
+mod corrupt_state;
 mod dead_letters;
 mod deadlines;
 mod gateway;

@@ -20,7 +20,9 @@ pub enum DlqCommand {
     /// Show one dead letter: its headers and its body.
     Show { seq: u64 },
     /// Publish dead letters to their original subject again, and remove
-    /// them from the dead-letter stream.
+    /// them from the dead-letter stream. Only a service's own letters of a
+    /// command it consumes are replayed; any other is refused, named, and
+    /// makes the command fail.
     Replay {
         /// The sequences to replay.
         #[arg(required_unless_present = "all")]
@@ -84,18 +86,34 @@ pub async fn run(client: &Client, out: &Output, command: DlqCommand) -> anyhow::
                 }
                 letters
             };
-            let mut replayed = Vec::new();
+            // A letter that is not a service's own (it may be forged) is
+            // never published; the others are, so that one bad letter does
+            // not hold up the backlog. Any refusal fails the command.
+            let mut outcomes = Vec::new();
+            let mut refusals = Vec::new();
             for letter in &letters {
+                if let Err(refused) = letter.replayable() {
+                    refusals.push(format!("#{} not replayed: {refused}", letter.seq));
+                    outcomes.push(serde_json::json!({"dead_letter": letter.seq, "subject": letter.subject, "refused": refused.to_string()}));
+                    continue;
+                }
                 let seq = client.replay(letter).await?;
-                replayed.push(serde_json::json!({"dead_letter": letter.seq, "subject": letter.original_subject, "stream_sequence": seq}));
+                outcomes.push(serde_json::json!({"dead_letter": letter.seq, "subject": letter.original_subject, "stream_sequence": seq}));
             }
-            out.value(&replayed, || {
-                format!(
-                    "replayed {} dead letter(s) to their original subjects",
-                    replayed.len()
-                )
+            let replayed = outcomes.len() - refusals.len();
+            out.value(&outcomes, || {
+                let mut text =
+                    format!("replayed {replayed} dead letter(s) to their original subjects");
+                for refusal in &refusals {
+                    text.push_str(&format!("\nrefused {refusal}"));
+                }
+                text
             });
-            Ok(ExitCode::SUCCESS)
+            Ok(if refusals.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

@@ -20,8 +20,10 @@ use events::{CancelReason, Cents, LineItem, OrderId, PricedLine, Sku};
 pub enum InventoryError {
     #[error("sku {0} is stocked for the first time and needs a unit_price_cents")]
     PriceRequired(Sku),
-    #[error("restocking sku {0} would overflow its stock")]
-    Overflow(Sku),
+    #[error("sku {sku}: {what} would overflow")]
+    Overflow { sku: Sku, what: &'static str },
+    #[error("sku {sku} cannot be read: {error}")]
+    Unreadable { sku: Sku, error: String },
     #[error("sku {sku} holds {reserved} reserved, fewer than the {wanted} the order holds")]
     Inconsistent {
         sku: Sku,
@@ -38,6 +40,34 @@ pub enum InventoryError {
         /// The order's last inventory event, or `nothing`.
         found: &'static str,
     },
+    /// A step given up for good: the saga was answered `answer`.
+    #[error("{step} given up, answered {answer}: {cause}")]
+    GaveUp {
+        step: &'static str,
+        answer: &'static str,
+        cause: Box<InventoryError>,
+    },
+}
+
+/// What a sku's state did to a step that can never be done as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    Unreadable,
+    Inconsistent,
+    Overflow,
+}
+
+impl InventoryError {
+    /// Whether, and how, the stored stock makes the step impossible for
+    /// good: no retry can do it, so the saga must hear that it failed.
+    pub fn unusable(&self) -> Option<(&Sku, Unusable)> {
+        match self {
+            Self::Unreadable { sku, .. } => Some((sku, Unusable::Unreadable)),
+            Self::Inconsistent { sku, .. } => Some((sku, Unusable::Inconsistent)),
+            Self::Overflow { sku, .. } => Some((sku, Unusable::Overflow)),
+            _ => None,
+        }
+    }
 }
 
 /// Applies a restock: adds the quantity and, when given, sets the price.
@@ -57,9 +87,12 @@ pub fn restock(
         ),
     };
     Ok(StockLevel {
-        available: available
-            .checked_add(command.quantity)
-            .ok_or_else(|| InventoryError::Overflow(sku.clone()))?,
+        available: available.checked_add(command.quantity).ok_or_else(|| {
+            InventoryError::Overflow {
+                sku: sku.clone(),
+                what: "its available stock",
+            }
+        })?,
         reserved,
         unit_price_cents: command.unit_price_cents.unwrap_or(price),
         sku,
@@ -100,18 +133,24 @@ impl Reservation {
 
 /// Holds every line of the order, priced from the catalogue, or none.
 /// `stock` has the current level of each sku the order names that exists.
+/// An error when a sku's levels or the order's total would overflow: the
+/// reservation can never be made as the stock stands.
 pub fn reserve(
     order_id: &OrderId,
     items: &[LineItem],
     stock: &BTreeMap<Sku, StockLevel>,
-) -> Reservation {
+) -> Result<Reservation, InventoryError> {
     let wanted = quantities(items.iter().map(|l| (&l.sku, l.quantity.get())));
     let refuse = |reason, sku: &Sku| {
-        Reservation::Refused(InventoryEvent::ReserveFailed {
+        Ok(Reservation::Refused(InventoryEvent::ReserveFailed {
             order_id: order_id.clone(),
             reason,
             sku: sku.clone(),
-        })
+        }))
+    };
+    let overflow = |sku: &Sku, what| InventoryError::Overflow {
+        sku: sku.clone(),
+        what,
     };
     let mut levels = Vec::with_capacity(wanted.len());
     for (sku, quantity) in &wanted {
@@ -123,7 +162,10 @@ pub fn reserve(
         }
         levels.push(StockLevel {
             available: level.available - quantity,
-            reserved: level.reserved + quantity,
+            reserved: level
+                .reserved
+                .checked_add(*quantity)
+                .ok_or_else(|| overflow(sku, "its reserved stock"))?,
             ..level.clone()
         });
     }
@@ -135,16 +177,53 @@ pub fn reserve(
             unit_price_cents: stock[&l.sku].unit_price_cents,
         })
         .collect();
-    let total_cents = lines
-        .iter()
-        .map(|l| l.unit_price_cents.0 * u64::from(l.quantity.get()))
-        .sum::<u64>();
-    Reservation::Held {
+    let mut total_cents = Cents::ZERO;
+    for line in &lines {
+        total_cents = line
+            .unit_price_cents
+            .checked_mul(line.quantity)
+            .and_then(|cost| total_cents.checked_add(cost))
+            .ok_or_else(|| overflow(&line.sku, "the order's total at its price"))?;
+    }
+    Ok(Reservation::Held {
         levels,
         event: InventoryEvent::Reserved {
             order_id: order_id.clone(),
             lines,
-            total_cents: Cents(total_cents),
+            total_cents,
+        },
+    })
+}
+
+/// The answer to a reservation given up for good because of `sku`: the
+/// order is cancelled `inventory_unavailable`.
+pub fn reserve_given_up(order_id: &OrderId, sku: &Sku) -> InventoryEvent {
+    InventoryEvent::ReserveFailed {
+        order_id: order_id.clone(),
+        reason: CancelReason::InventoryUnavailable,
+        sku: sku.clone(),
+    }
+}
+
+/// The answer to a commit or release of `lines` given up for good
+/// (`error`): the saga compensates, or ends, and the lines stay held.
+pub fn settle_given_up(
+    order_id: &OrderId,
+    settle: Settle,
+    lines: &[PricedLine],
+    error: &InventoryError,
+) -> InventoryEvent {
+    let (order_id, lines, error) = (order_id.clone(), lines.to_vec(), error.to_string());
+    match settle {
+        Settle::Commit => InventoryEvent::CommitFailed {
+            order_id,
+            lines,
+            error,
+        },
+        Settle::Release => InventoryEvent::ReleaseFailed {
+            order_id,
+            lines,
+            error,
         },
     }
 }
@@ -191,7 +270,12 @@ fn settle(
                 Some(level) if reserved >= quantity => Ok(StockLevel {
                     reserved: reserved - quantity,
                     available: if back_to_available {
-                        level.available + quantity
+                        level.available.checked_add(quantity).ok_or_else(|| {
+                            InventoryError::Overflow {
+                                sku: sku.clone(),
+                                what: "its available stock",
+                            }
+                        })?
                     } else {
                         level.available
                     },
@@ -264,7 +348,7 @@ mod tests {
     #[test]
     fn a_reservation_holds_and_prices_every_line() {
         let stock = stock(&[level("a", 5, 100), level("b", 1, 250)]);
-        let Reservation::Held { levels, event } = reserve(
+        let Ok(Reservation::Held { levels, event }) = reserve(
             &order(),
             &[line("a", 2), line("b", 1), line("a", 1)],
             &stock,
@@ -290,7 +374,7 @@ mod tests {
         let refused = reserve(&order(), &[line("a", 2), line("b", 2)], &stock);
         assert!(matches!(
             refused,
-            Reservation::Refused(InventoryEvent::ReserveFailed { reason: CancelReason::OutOfStock, ref sku, .. }) if sku.as_str() == "b"
+            Ok(Reservation::Refused(InventoryEvent::ReserveFailed { reason: CancelReason::OutOfStock, ref sku, .. })) if sku.as_str() == "b"
         ));
     }
 
@@ -299,20 +383,20 @@ mod tests {
         let refused = reserve(&order(), &[line("zzz", 1)], &stock(&[]));
         assert!(matches!(
             refused,
-            Reservation::Refused(InventoryEvent::ReserveFailed {
+            Ok(Reservation::Refused(InventoryEvent::ReserveFailed {
                 reason: CancelReason::UnknownSku,
                 ..
-            })
+            }))
         ));
     }
 
     #[test]
     fn commit_and_release_undo_the_hold_differently() {
         let start = stock(&[level("a", 5, 100)]);
-        let Reservation::Held {
+        let Ok(Reservation::Held {
             levels,
             event: InventoryEvent::Reserved { lines, .. },
-        } = reserve(&order(), &[line("a", 2)], &start)
+        }) = reserve(&order(), &[line("a", 2)], &start)
         else {
             panic!()
         };
@@ -322,5 +406,73 @@ mod tests {
         let released = release(&lines, &held).unwrap();
         assert_eq!((released[0].available, released[0].reserved), (5, 0));
         assert!(commit(&lines, &stock(&committed)).is_err());
+    }
+
+    #[test]
+    fn a_reservation_that_would_overflow_the_reserved_stock_is_impossible() {
+        let full = StockLevel {
+            reserved: u64::MAX - 1,
+            ..level("a", 5, 100)
+        };
+        assert_eq!(
+            reserve(&order(), &[line("a", 2)], &stock(&[full])),
+            Err(InventoryError::Overflow {
+                sku: sku("a"),
+                what: "its reserved stock",
+            })
+        );
+    }
+
+    #[test]
+    fn a_reservation_whose_total_would_overflow_is_impossible() {
+        let pricey = level("b", 10, u64::MAX / 2);
+        let impossible = reserve(&order(), &[line("b", 3)], &stock(&[pricey]));
+        assert_eq!(
+            impossible.unwrap_err().unusable(),
+            Some((&sku("b"), Unusable::Overflow))
+        );
+    }
+
+    #[test]
+    fn a_release_that_would_overflow_the_available_stock_is_impossible() {
+        let held = StockLevel {
+            available: u64::MAX,
+            reserved: 2,
+            ..level("a", 0, 100)
+        };
+        let lines = vec![PricedLine {
+            sku: sku("a"),
+            quantity: Quantity::new(2).unwrap(),
+            unit_price_cents: Cents(100),
+        }];
+        let impossible = release(&lines, &stock(&[held])).unwrap_err();
+        assert_eq!(impossible.unusable(), Some((&sku("a"), Unusable::Overflow)));
+    }
+
+    #[test]
+    fn a_step_given_up_is_answered_as_failed() {
+        assert_eq!(
+            reserve_given_up(&order(), &sku("bad")),
+            InventoryEvent::ReserveFailed {
+                order_id: order(),
+                reason: CancelReason::InventoryUnavailable,
+                sku: sku("bad"),
+            }
+        );
+        let why = InventoryError::Unreadable {
+            sku: sku("bad"),
+            error: "expected value".to_owned(),
+        };
+        let InventoryEvent::ReleaseFailed { error, lines, .. } =
+            settle_given_up(&order(), Settle::Release, &[], &why)
+        else {
+            panic!("expected release_failed");
+        };
+        assert_eq!(error, "sku bad cannot be read: expected value");
+        assert!(lines.is_empty());
+        assert!(matches!(
+            settle_given_up(&order(), Settle::Commit, &[], &why),
+            InventoryEvent::CommitFailed { .. }
+        ));
     }
 }

@@ -89,6 +89,17 @@ pub fn settlement(
         (Settle::Release, Some(InventoryEvent::Reserved { lines, .. })) => Ok(released(lines)),
         (Settle::Commit, Some(InventoryEvent::Committed { .. }))
         | (Settle::Release, Some(InventoryEvent::Released { .. })) => Ok(Settlement::Repeat),
+        // A commit given up stays given up: the saga compensates on it, and
+        // a commit now would contradict that.
+        (Settle::Commit, Some(InventoryEvent::CommitFailed { .. })) => Ok(Settlement::Repeat),
+        // Still held: a release tries again (the sku may be repaired).
+        (
+            Settle::Release,
+            Some(
+                InventoryEvent::CommitFailed { lines, .. }
+                | InventoryEvent::ReleaseFailed { lines, .. },
+            ),
+        ) => Ok(released(lines)),
         // Nothing is held: record the release anyway, so that the saga
         // hears back and a reservation arriving late holds nothing.
         (Settle::Release, None | Some(InventoryEvent::ReserveFailed { .. })) => Ok(released(&[])),
@@ -262,6 +273,39 @@ mod tests {
                 Ok(Settlement::Change {
                     lines: vec![],
                     event: released(vec![]),
+                })
+            );
+        }
+    }
+
+    fn failed(settle: Settle) -> InventoryEvent {
+        crate::domain::settle_given_up(
+            &order(),
+            settle,
+            &lines(),
+            &crate::domain::InventoryError::Unreadable {
+                sku: Sku::parse("a").unwrap(),
+                error: "expected value".to_owned(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_commit_given_up_is_only_repeated_never_tried_again() {
+        assert_eq!(
+            settlement(&order(), Settle::Commit, Some(&failed(Settle::Commit))),
+            Ok(Settlement::Repeat)
+        );
+    }
+
+    #[test]
+    fn what_a_failed_commit_or_release_left_held_is_released_when_asked_again() {
+        for last in [failed(Settle::Commit), failed(Settle::Release)] {
+            assert_eq!(
+                settlement(&order(), Settle::Release, Some(&last)),
+                Ok(Settlement::Change {
+                    lines: lines(),
+                    event: released(lines()),
                 })
             );
         }

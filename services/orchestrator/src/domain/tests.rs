@@ -98,6 +98,29 @@ fn refunded() -> SagaEvent {
     })
 }
 
+fn commit_failed() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::CommitFailed {
+        order_id: order_id(),
+        lines: lines(),
+        error: "sku s-1 cannot be read".to_owned(),
+    })
+}
+fn release_failed() -> SagaEvent {
+    SagaEvent::Inventory(InventoryEvent::ReleaseFailed {
+        order_id: order_id(),
+        lines: lines(),
+        error: "sku s-1 cannot be read".to_owned(),
+    })
+}
+fn refund_failed() -> SagaEvent {
+    SagaEvent::Payment(PaymentEvent::RefundFailed {
+        order_id: order_id(),
+        customer_id: customer(),
+        amount_cents: Cents(1000),
+        error: "the balance of c-1 would overflow".to_owned(),
+    })
+}
+
 fn timeout(command: &str, attempt: u32) -> SagaEvent {
     SagaEvent::Timeout(StepTimer {
         order_id: order_id(),
@@ -116,6 +139,9 @@ fn all_events() -> Vec<SagaEvent> {
         committed(),
         released(),
         refunded(),
+        commit_failed(),
+        release_failed(),
+        refund_failed(),
         confirmed(),
         cancelled(),
         timeout(command::RESERVE_STOCK, 1),
@@ -387,6 +413,84 @@ fn compensations_are_asked_again_without_limit() {
 }
 
 #[test]
+fn a_commit_that_can_never_be_done_refunds_releases_and_cancels() {
+    let (saga, commands) = run(&[
+        placed(),
+        reserved(),
+        charged(),
+        commit_failed(),
+        refunded(),
+        released(),
+        cancelled(),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::InventoryUnavailable));
+    assert_eq!(
+        &commands[3..],
+        [
+            command::REFUND_PAYMENT,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+}
+
+#[test]
+fn a_compensation_that_can_never_be_done_is_recorded_failed_and_the_saga_ends() {
+    let (saga, commands) = run(&[
+        placed(),
+        reserved(),
+        charged(),
+        commit_failed(),
+        refund_failed(),
+        release_failed(),
+        cancelled(),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::InventoryUnavailable));
+    assert_eq!(
+        &commands[3..],
+        [
+            command::REFUND_PAYMENT,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+    let failed: Vec<&str> = saga
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            command::COMMIT_STOCK,
+            command::REFUND_PAYMENT,
+            command::RELEASE_STOCK
+        ]
+    );
+}
+
+#[test]
+fn a_release_that_can_never_be_done_still_cancels_with_the_reason_of_the_saga() {
+    let (saga, commands) = run(&[placed(), reserved(), declined(), release_failed()]);
+    let saga = saga.unwrap();
+    assert_eq!(saga.state, SagaState::Cancelling);
+    assert_eq!(
+        saga.command,
+        SagaCommand::CancelOrder {
+            reason: CancelReason::InsufficientFunds
+        }
+    );
+    assert_eq!(commands.last(), Some(&command::CANCEL_ORDER));
+}
+
+#[test]
 fn a_saga_starts_only_from_a_pending_order() {
     assert!(on_event(None, &confirmed(), NOW, POLICY).is_none());
     assert!(on_event(None, &reserved(), NOW, POLICY).is_none());
@@ -395,7 +499,7 @@ fn a_saga_starts_only_from_a_pending_order() {
 proptest! {
     /// Any event delivered twice in a row changes nothing the second time.
     #[test]
-    fn every_event_is_idempotent(prefix in proptest::collection::vec(0..16usize, 0..12), last in 0..16usize) {
+    fn every_event_is_idempotent(prefix in proptest::collection::vec(0..all_events().len(), 0..12), last in 0..all_events().len()) {
         let pool = all_events();
         let events: Vec<SagaEvent> = prefix.iter().map(|i| pool[*i].clone()).collect();
         let (saga, _) = run(&events);
@@ -408,7 +512,7 @@ proptest! {
     /// never both confirms and compensates, never charges without a hold,
     /// and never leaves a final state.
     #[test]
-    fn no_order_of_events_breaks_the_saga(picks in proptest::collection::vec(0..16usize, 0..40)) {
+    fn no_order_of_events_breaks_the_saga(picks in proptest::collection::vec(0..all_events().len(), 0..40)) {
         let pool = all_events();
         let events: Vec<SagaEvent> = picks.iter().map(|i| pool[*i].clone()).collect();
         let mut saga: Option<SagaRecord> = None;

@@ -13,7 +13,7 @@ use events::{CancelReason, Cents, CustomerId, OrderId};
 /// A command that cannot be applied to the account as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
-    #[error("depositing would overflow the balance of {0}")]
+    #[error("the balance of {0} would overflow")]
     Overflow(CustomerId),
     #[error("not a payment command: {0}")]
     NotAPaymentCommand(&'static str),
@@ -22,6 +22,66 @@ pub enum PaymentError {
         order_id: OrderId,
         customer_id: CustomerId,
     },
+    #[error("the account of {customer_id} cannot be read: {error}")]
+    Unreadable {
+        customer_id: CustomerId,
+        error: String,
+    },
+    /// A step given up for good: the saga was answered `answer`.
+    #[error("{step} given up, answered {answer}: {cause}")]
+    GaveUp {
+        step: &'static str,
+        answer: &'static str,
+        cause: Box<PaymentError>,
+    },
+}
+
+/// What an account's state did to a step that can never be done as it
+/// stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    Unreadable,
+    Inconsistent,
+    Overflow,
+}
+
+impl PaymentError {
+    /// Whether, and how, the stored account makes the step impossible for
+    /// good: no retry can do it, so the saga must hear that it failed.
+    pub fn unusable(&self) -> Option<Unusable> {
+        match self {
+            Self::Unreadable { .. } => Some(Unusable::Unreadable),
+            Self::NoAccount { .. } => Some(Unusable::Inconsistent),
+            Self::Overflow(_) => Some(Unusable::Overflow),
+            Self::NotAPaymentCommand(_) | Self::GaveUp { .. } => None,
+        }
+    }
+}
+
+/// The answer to a charge given up for good: declined, so that the saga
+/// compensates and the order is cancelled `payment_unavailable`.
+pub fn charge_given_up(order_id: &OrderId, customer_id: &CustomerId) -> PaymentEvent {
+    PaymentEvent::Declined {
+        order_id: order_id.clone(),
+        customer_id: customer_id.clone(),
+        reason: CancelReason::PaymentUnavailable,
+    }
+}
+
+/// The answer to a refund of `amount` given up for good (`error`): the
+/// saga ends, and the amount is recorded as still owed.
+pub fn refund_given_up(
+    order_id: &OrderId,
+    customer_id: &CustomerId,
+    amount: Cents,
+    error: &PaymentError,
+) -> PaymentEvent {
+    PaymentEvent::RefundFailed {
+        order_id: order_id.clone(),
+        customer_id: customer_id.clone(),
+        amount_cents: amount,
+        error: error.to_string(),
+    }
 }
 
 /// Adds a deposit to the balance, opening the account if needed.
@@ -165,6 +225,39 @@ mod tests {
         assert_eq!(
             refund(&account(1), Cents(999)).unwrap().balance_cents,
             Cents(1000)
+        );
+    }
+
+    #[test]
+    fn a_refund_that_would_overflow_the_balance_is_impossible() {
+        let refused = refund(&account(u64::MAX - 1), Cents(2)).unwrap_err();
+        assert_eq!(refused, PaymentError::Overflow(customer()));
+        assert_eq!(refused.unusable(), Some(Unusable::Overflow));
+    }
+
+    #[test]
+    fn a_charge_given_up_is_declined_as_payment_unavailable() {
+        assert_eq!(
+            charge_given_up(&order(), &customer()),
+            PaymentEvent::Declined {
+                order_id: order(),
+                customer_id: customer(),
+                reason: CancelReason::PaymentUnavailable,
+            }
+        );
+    }
+
+    #[test]
+    fn a_refund_given_up_records_what_is_still_owed() {
+        let why = PaymentError::Overflow(customer());
+        assert_eq!(
+            refund_given_up(&order(), &customer(), Cents(999), &why),
+            PaymentEvent::RefundFailed {
+                order_id: order(),
+                customer_id: customer(),
+                amount_cents: Cents(999),
+                error: "the balance of c-1 would overflow".to_owned(),
+            }
         );
     }
 }

@@ -90,7 +90,12 @@ pub fn refunding(
 ) -> Refunding {
     let taken = match last {
         Some(PaymentEvent::Refunded { .. }) => return Refunding::Repeat,
-        Some(PaymentEvent::Charged { amount_cents, .. }) => *amount_cents,
+        // Still owed after a refund given up: try again (the account may
+        // be repaired).
+        Some(
+            PaymentEvent::Charged { amount_cents, .. }
+            | PaymentEvent::RefundFailed { amount_cents, .. },
+        ) => *amount_cents,
         // Nothing was taken: record the refund anyway, so that the saga
         // hears back and a charge arriving late takes nothing.
         Some(PaymentEvent::Declined { .. }) | None => Cents::ZERO,
@@ -278,6 +283,23 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_refund_asked_again_after_one_given_up_tries_again() {
+        let failed = PaymentEvent::RefundFailed {
+            order_id: order(),
+            customer_id: customer(),
+            amount_cents: Cents(999),
+            error: "the balance of c-1 would overflow".to_owned(),
+        };
+        assert_eq!(
+            refunding(&order(), &customer(), Some(&failed)),
+            Refunding::Refund {
+                give_back: Some(Cents(999)),
+                event: refunded(Cents(999)),
+            }
+        );
     }
 
     #[test]
