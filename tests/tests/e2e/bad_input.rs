@@ -3,6 +3,7 @@
 
 use async_nats::jetstream::stream::Stream;
 use async_nats::HeaderMap;
+use e2e::testkit::Identity;
 use e2e::{Suite, SETTLE};
 use events::subjects::streams;
 use events::OrderStatus;
@@ -345,8 +346,9 @@ async fn an_order_whose_derived_id_is_taken_already_is_rejected_not_merged() {
         .unwrap();
     suite.client.nats().flush().await.unwrap();
     // An order placed under the id before such ids were reserved: its
-    // `placed` event, stored before the command the id names.
-    let client = suite.client.clone();
+    // `placed` event, stored before the command the id names (as only the
+    // order service may write it).
+    let client = suite.connect_as(Identity::OrderService).await;
     let derived = before_an_order_without_id(&mut suite, |seq| async move {
         let claim = serde_json::json!({
             "type": "placed",

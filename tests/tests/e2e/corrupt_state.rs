@@ -6,16 +6,21 @@
 use std::net::SocketAddr;
 
 use async_nats::jetstream::stream::Stream;
-use e2e::testkit::{eventually, http_get, metrics};
+use e2e::testkit::{eventually, http_get, metrics, Identity};
 use e2e::{Suite, SETTLE};
 use events::saga::StepStatus;
 use events::subjects::streams;
 use events::{CancelReason, OrderStatus};
 
-/// Stores `garbage` as the state on `subject`, as a foreign writer with
-/// rights on the stream (an admin) could.
+/// Stores `garbage` as the state on `subject`, as only the identity that
+/// owns it may (a bug in that service, or a restore gone wrong).
 async fn corrupt(suite: &Suite, subject: &str, garbage: &'static str) {
-    let js = async_nats::jetstream::new(suite.client.nats().clone());
+    let owner = if subject.starts_with("inventory.") {
+        Identity::InventoryService
+    } else {
+        Identity::PaymentService
+    };
+    let js = async_nats::jetstream::new(suite.connect_as(owner).await.nats().clone());
     js.publish(subject.to_owned(), garbage.into())
         .await
         .unwrap()
