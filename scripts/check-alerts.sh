@@ -93,6 +93,7 @@ NOT_EXPORTED_YET = {"jetsaga_sagas_stuck": "gauge",
                     "jetsaga_saga_operator_actions_total": "counter"}
 BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter",
                    "jetsaga_stream_present": "gauge",
+                   "jetsaga_saga_steps_abandoned_total": "counter",
                    "jetsaga_store_batch_messages": "histogram",
                    "jetsaga_store_batch_duration_seconds": "histogram",
                    "jetsaga_store_batches_total": "counter"}
@@ -534,6 +535,8 @@ JetsagaDeadLetters missing a counter's first dead letter ||| (jetsaga_dead_lette
 JetsagaDeadLetters threshold > 0 -> > 1 ||| increase(jetsaga_dead_letters_total[10m])\n          ) > 0 ||| increase(jetsaga_dead_letters_total[10m])\n          ) > 1
 JetsagaDeadLetters alerting again after a restart of Prometheus ||| and on() count(up{job="jetsaga"} offset 10m)\n            )\n            or increase(jetsaga_dead_letters_total ||| )\n            or increase(jetsaga_dead_letters_total
 JetsagaDeadLetters one alert per replica ||| sum by (service, consumer) ||| sum by (service, consumer, instance)
+JetsagaSagaStepsAbandoned missing a counter's first ||| (jetsaga_saga_steps_abandoned_total unless jetsaga_saga_steps_abandoned_total offset 10m) ||| (jetsaga_saga_steps_abandoned_total unless jetsaga_saga_steps_abandoned_total)
+JetsagaSagaStepsAbandoned alerting again after a restart of Prometheus ||| and on() count(up{job="jetsaga"} offset 10m)\n            )\n            or increase(jetsaga_saga_steps_abandoned_total ||| )\n            or increase(jetsaga_saga_steps_abandoned_total
 JetsagaStreamMissing watching other jobs ||| min by (stream) (jetsaga_stream_present{job="jetsaga"}) ||| min by (stream) (jetsaga_stream_present)
 JetsagaStreamMissing without its minute ||| == 0\n        for: 1m\n        labels:\n          severity: critical\n        annotations:\n          summary: "Stream ||| == 0\n        for: 0m\n        labels:\n          severity: critical\n        annotations:\n          summary: "Stream
 JetsagaStreamMissing one alert per service ||| min by (stream) ||| min by (stream, service)
