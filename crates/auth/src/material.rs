@@ -235,7 +235,7 @@ fn user_seed(creds: &str) -> Option<&str> {
         .find(|line| line.starts_with("SU") && !line.contains(' '))
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), AuthError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), AuthError> {
     std::fs::create_dir_all(dir).map_err(|e| AuthError::io(dir, e))?;
     #[cfg(unix)]
     {
@@ -361,6 +361,10 @@ mod tests {
         ] {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        for folder in [dir.path().join("keys"), material.tls_dir()] {
+            let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", folder.display());
         }
     }
 }

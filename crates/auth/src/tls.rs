@@ -12,7 +12,7 @@ use rcgen::{
 };
 
 use crate::identities::IDENTITIES;
-use crate::material::{write_secret, AuthError};
+use crate::material::{create_private_dir, write_secret, AuthError};
 
 /// The names the server certificate is valid for, beside any given: a
 /// local run, Compose's service names and a Kubernetes StatefulSet's.
@@ -35,7 +35,7 @@ pub const SERVER_NAMES: [&str; 13] = [
 /// Writes what is missing of the CA, the server's certificate (with
 /// `extra_hosts` among its names) and the identities' under `dir`.
 pub fn write(dir: &Path, extra_hosts: &[String]) -> Result<(), AuthError> {
-    std::fs::create_dir_all(dir).map_err(|e| AuthError::io(dir, e))?;
+    create_private_dir(dir)?;
     let ca_cert = dir.join("ca.pem");
     let ca_key = dir.join("ca-key.pem");
     if !ca_cert.exists() || !ca_key.exists() {
