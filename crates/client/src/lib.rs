@@ -8,6 +8,8 @@ mod dlq;
 pub use connection::Connection;
 pub use dlq::DeadLetter;
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
@@ -36,6 +38,8 @@ pub enum ClientError {
     Publish(String),
     #[error("query {subject} failed: {reason}")]
     Query { subject: String, reason: String },
+    #[error("the server refused {subject} to this identity: {reason}")]
+    Refused { subject: String, reason: String },
     #[error("{subject} answered {code}: {message}")]
     Service {
         subject: String,
@@ -49,22 +53,86 @@ pub enum ClientError {
 pub struct Client {
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
+    refusals: Refusals,
+}
+
+/// The server's latest refusals of this connection's publishes and
+/// subscriptions (permissions violations). A refused publish gets no answer
+/// at all, so without them its error could only say "timed out".
+#[derive(Debug, Clone, Default)]
+struct Refusals(Arc<Mutex<VecDeque<String>>>);
+
+impl Refusals {
+    const KEPT: usize = 16;
+
+    fn record(&self, refusal: String) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() == Self::KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(refusal);
+    }
+
+    /// The latest refusal naming a subject that starts with `prefix`.
+    fn about(&self, prefix: &str) -> Option<String> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let quoted = format!("\"{prefix}");
+        kept.iter().rev().find(|r| r.contains(&quoted)).cloned()
+    }
 }
 
 impl Client {
     /// Connects as `connection` says.
     pub async fn connect(connection: &Connection) -> Result<Self, ClientError> {
+        let refusals = Refusals::default();
+        let seen = refusals.clone();
         let nats = connection
             .options("jetsaga-client")
             .await?
+            .event_callback(move |event| {
+                let seen = seen.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        let error = error.to_string();
+                        if error.to_lowercase().contains("permissions violation") {
+                            seen.record(error);
+                        }
+                    }
+                }
+            })
             .connect(connection.url_list())
             .await?;
-        Ok(Self::new(nats))
+        Ok(Self {
+            refusals,
+            ..Self::new(nats)
+        })
     }
 
     pub fn new(nats: async_nats::Client) -> Self {
         let js = async_nats::jetstream::new(nats.clone());
-        Self { nats, js }
+        Self {
+            nats,
+            js,
+            refusals: Refusals::default(),
+        }
+    }
+
+    /// Why the server refused this connection something on a subject that
+    /// starts with `prefix`, if it did (`$JS.API` for the JetStream API).
+    pub fn refusal(&self, prefix: &str) -> Option<String> {
+        self.refusals.about(prefix)
+    }
+
+    /// `error` on `subject`, or the server's refusal of it when there was
+    /// one (what made the error a timeout).
+    fn explain(&self, subject: &str, error: ClientError) -> ClientError {
+        match self.refusals.about(subject) {
+            Some(reason) => ClientError::Refused {
+                subject: subject.to_owned(),
+                reason,
+            },
+            None => error,
+        }
     }
 
     pub fn nats(&self) -> &async_nats::Client {
@@ -92,10 +160,8 @@ impl Client {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<PublishAck, ClientError> {
-        self.send(subject, headers, body)
-            .await?
-            .await
-            .map_err(|e| ClientError::Publish(e.to_string()))
+        let ack = self.send(subject, headers, body).await?.await;
+        ack.map_err(|e| self.explain(subject, ClientError::Publish(e.to_string())))
     }
 
     /// `orders.cmd.place` with the given lines.
@@ -172,10 +238,12 @@ impl Client {
             subject: subject.to_owned(),
             reason,
         };
-        tokio::time::timeout(QUERY_TIMEOUT, self.nats.request(subject.to_owned(), body))
-            .await
-            .map_err(|_| fail("timed out".to_owned()))?
-            .map_err(|e| fail(e.to_string()))
+        let answer =
+            tokio::time::timeout(QUERY_TIMEOUT, self.nats.request(subject.to_owned(), body))
+                .await
+                .map_err(|_| fail("timed out".to_owned()))
+                .and_then(|answer| answer.map_err(|e| fail(e.to_string())));
+        answer.map_err(|e| self.explain(subject, e))
     }
 
     async fn query<T: DeserializeOwned>(

@@ -343,3 +343,44 @@ async fn the_saga_runs_over_tls_with_client_certificates() {
     assert!(Client::connect(&no_tls).await.is_err());
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_action_is_reported_as_refused_not_as_a_timeout() {
+    // Nothing provisioned yet: provisioning has work to do.
+    let suite = Suite::start_unprovisioned(&[]).await;
+    let url = suite.nats.url();
+    let sagactl = |identity: Identity, args: &'static [&'static str]| {
+        e2e::sagactl(&url, suite.nats.security(), identity, args)
+    };
+    let output = sagactl(Identity::Operator, &["provision"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains("refused") && said.contains("admin identity"),
+        "{said}"
+    );
+    let check = sagactl(Identity::Admin, &["provision", "--check"]).await;
+    assert_eq!(check.status.code(), Some(1), "five streams missing");
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(report["streams"][0]["change"], "create");
+    let provisioned = sagactl(Identity::Admin, &["provision"]).await;
+    assert_eq!(provisioned.status.code(), Some(0));
+    let again = sagactl(Identity::Admin, &["provision", "--check"]).await;
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let client = suite.connect_as(Identity::Client).await;
+    let error = client
+        .restock("sku-1", 5, Some(100))
+        .await
+        .expect_err("a client may not restock");
+    assert!(
+        matches!(error, jetsaga_client::ClientError::Refused { ref subject, .. } if subject == "inventory.cmd.restock"),
+        "{error}"
+    );
+    suite.stop().await;
+}

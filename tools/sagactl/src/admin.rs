@@ -102,7 +102,15 @@ pub async fn provision(
         anyhow::bail!("--replicas (STREAM_REPLICAS) must be between 1 and 5");
     }
     let js = async_nats::jetstream::new(client.nats().clone());
-    let report = provision::provision(&js, args.replicas, args.check).await?;
+    let report = match provision::provision(&js, args.replicas, args.check).await {
+        Ok(report) => report,
+        Err(e) => match client.refusal("$JS.API") {
+            Some(refusal) => anyhow::bail!(
+                "{e}: the server refused it ({refusal}); provisioning needs the admin identity"
+            ),
+            None => return Err(e.into()),
+        },
+    };
     let drift = report.iter().any(|r| r.change != Change::None);
     let rows: Vec<serde_json::Value> = report
         .iter()
