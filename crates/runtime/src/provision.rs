@@ -85,58 +85,42 @@ pub async fn provision(
 /// each as `name: current -> wanted` (the server fills in everything the
 /// table leaves unset, so only the table's own settings are compared).
 pub fn differences(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut compare = |name: &str, a: String, b: String| {
+    fn differ<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, a: T, b: T) {
         if a != b {
-            out.push(format!("{name}: {a} -> {b}"));
+            out.push(format!("{name}: {a:?} -> {b:?}"));
         }
+    }
+    let sorted = |c: &StreamConfig| {
+        let mut subjects = c.subjects.clone();
+        subjects.sort();
+        subjects
     };
-    let subjects = |c: &StreamConfig| {
-        let mut s = c.subjects.clone();
-        s.sort();
-        s.join(",")
-    };
-    compare("subjects", subjects(current), subjects(wanted));
-    compare(
-        "storage",
-        format!("{:?}", current.storage),
-        format!("{:?}", wanted.storage),
-    );
-    compare(
-        "replicas",
-        current.num_replicas.to_string(),
-        wanted.num_replicas.to_string(),
-    );
-    compare(
-        "allow_direct",
-        current.allow_direct.to_string(),
-        wanted.allow_direct.to_string(),
-    );
-    compare(
+    let (c, w) = (current, wanted);
+    let mut out = Vec::new();
+    differ(&mut out, "subjects", sorted(c), sorted(w));
+    differ(&mut out, "storage", c.storage, w.storage);
+    differ(&mut out, "replicas", c.num_replicas, w.num_replicas);
+    differ(&mut out, "allow_direct", c.allow_direct, w.allow_direct);
+    differ(
+        &mut out,
         "allow_atomic_publish",
-        current.allow_atomic_publish.to_string(),
-        wanted.allow_atomic_publish.to_string(),
+        c.allow_atomic_publish,
+        w.allow_atomic_publish,
     );
-    compare(
+    differ(
+        &mut out,
         "allow_message_schedules",
-        current.allow_message_schedules.to_string(),
-        wanted.allow_message_schedules.to_string(),
+        c.allow_message_schedules,
+        w.allow_message_schedules,
     );
-    compare(
+    differ(
+        &mut out,
         "duplicate_window",
-        format!("{:?}", current.duplicate_window),
-        format!("{:?}", wanted.duplicate_window),
+        c.duplicate_window,
+        w.duplicate_window,
     );
-    compare(
-        "max_age",
-        format!("{:?}", current.max_age),
-        format!("{:?}", wanted.max_age),
-    );
-    compare(
-        "description",
-        format!("{:?}", current.description),
-        format!("{:?}", wanted.description),
-    );
+    differ(&mut out, "max_age", c.max_age, w.max_age);
+    differ(&mut out, "description", &c.description, &w.description);
     out
 }
 
