@@ -264,7 +264,7 @@ impl Handler for Lengthy {
 
 #[tokio::test]
 async fn work_longer_than_the_ack_wait_is_delivered_once() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_open();
     let (js, ctx) = setup(&nats).await;
     js.publish("work.item", "slow".into())
         .await
