@@ -204,3 +204,36 @@ pub async fn check_conservation(
     }
     confirmed.len()
 }
+
+/// Beyond the books: every saga of `orders` finished (none left
+/// compensating or waiting on a step), and no message was dead-lettered
+/// (a crash or a restart must cost a redelivery, never a message).
+pub async fn check_outcomes(client: &Client, orders: &[RandomOrder]) {
+    let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
+    eventually("every saga to finish", Duration::from_secs(60), || async {
+        for chunk in ids.chunks(200) {
+            let sagas = join_all(chunk.iter().map(|id| client.saga(id))).await;
+            for saga in sagas {
+                if !saga.ok()??.state.is_terminal() {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    })
+    .await;
+    let letters = client
+        .dead_letters("dlq.>")
+        .await
+        .expect("the dead letters can be read");
+    assert!(
+        letters.is_empty(),
+        "no dead letters, found {}: {:?}",
+        letters.len(),
+        letters
+            .iter()
+            .take(5)
+            .map(|l| (&l.subject, &l.reason))
+            .collect::<Vec<_>>()
+    );
+}

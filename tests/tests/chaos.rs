@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
+use e2e::chaos::{check_conservation, check_outcomes, place_all, random_orders, seed, settle_all};
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsServer};
 use e2e::SERVICES;
@@ -81,6 +81,7 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
     let settle_seconds = settling.elapsed().as_secs_f64();
 
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
+    check_outcomes(&client, &orders).await;
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for order in settled
         .iter()

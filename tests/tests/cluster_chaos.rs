@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{check_conservation, place_all, random_orders, seed, settle_all};
+use e2e::chaos::{check_conservation, check_outcomes, place_all, random_orders, seed, settle_all};
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsCluster};
 use e2e::SERVICES;
@@ -87,6 +87,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
     let settling = Instant::now();
     let settled = settle_all(&client, &orders).await;
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
+    check_outcomes(&client, &orders).await;
     eprintln!(
         "cluster chaos: {ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \
          one node and one replica of each killed; {confirmed} confirmed; settled {:.1} s after the load",
