@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use events::{Order, OrderStatus};
-use jetsaga_client::{Client, Connection};
+use jetsaga_client::Client;
 use testkit::{eventually, free_port, wait_until_ready, Identity, NatsServer, Security};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,21 +37,9 @@ pub async fn sagactl(
         .expect("sagactl runs")
 }
 
-/// The connection of `identity` to the server(s) at `url`.
-pub fn connection(url: &str, security: &Security, identity: Identity) -> Connection {
-    let mut connection = Connection::new(url).creds(security.creds(identity));
-    if security.tls() {
-        let (cert, key) = security.material().tls_client(identity);
-        connection = connection
-            .tls_ca(security.material().tls_ca())
-            .tls_client(cert, key);
-    }
-    connection
-}
-
 /// A client connected as `identity`.
 pub async fn connect_as(url: &str, security: &Security, identity: Identity) -> Client {
-    Client::connect(&connection(url, security, identity))
+    Client::connect(&security.connection(url, identity))
         .await
         .unwrap_or_else(|e| panic!("{} connects: {e}", identity.name()))
 }

@@ -31,11 +31,11 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
         "the streams to be provisioned on the cluster",
         Duration::from_secs(90),
         || async {
-            let admin = jetsaga_client::Client::connect(&e2e::connection(
-                &cluster.urls(),
-                cluster.security(),
-                Identity::Admin,
-            ))
+            let admin = jetsaga_client::Client::connect(
+                &cluster
+                    .security()
+                    .connection(&cluster.urls(), Identity::Admin),
+            )
             .await
             .ok()?;
             runtime::provision::provision(

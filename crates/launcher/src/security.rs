@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use auth::{Identity, InitOptions, Material};
+use jetsaga_client::Connection;
 use tempfile::TempDir;
 
 use crate::LaunchError;
@@ -70,6 +71,19 @@ impl Security {
             ]);
         }
         env
+    }
+
+    /// How a client reaches the server(s) at `url` as `identity`: its
+    /// credentials and, with TLS, the CA and its client certificate.
+    pub fn connection(&self, url: &str, identity: Identity) -> Connection {
+        let mut connection = Connection::new(url).creds(self.creds(identity));
+        if self.tls {
+            let (cert, key) = self.material.tls_client(identity);
+            connection = connection
+                .tls_ca(self.material.tls_ca())
+                .tls_client(cert, key);
+        }
+        connection
     }
 
     /// The same, for the service binary `name`.

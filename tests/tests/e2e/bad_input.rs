@@ -286,22 +286,29 @@ where
     format!("o-s{}", ack.sequence)
 }
 
-#[tokio::test]
-async fn a_client_cannot_claim_the_id_a_later_order_without_one_will_get() {
-    let mut suite = Suite::start().await;
+/// A suite with stock, a customer `c-1` and a would-be claimant `c-claim`,
+/// and a subscription to the rejections.
+async fn a_customer_and_a_claimant() -> (Suite, async_nats::Subscriber) {
+    let suite = Suite::start().await;
     suite
         .seed(
             &[("sku-1", 10, 100)],
             &[("c-1", 10_000), ("c-claim", 10_000)],
         )
         .await;
-    let mut rejected = suite
+    let rejected = suite
         .client
         .nats()
         .subscribe("orders.evt.rejected")
         .await
         .unwrap();
     suite.client.nats().flush().await.unwrap();
+    (suite, rejected)
+}
+
+#[tokio::test]
+async fn a_client_cannot_claim_the_id_a_later_order_without_one_will_get() {
+    let (mut suite, mut rejected) = a_customer_and_a_claimant().await;
     let client = suite.client.clone();
     let derived = before_an_order_without_id(&mut suite, |seq| async move {
         client
@@ -331,20 +338,7 @@ async fn a_client_cannot_claim_the_id_a_later_order_without_one_will_get() {
 
 #[tokio::test]
 async fn an_order_whose_derived_id_is_taken_already_is_rejected_not_merged() {
-    let mut suite = Suite::start().await;
-    suite
-        .seed(
-            &[("sku-1", 10, 100)],
-            &[("c-1", 10_000), ("c-claim", 10_000)],
-        )
-        .await;
-    let mut rejected = suite
-        .client
-        .nats()
-        .subscribe("orders.evt.rejected")
-        .await
-        .unwrap();
-    suite.client.nats().flush().await.unwrap();
+    let (mut suite, mut rejected) = a_customer_and_a_claimant().await;
     // An order placed under the id before such ids were reserved: its
     // `placed` event, stored before the command the id names (as only the
     // order service may write it).

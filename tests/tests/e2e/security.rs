@@ -23,7 +23,10 @@ struct Probe {
 
 impl Probe {
     async fn connect(suite: &Suite, identity: Identity) -> Self {
-        let connection = e2e::connection(&suite.nats.url(), suite.nats.security(), identity);
+        let connection = suite
+            .nats
+            .security()
+            .connection(&suite.nats.url(), identity);
         let refusals = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&refusals);
         let client = connection

@@ -93,16 +93,11 @@ impl Suite {
 
     /// A connection as `identity` (as anyone, on an open server).
     pub async fn connect(&self, identity: Identity) -> anyhow::Result<async_nats::Client> {
-        let mut connection = Connection::new(self.nats.url());
-        if let Some(security) = self.nats.access() {
-            connection = connection.creds(security.creds(identity));
-            if security.tls() {
-                let (cert, key) = security.material().tls_client(identity);
-                connection = connection
-                    .tls_ca(security.material().tls_ca())
-                    .tls_client(cert, key);
-            }
-        }
+        let url = self.nats.url();
+        let connection = match self.nats.access() {
+            Some(security) => security.connection(&url, identity),
+            None => Connection::new(url),
+        };
         Ok(connection
             .options("jetsaga-bench")
             .await?

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use jetsaga_client::{Client, Connection};
+use jetsaga_client::Client;
 use launcher::{preferred_port, Access, Identity, NatsServer, Security, ServiceProcess, SERVICES};
 use rand::Rng;
 use workload::{customer_name, sku_name, Plan, Spec};
@@ -152,7 +152,7 @@ async fn drive(
 
 /// A client of the demo's server, as `identity`.
 async fn connect(nats: &NatsServer, identity: Identity) -> anyhow::Result<Client> {
-    let connection = Connection::new(nats.url()).creds(nats.security().creds(identity));
+    let connection = nats.security().connection(&nats.url(), identity);
     Ok(Client::connect(&connection).await?)
 }
 
