@@ -104,6 +104,21 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         }))
     }
 
+    /// The aggregate as the store holds it, once this process's own
+    /// changes to it still being stored are settled: what a refusal must be
+    /// decided on. A state only remembered may be stale, and one still
+    /// queued may yet fail; a refusal writes nothing of the aggregate, so
+    /// no check would catch either. To be called under the aggregate's
+    /// turn, so that no change of ours is queued meanwhile.
+    pub async fn read_stored(&self, subject: String) -> Result<Option<Known<T>>, StoreError> {
+        let pending = self.lock_queued().get(&subject).map(|(_, m)| m.clone());
+        if let Some(message) = pending {
+            message.settled().await;
+        }
+        self.forget(&subject);
+        self.read(&subject).await
+    }
+
     /// [`Aggregates::read`] of an owned subject, for concurrent reads.
     pub async fn read_owned(&self, subject: String) -> Result<Option<Known<T>>, StoreError> {
         self.read(&subject).await
@@ -112,25 +127,38 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
     fn recall(&self, subject: &str) -> Option<Known<T>> {
         let mut queued = self.lock_queued();
         if let Some((value, message)) = queued.get(subject) {
-            match message.outcome() {
+            // A change in flight but built on one that failed fails too:
+            // building on it in turn would only lengthen a chain of
+            // refusals that new writers keep alive.
+            let outcome = match message.outcome() {
+                None if message.doomed() => Some(None),
+                outcome => outcome,
+            };
+            match outcome {
                 None => {
                     return Some(Known {
                         value: value.clone(),
                         version: Version::Queued(message.clone()),
                     })
                 }
-                Some(stored) => {
+                Some(Some(seq)) => {
                     let (value, _) = queued.remove(subject).expect("just found");
-                    if let Some(seq) = stored {
-                        self.memory.remember(
-                            subject,
-                            Versioned {
-                                seq,
-                                subject: subject.to_owned(),
-                                value,
-                            },
-                        );
-                    }
+                    self.memory.remember(
+                        subject,
+                        Versioned {
+                            seq,
+                            subject: subject.to_owned(),
+                            value,
+                        },
+                    );
+                }
+                Some(None) => {
+                    // Not stored: what is remembered from before it may
+                    // be older than what the store holds now (the links
+                    // stored in between were never remembered on their
+                    // own), so nothing is, and the next writer reads.
+                    queued.remove(subject);
+                    self.memory.forget(subject);
                 }
             }
         }
@@ -165,11 +193,36 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             return written;
         }
         let queued = self.store.queue(appends).await?;
-        for ((subject, value), message) in changed.into_iter().zip(&queued.messages) {
+        let subjects: Vec<String> = changed.iter().map(|(s, _)| s.clone()).collect();
+        let messages = queued.messages.clone();
+        for ((subject, value), message) in changed.into_iter().zip(&messages) {
             self.remember_queued(&subject, value, message.clone());
         }
         drop(turn);
-        queued.stored().await
+        let written = queued.stored().await;
+        if written.is_err() {
+            for (subject, message) in subjects.iter().zip(&messages) {
+                self.drop_failed(subject, message);
+            }
+        }
+        written
+    }
+
+    /// Forgets `subject`'s state after `message`, a change of ours to it,
+    /// was not stored: both the state it queued and the one it was decided
+    /// on, which may be stale. A newer change queued after it stays: it was
+    /// built on this one, fails with it, and clears up after itself.
+    fn drop_failed(&self, subject: &str, message: &Queued) {
+        let mut queued = self.lock_queued();
+        match queued.get(subject) {
+            Some((_, newer)) if !newer.is(message) => return,
+            Some(_) => {
+                queued.remove(subject);
+            }
+            None => {}
+        }
+        drop(queued);
+        self.memory.forget(subject);
     }
 
     /// Records the state `message`, a change still queued, writes on
@@ -194,10 +247,21 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         queued.insert(subject.to_owned(), (value, message));
     }
 
-    /// Drops what is remembered of `subject`, after a conflict showed it
-    /// stale.
+    /// Drops what is remembered of `subject` as stored, after a refusal or
+    /// a conflict showed it may be stale, so that the next read asks the
+    /// store. A change of this process still being stored is kept: it is
+    /// newer than anything the store holds, and its own outcome settles
+    /// it (dropping it would let the next writer decide on an older state
+    /// and refuse the batch behind it).
     pub fn forget(&self, subject: &str) {
-        self.lock_queued().remove(subject);
+        let mut queued = self.lock_queued();
+        if let Some((_, message)) = queued.get(subject) {
+            if message.outcome().is_none() {
+                return;
+            }
+            queued.remove(subject);
+        }
+        drop(queued);
         self.memory.forget(subject);
     }
 

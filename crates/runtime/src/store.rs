@@ -41,6 +41,17 @@ pub struct Versioned<T> {
     pub value: T,
 }
 
+impl<T> Versioned<T> {
+    /// The same message, its value changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Versioned<U> {
+        Versioned {
+            seq: self.seq,
+            subject: self.subject,
+            value: f(self.value),
+        }
+    }
+}
+
 /// Reads and writes the aggregates of one stream.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -79,6 +90,7 @@ impl Store {
         let (groups, queue) = mpsc::channel(GROUPS_IN_FLIGHT * GROUP_MESSAGES);
         let batches = Batches {
             js: js.clone(),
+            handle: handle.clone(),
             stream: stream.to_owned(),
             metrics,
         };

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::Notify;
+
 use async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use async_nats::{HeaderMap, HeaderName};
 use bytes::Bytes;
@@ -28,22 +30,75 @@ pub struct Append {
 /// A message queued for the group committer: where it will be stored, once
 /// that is known. Settled before its change's caller hears the outcome.
 #[derive(Debug, Clone, Default)]
-pub struct Queued(Arc<OnceLock<Option<u64>>>);
+pub struct Queued(Arc<Settlement>);
+
+#[derive(Debug, Default)]
+struct Settlement {
+    outcome: OnceLock<Option<u64>>,
+    settled: Notify,
+    /// The message this one is stored right after ([`Append::expect_after`]),
+    /// while both are in flight: if that one fails, so will this. Dropped
+    /// once this one is settled, so that a chain of changes to a hot
+    /// aggregate holds no more than its links in flight.
+    built_on: std::sync::Mutex<Option<Queued>>,
+}
 
 impl Queued {
+    /// The message of `append`, queued now.
+    pub(super) fn of(append: &Append) -> Self {
+        let queued = Self::default();
+        *queued.built_on() = append.after.clone();
+        queued
+    }
+
+    /// Whether the message is sure not to be stored: it was not, or it is
+    /// still in flight but built on one that was not (the server would
+    /// refuse it, so nothing should be built on it in turn).
+    pub fn doomed(&self) -> bool {
+        let mut link = self.clone();
+        loop {
+            if let Some(outcome) = link.outcome() {
+                return outcome.is_none();
+            }
+            let Some(before) = link.built_on().clone() else {
+                return false;
+            };
+            link = before;
+        }
+    }
+
+    fn built_on(&self) -> std::sync::MutexGuard<'_, Option<Queued>> {
+        self.0.built_on.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// `None` while the change is in flight; then the sequence the message
     /// was stored at, or `None` if the change was not stored (refused, or
     /// its outcome unknown).
     pub fn outcome(&self) -> Option<Option<u64>> {
-        self.0.get().copied()
+        self.0.outcome.get().copied()
+    }
+
+    /// Waits until the message is settled: [`Queued::outcome`], known.
+    pub async fn settled(&self) -> Option<u64> {
+        loop {
+            // Registered before the check, so a settlement in between
+            // still wakes it.
+            let settled = self.0.settled.notified();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            settled.await;
+        }
     }
 
     pub(super) fn settle(&self, seq: Option<u64>) {
-        let _ = self.0.set(seq);
+        let _ = self.0.outcome.set(seq);
+        self.built_on().take();
+        self.0.settled.notify_waiters();
     }
 
     /// Whether `other` is this same message.
-    pub(super) fn is(&self, other: &Queued) -> bool {
+    pub(crate) fn is(&self, other: &Queued) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
@@ -99,6 +154,22 @@ impl Append {
     pub fn expect_after(mut self, queued: &Queued) -> Self {
         self.after = Some(queued.clone());
         self
+    }
+
+    /// What this append is checked against, if anything: the subject or
+    /// wildcard, and the last sequence it expects there.
+    pub(super) fn check(&self) -> Option<(String, u64)> {
+        let expected = self
+            .headers
+            .get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE)?
+            .as_str()
+            .parse()
+            .ok()?;
+        let key = self
+            .headers
+            .get(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT)
+            .map_or_else(|| self.subject.clone(), |f| f.as_str().to_owned());
+        Some((key, expected))
     }
 
     /// Adds a header, such as a `traceparent`.

@@ -3,39 +3,185 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::header::{NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE};
+use async_nats::header::{
+    NATS_BATCH_COMMIT, NATS_BATCH_ID, NATS_BATCH_SEQUENCE, NATS_EXPECTED_LAST_SEQUENCE,
+};
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::{self, Context};
+use async_nats::HeaderMap;
 use serde::Deserialize;
 
 use super::{Append, Conflict, StoreError};
 use crate::metrics::{BatchMetrics, BatchOutcome};
+use crate::retry::Backoff;
 
 /// How long a write may wait for its acknowledgement.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a batch whose outcome is unknown is looked for in the store
+/// before it is given up as not stored.
+const RECONCILE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where a store's atomic batches go, and where they are counted.
 #[derive(Debug, Clone)]
 pub(super) struct Batches {
     pub(super) js: Context,
+    /// The same stream, to read back what a batch did.
+    pub(super) handle: Stream<()>,
     pub(super) stream: String,
     pub(super) metrics: Option<BatchMetrics>,
 }
 
+/// What became of a batch on the wire.
+#[derive(Debug)]
+enum Written {
+    /// Stored: the sequence of its last message.
+    Stored(u64),
+    /// Not stored, for certain (refused, or never committed).
+    Refused(StoreError),
+    /// Sent with its commit, then no answer: stored or not, only the
+    /// store can tell.
+    Unknown(String),
+}
+
 impl Batches {
-    /// [`commit_batch`], recorded.
+    /// Stores `appends` as one atomic batch: the sequence of the last one.
+    /// A batch whose commit went unanswered (a timeout, the connection
+    /// lost) is looked for in the store before anything is concluded
+    /// ([`Batches::reconcile`]): a change stored but reported refused would
+    /// make every change built on it fail, and its caller decide again on
+    /// a state that no longer is.
     pub(super) async fn commit(&self, appends: Vec<Append>) -> Result<u64, StoreError> {
         let messages = appends.len();
         let started = Instant::now();
-        let outcome = commit_batch(&self.js, appends).await;
+        let batch_id = batch_id();
+        let probe = Probe::of(&appends[0]);
+        let written = commit_batch(&self.js, &batch_id, appends).await;
         if let Some(metrics) = &self.metrics {
-            let how = match &outcome {
-                Ok(_) => BatchOutcome::Stored,
-                Err(StoreError::Conflict(_)) => BatchOutcome::Refused,
-                Err(_) => BatchOutcome::Unknown,
+            let how = match &written {
+                Written::Stored(_) => BatchOutcome::Stored,
+                Written::Refused(StoreError::Conflict(_)) => BatchOutcome::Refused,
+                Written::Refused(_) | Written::Unknown(_) => BatchOutcome::Unknown,
             };
             metrics.record(&self.stream, messages, started.elapsed().as_secs_f64(), how);
         }
-        outcome
+        match written {
+            Written::Stored(last) => Ok(last),
+            Written::Refused(e) => Err(e),
+            Written::Unknown(why) => match probe {
+                Some(probe) => self.reconcile(&batch_id, &probe, messages, why).await,
+                None => Err(StoreError::Unavailable(why)),
+            },
+        }
+    }
+
+    /// The sequence of the last message on `key` (a subject or wildcard),
+    /// or 0.
+    pub(super) async fn last_seq(&self, key: &str) -> Result<u64, StoreError> {
+        match self.handle.direct_get_last_for_subject(key).await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(0),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Finds out whether the batch `batch_id` of `count` messages, whose
+    /// commit went unanswered, was stored: the sequence of its last message
+    /// if it was. First a fence, a publish the stream refuses for certain:
+    /// once it is answered, the stream has handled everything this
+    /// connection sent before it, the batch included. Then the first
+    /// message stored after the one the batch's first check expected: the
+    /// batch's own (stored), or another's, or none (not stored: the check
+    /// could not have held). While the stream does not answer, the lookup
+    /// is tried again, for [`RECONCILE_WITHIN`]; then the batch counts as
+    /// not stored, which only costs a read: every later write is checked.
+    async fn reconcile(
+        &self,
+        batch_id: &str,
+        probe: &Probe,
+        count: usize,
+        why: String,
+    ) -> Result<u64, StoreError> {
+        let deadline = tokio::time::Instant::now() + RECONCILE_WITHIN;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            match self.look_up(batch_id, probe).await {
+                Ok(Some(first)) => {
+                    tracing::info!(batch_id, "a batch whose commit went unanswered was stored");
+                    return Ok(first + count as u64 - 1);
+                }
+                Ok(None) => {
+                    tracing::info!(
+                        batch_id,
+                        "a batch whose commit went unanswered was not stored"
+                    );
+                    return Err(StoreError::Unavailable(why));
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(batch_id, error = %e, "cannot tell whether a batch was stored");
+                    return Err(StoreError::Unavailable(why));
+                }
+                Err(e) => {
+                    tracing::debug!(batch_id, error = %e, "looking for a batch, again");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// One try of [`Batches::reconcile`]: the sequence of the batch's first
+    /// message, `None` if it was not stored.
+    async fn look_up(&self, batch_id: &str, probe: &Probe) -> Result<Option<u64>, String> {
+        let mut fence = HeaderMap::new();
+        fence.insert(NATS_EXPECTED_LAST_SEQUENCE, u64::MAX.to_string().as_str());
+        let answer = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            self.js
+                .client()
+                .request_with_headers(probe.subject.clone(), fence, Default::default()),
+        )
+        .await
+        .map_err(|_| "the fence went unanswered".to_owned())?
+        .map_err(|e| e.to_string())?;
+        if batch_outcome(&answer.payload).is_ok() {
+            return Err("the fence was not refused".to_owned());
+        }
+        let next = self
+            .handle
+            .direct_get_next_for_subject(&probe.key, Some(probe.after + 1))
+            .await;
+        match next {
+            Ok(message) => {
+                let ours = message
+                    .headers
+                    .get(NATS_BATCH_ID)
+                    .is_some_and(|id| id.as_str() == batch_id);
+                Ok(ours.then_some(message.sequence))
+            }
+            Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// How to find a batch in the stream: its first message is the first one
+/// stored on `key` (its subject, or the wildcard its check is about) after
+/// sequence `after`, if the batch was stored at all. Only a checked
+/// message tells: an unchecked one could be anywhere.
+#[derive(Debug)]
+struct Probe {
+    subject: String,
+    key: String,
+    after: u64,
+}
+
+impl Probe {
+    fn of(append: &Append) -> Option<Self> {
+        let (key, after) = append.check()?;
+        Some(Self {
+            subject: append.subject.clone(),
+            key,
+            after,
+        })
     }
 }
 
@@ -50,14 +196,13 @@ struct BatchReply {
 
 /// An atomic batch: the stream stores the messages only when the last one,
 /// carrying the commit header, arrives and every expected-sequence check of
-/// the batch holds. Returns the sequence of the last message.
-async fn commit_batch(js: &Context, appends: Vec<Append>) -> Result<u64, StoreError> {
+/// the batch holds.
+async fn commit_batch(js: &Context, batch_id: &str, appends: Vec<Append>) -> Written {
     let client = js.client();
-    let batch_id = batch_id();
     let count = appends.len();
     let mut committed = None;
     for (i, mut append) in appends.into_iter().enumerate() {
-        append.headers.insert(NATS_BATCH_ID, batch_id.as_str());
+        append.headers.insert(NATS_BATCH_ID, batch_id);
         append
             .headers
             .insert(NATS_BATCH_SEQUENCE, (i + 1).to_string().as_str());
@@ -74,19 +219,36 @@ async fn commit_batch(js: &Context, appends: Vec<Append>) -> Result<u64, StoreEr
                 WRITE_TIMEOUT,
                 client.request_with_headers(append.subject, append.headers, append.payload),
             )
+            .await;
+            // Until the commit is sent, a batch that fails is not stored:
+            // the server drops a batch that is never committed.
+            let failed = |why: String| {
+                if last {
+                    Written::Unknown(why)
+                } else {
+                    Written::Refused(StoreError::Unavailable(why))
+                }
+            };
+            let reply = match reply {
+                Err(_) => return failed("batch write timed out".to_owned()),
+                Ok(Err(e)) => return failed(e.to_string()),
+                Ok(Ok(reply)) => reply,
+            };
+            match batch_outcome(&reply.payload) {
+                Ok(seq) => committed = seq.or(committed),
+                Err(refused) => return Written::Refused(refused),
+            }
+        } else if let Err(e) = client
+            .publish_with_headers(append.subject, append.headers, append.payload)
             .await
-            .map_err(|_| StoreError::Unavailable("batch write timed out".to_owned()))?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            committed = batch_outcome(&reply.payload)?.or(committed);
-        } else {
-            client
-                .publish_with_headers(append.subject, append.headers, append.payload)
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        {
+            return Written::Refused(StoreError::Unavailable(e.to_string()));
         }
     }
-    committed
-        .ok_or_else(|| StoreError::Unavailable("the batch commit was not acknowledged".to_owned()))
+    match committed {
+        Some(last) => Written::Stored(last),
+        None => Written::Unknown("the batch commit was not acknowledged".to_owned()),
+    }
 }
 
 /// The last sequence of a committed batch, `None` for the opening

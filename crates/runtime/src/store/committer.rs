@@ -121,55 +121,135 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
         let change = group.pop().expect("one change");
         return commit_alone(batches, change).await;
     }
-    let sizes: Vec<usize> = group.iter().map(|c| c.appends.len()).collect();
-    let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
-    match batches.commit(all).await {
-        Ok(last) => {
-            // A batch is stored contiguously, in order.
-            let mut next = last + 1 - sizes.iter().sum::<usize>() as u64;
-            for change in group {
-                let count = change.appends.len() as u64;
-                change.finish(Ok((next..next + count).collect()));
-                next += count;
-            }
-        }
-        Err(StoreError::Conflict(_)) if chained => {
-            // As below, but in order, so that a change that builds on
-            // another is checked against the sequence that one got, or
-            // fails with it.
-            for mut change in group {
-                match change.resolve(&[]) {
-                    Ok(false) => commit_alone(batches, change).await,
-                    // Cannot be: every earlier change of the group is
-                    // settled. Refused rather than stored unguarded.
-                    Ok(true) => {
-                        let subject = change
-                            .appends
-                            .iter()
-                            .find(|a| a.after.is_some())
-                            .map_or_else(String::new, |a| a.subject.clone());
-                        change.finish(Err(Conflict::PredecessorUnsettled { subject }.into()))
-                    }
-                    Err(e) => change.finish(Err(e)),
-                }
-            }
-        }
+    match store_together(batches, &group).await {
+        Ok(last) => finish_together(group, last),
         Err(StoreError::Conflict(_)) => {
-            // Someone's check failed: nothing of the group was stored. Each
-            // change on its own now, so that only the loser hears of it.
-            // A few at a time: the server admits only so many batches in
-            // flight per stream.
-            futures::stream::iter(group)
-                .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(batches, change))
-                .await;
-        }
-        Err(e) => {
-            // Stored or not, nobody knows (a timeout, NATS gone): each change
-            // is retried by its caller, whose checks tell a repeat.
-            let why = e.to_string();
-            for change in group {
-                change.finish(Err(StoreError::Unavailable(why.clone())));
+            // Someone's check failed: nothing of the group was stored. The
+            // store says whose: those changes lose, with whatever is built
+            // on them, and the rest are stored together again at once. A
+            // group is not retried change by change while everything else
+            // waits: that made one stale change cost a round trip for each
+            // change queued beside it.
+            let rest = match weed_out(batches, group).await {
+                Ok(rest) => rest,
+                Err(group) => return one_by_one(batches, group, chained).await,
+            };
+            match rest.len() {
+                0 => {}
+                1 => commit_alone(batches, rest.into_iter().next().expect("one")).await,
+                _ => match store_together(batches, &rest).await {
+                    Ok(last) => finish_together(rest, last),
+                    // Another writer raced in between (a replica): each on
+                    // its own now.
+                    Err(StoreError::Conflict(_)) => one_by_one(batches, rest, chained).await,
+                    Err(e) => fail_together(rest, &e),
+                },
             }
+        }
+        Err(e) => fail_together(group, &e),
+    }
+}
+
+/// Every change of `group` in one batch: the sequence of its last message.
+async fn store_together(batches: &Batches, group: &[Change]) -> Result<u64, StoreError> {
+    let all: Vec<Append> = group.iter().flat_map(|c| c.appends.clone()).collect();
+    batches.commit(all).await
+}
+
+/// Settles the changes of a group stored as one batch ending at `last`.
+fn finish_together(group: Vec<Change>, last: u64) {
+    // A batch is stored contiguously, in order.
+    let total: usize = group.iter().map(|c| c.appends.len()).sum();
+    let mut next = last + 1 - total as u64;
+    for change in group {
+        let count = change.appends.len() as u64;
+        change.finish(Ok((next..next + count).collect()));
+        next += count;
+    }
+}
+
+/// Not stored, and nobody can say more (refused otherwise than by a check,
+/// or its outcome unknown even to the store): each change is retried by
+/// its caller, whose checks tell a repeat.
+fn fail_together(group: Vec<Change>, e: &StoreError) {
+    let why = e.to_string();
+    for change in group {
+        change.finish(Err(StoreError::Unavailable(why.clone())));
+    }
+}
+
+/// After a refused group: reads, for each check of the group's changes,
+/// the last sequence the stream holds, refuses each change whose check
+/// fails (and, in order, each change built on a refused one), and returns
+/// the others. `Err(group)`, untouched, when the store cannot be read.
+async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Vec<Change>, Vec<Change>> {
+    let mut keys: Vec<String> = group
+        .iter()
+        .flat_map(|c| c.appends.iter())
+        .filter_map(|a| a.check().map(|(key, _)| key))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let read = futures::future::try_join_all(keys.iter().map(|key| batches.last_seq(key))).await;
+    let Ok(seqs) = read else {
+        return Err(group);
+    };
+    let last: std::collections::HashMap<&str, u64> =
+        keys.iter().map(String::as_str).zip(seqs).collect();
+    let mut rest = Vec::with_capacity(group.len());
+    for change in group {
+        let stale = change.appends.iter().find_map(|a| {
+            let (key, expected) = a.check()?;
+            let found = last[key.as_str()];
+            (found != expected).then_some(Conflict::Stale {
+                subject: key,
+                expected,
+                found,
+            })
+        });
+        let lost = stale.or_else(|| {
+            change
+                .appends
+                .iter()
+                .find(|a| a.after.as_ref().is_some_and(Queued::doomed))
+                .map(|a| Conflict::PredecessorNotStored {
+                    subject: a.subject.clone(),
+                })
+        });
+        match lost {
+            Some(conflict) => change.finish(Err(conflict.into())),
+            None => rest.push(change),
+        }
+    }
+    Ok(rest)
+}
+
+/// Each change of a refused group on its own, so that only the loser hears
+/// of it. In order when some build on others (`chained`), so that a change
+/// built on another is checked against the sequence that one got, or fails
+/// with it; otherwise a few at a time: the server admits only so many
+/// batches in flight per stream.
+async fn one_by_one(batches: &Batches, group: Vec<Change>, chained: bool) {
+    if !chained {
+        futures::stream::iter(group)
+            .for_each_concurrent(RETRIES_IN_FLIGHT, |change| commit_alone(batches, change))
+            .await;
+        return;
+    }
+    for mut change in group {
+        match change.resolve(&[]) {
+            Ok(false) => commit_alone(batches, change).await,
+            // Cannot be: every earlier change of the group is settled.
+            // Refused rather than stored unguarded.
+            Ok(true) => {
+                let subject = change
+                    .appends
+                    .iter()
+                    .find(|a| a.after.is_some())
+                    .map_or_else(String::new, |a| a.subject.clone());
+                change.finish(Err(Conflict::PredecessorUnsettled { subject }.into()))
+            }
+            Err(e) => change.finish(Err(e)),
         }
     }
 }

@@ -40,6 +40,17 @@ pub enum Conflict {
     /// read. The server's error, with its code.
     #[error("{0}")]
     WrongLastSequence(jetstream::Error),
+    /// Read back after a refused group: the last message on `subject` (or
+    /// wildcard) is at `found`, not at the `expected` the change was
+    /// decided on.
+    #[error(
+        "the last write to {subject} is {found}, not the {expected} this change was decided on"
+    )]
+    Stale {
+        subject: String,
+        expected: u64,
+        found: u64,
+    },
     /// The write on `subject` that the change builds on
     /// ([`crate::store::Append::expect_after`]) was not stored.
     #[error("the write to {subject} this change builds on was not stored")]

@@ -29,7 +29,7 @@ pub(super) struct Pending<T> {
 
 impl<T> Pending<T> {
     pub(super) fn new(appends: Vec<Append>, reply: T) -> Self {
-        let messages = appends.iter().map(|_| Queued::default()).collect();
+        let messages = appends.iter().map(Queued::of).collect();
         Self {
             appends,
             messages,
