@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `Ok` | ack |
 //! | [`HandleError::Retry`] | nak with a growing, jittered delay; dead letter after `max_deliver` deliveries |
+//! | [`HandleError::Contended`] | the same, with delays of at most [`CONTENDED_CAP`] |
 //! | [`HandleError::Reject`] | copy to `dlq.<service>.<subject>`, then term |
 //!
 //! A message is acked only after its effects are stored, so a crash at any
@@ -51,6 +52,11 @@ pub enum HandleError {
     /// expects to be back), whatever the delivery count.
     #[error("{1}")]
     RetryAfter(Duration, String),
+    /// A write kept losing to racing ones: worth trying again soon. A race
+    /// is over in milliseconds; the long backoff of an outage would only
+    /// spend the saga's deadline while its step waits.
+    #[error("{0}")]
+    Contended(String),
     /// The message can never be handled (unreadable, wrong shape).
     #[error("{0}")]
     Reject(String),
@@ -59,7 +65,8 @@ pub enum HandleError {
 impl From<StoreError> for HandleError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(_) | StoreError::Unavailable(_) => Self::Retry(e.to_string()),
+            StoreError::Conflict(_) => Self::Contended(e.to_string()),
+            StoreError::Unavailable(_) => Self::Retry(e.to_string()),
             StoreError::Corrupt { .. } => Self::Reject(e.to_string()),
         }
     }
@@ -286,19 +293,23 @@ async fn process<H: Handler>(
                 }
                 Outcome::Ok
             }
-            Err(HandleError::Retry(why) | HandleError::RetryAfter(_, why))
-                if delivered >= spec.max_deliver =>
-            {
+            Err(
+                HandleError::Retry(why)
+                | HandleError::RetryAfter(_, why)
+                | HandleError::Contended(why),
+            ) if delivered >= spec.max_deliver => {
                 let why = format!("gave up after {delivered} deliveries: {why}");
                 dead_letter(ctx, spec, &message, &why, delivered).await
             }
             Err(HandleError::Retry(why)) => {
-                let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
-                let delay = crate::retry::jitter(Backoff::ceiling(
-                    spec.retry_base,
-                    spec.retry_cap,
-                    exponent,
-                ));
+                let delay = retry_delay(spec.retry_base, spec.retry_cap, delivered);
+                tracing::warn!(error = %why, ?delay, "handling failed, will retry");
+                nak(&message, Some(delay)).await;
+                Outcome::Retry
+            }
+            Err(HandleError::Contended(why)) => {
+                let cap = spec.retry_cap.min(CONTENDED_CAP);
+                let delay = retry_delay(spec.retry_base.min(cap), cap, delivered);
                 tracing::warn!(error = %why, ?delay, "handling failed, will retry");
                 nak(&message, Some(delay)).await;
                 Outcome::Retry
@@ -317,6 +328,17 @@ async fn process<H: Handler>(
     .await;
     ctx.metrics
         .record(spec.durable, outcome, started.elapsed().as_secs_f64());
+}
+
+/// The longest pause before a message whose write kept losing races is
+/// tried again.
+pub const CONTENDED_CAP: Duration = Duration::from_secs(2);
+
+/// The pause before the `delivered`-th delivery's retry: from `base`,
+/// doubling per delivery up to `cap`, jittered.
+fn retry_delay(base: Duration, cap: Duration, delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+    crate::retry::jitter(Backoff::ceiling(base, cap, exponent))
 }
 
 /// Runs `work`, the handling of `message`, telling the server every third
