@@ -24,6 +24,7 @@ use runtime::consumer::command_key;
 use runtime::metrics::{self, Metrics};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
+use runtime::turns::Turns;
 use runtime::{
     decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
 };
@@ -77,19 +78,47 @@ impl Handler for Commands {
 pub struct SagaSteps {
     stock: Arc<Stock>,
     metrics: Metrics,
+    /// One flight per order: the copies of an order's step (a redelivery,
+    /// the saga asking again) go one after the other, so that a copy finds
+    /// what the one before it stored instead of racing it.
+    flights: Turns,
 }
+
+/// Flight stripes: orders in flight at once (the consumer's concurrency)
+/// share one rarely.
+const FLIGHT_STRIPES: usize = 4096;
 
 impl Handler for SagaSteps {
     async fn handle(&self, message: &Message) -> Result<(), HandleError> {
         let record: SagaRecord = decode(message)?;
         let order_id = &record.order_id;
+        let _flight = self.flights.hold([order_id.as_str()]).await;
+        // A step asked before may be done already: the order's own event
+        // says so, and then it is only announced again. Deciding on the
+        // stock instead would make the copy a second change of the same
+        // skus, refused only once it is in a batch with others.
+        let again = record.attempt > 1 || delivered(message) > 1;
         let outcome = match domain::step(&record.command) {
-            Ok(Step::Reserve(items)) => retry_conflicts(|| self.reserve(order_id, items)).await?,
-            Ok(Step::Settle(settle)) => retry_conflicts(|| self.settle(&record, settle)).await?,
+            Ok(Step::Reserve(items)) => {
+                if again && self.announce_again(order_id).await? {
+                    tracing::info!("reservation decided before: announced again");
+                    Outcome::Done(())
+                } else {
+                    retry_conflicts(|| self.reserve(order_id, items)).await?
+                }
+            }
+            Ok(Step::Settle(settle)) => {
+                retry_conflicts(|| self.settle(&record, settle, again)).await?
+            }
             Err(refused) => Outcome::Refused(refused),
         };
         outcome.handled()
     }
+}
+
+/// How many times the message was delivered, this time included.
+fn delivered(message: &Message) -> i64 {
+    message.info().map_or(1, |i| i.delivered)
 }
 
 /// The levels of some skus, with the versions they were read at.
@@ -101,7 +130,18 @@ struct Levels {
 
 /// Reading the levels either fails (the store: try again) or finds a sku
 /// whose stored level cannot be read (for good).
-type Read = Result<Result<Levels, InventoryError>, StoreError>;
+type Levelled = Result<Result<Levels, InventoryError>, StoreError>;
+
+/// Which state of the skus a decision is made on.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// As this process knows it: remembered, or written by a change still
+    /// being stored. A write's checks confirm it.
+    Known,
+    /// As the store holds it once our changes in flight are settled: for a
+    /// refusal, which no check confirms.
+    Stored,
+}
 
 impl SagaSteps {
     pub fn new(stock: Arc<Stock>, metrics: Metrics) -> Self {
@@ -110,7 +150,19 @@ impl SagaSteps {
             command::COMMIT_STOCK,
             command::RELEASE_STOCK,
         ]);
-        Self { stock, metrics }
+        Self {
+            stock,
+            metrics,
+            flights: Turns::new(FLIGHT_STRIPES),
+        }
+    }
+
+    /// Announces again the order's last inventory event, if it has one:
+    /// `true` when a step was decided for it before.
+    async fn announce_again(&self, order_id: &OrderId) -> Result<bool, StoreError> {
+        self.store()
+            .re_emit(&subjects::inventory_events(order_id))
+            .await
     }
 
     fn store(&self) -> &Store {
@@ -127,13 +179,12 @@ impl SagaSteps {
                 Ok((levels, decision))
             })
         };
-        let mut decided = decide(self.levels(&skus).await?);
+        let mut decided = decide(self.levels(&skus, Read::Known).await?);
         if !matches!(decided, Ok((_, Reservation::Held { .. }))) {
             // A refusal writes no sku, so no sequence check would catch a
-            // stale memory: refuse, or give up, only on what the store
+            // stale state: refuse, or give up, only on what the store
             // says now.
-            self.forget(&subjects);
-            decided = decide(self.levels(&skus).await?);
+            decided = decide(self.levels(&skus, Read::Stored).await?);
         }
         let written = match decided {
             Ok((levels, decision)) => {
@@ -159,7 +210,6 @@ impl SagaSteps {
         };
         match written {
             Err(StoreError::Conflict(why)) => {
-                self.forget(&subjects);
                 // Decided before (or released before it was held): say so
                 // again, in case the saga missed it.
                 if self
@@ -179,9 +229,17 @@ impl SagaSteps {
     /// reservation at `inventory_seq`: unless something came after it
     /// (which the write's check tells), that is what the order holds now,
     /// and no read is needed.
-    async fn settle(&self, record: &SagaRecord, settle: Settle) -> Attempt<(), InventoryError> {
+    /// Asked `again`, the order's last event is read first: the step may be
+    /// done already.
+    async fn settle(
+        &self,
+        record: &SagaRecord,
+        settle: Settle,
+        again: bool,
+    ) -> Attempt<(), InventoryError> {
         let order_id = &record.order_id;
-        if let Some((seq, reserved)) = domain::heard_reservation(record) {
+        let heard = domain::heard_reservation(record).filter(|_| !again);
+        if let Some((seq, reserved)) = heard {
             let reserved = Versioned {
                 seq,
                 subject: subjects::inventory_event(order_id, "reserved"),
@@ -231,11 +289,11 @@ impl SagaSteps {
                 Ok((levels, changed))
             })
         };
-        let mut decided = decide(self.levels(&skus).await?);
+        let mut decided = decide(self.levels(&skus, Read::Known).await?);
         if decided.is_err() {
-            // Perhaps only what this process remembered was stale.
-            self.forget(&subjects);
-            decided = decide(self.levels(&skus).await?);
+            // Perhaps only what this process knew was stale, or queued to
+            // fail.
+            decided = decide(self.levels(&skus, Read::Stored).await?);
         }
         let (levels, changed) = match decided {
             Ok(decided) => decided,
@@ -249,19 +307,10 @@ impl SagaSteps {
             }
             Err(refused) => return Ok(Outcome::Refused(refused)),
         };
-        match self
-            .write(turn, order_id, &changed, &levels.versions, &event, after)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(outcome = event.type_name(), "reservation settled");
-                Ok(Outcome::Done(()))
-            }
-            Err(e) => {
-                self.forget(&subjects);
-                Err(e)
-            }
-        }
+        self.write(turn, order_id, &changed, &levels.versions, &event, after)
+            .await?;
+        tracing::info!(outcome = event.type_name(), "reservation settled");
+        Ok(Outcome::Done(()))
     }
 
     /// Gives up for good on a step that the stock as it stands makes
@@ -295,10 +344,16 @@ impl SagaSteps {
         }))
     }
 
-    /// The current level of each sku (as remembered, or read).
-    async fn levels(&self, skus: &BTreeSet<&Sku>) -> Read {
+    /// The current level of each sku, as this process knows it or as the
+    /// store holds it.
+    async fn levels(&self, skus: &BTreeSet<&Sku>, how: Read) -> Levelled {
         let read = try_join_all(skus.iter().map(|sku| async move {
-            match self.stock.read_owned(subjects::stock(sku)).await {
+            let subject = subjects::stock(sku);
+            let level = match how {
+                Read::Known => self.stock.read_owned(subject).await,
+                Read::Stored => self.stock.read_stored(subject).await,
+            };
+            match level {
                 Err(StoreError::Corrupt { source, .. }) => Ok(Err(InventoryError::Unreadable {
                     sku: (*sku).clone(),
                     error: source.to_string(),
@@ -321,12 +376,6 @@ impl SagaSteps {
             }
         }
         Ok(Ok(levels))
-    }
-
-    fn forget(&self, subjects: &[String]) {
-        for subject in subjects {
-            self.stock.forget(subject);
-        }
     }
 
     /// One atomic batch: the sku levels, each checked against the version
