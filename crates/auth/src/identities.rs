@@ -106,25 +106,37 @@ impl Identity {
                 streams::PAYMENTS,
                 &[subjects::GET_ACCOUNT],
             ),
-            Self::SagaOrchestrator => service(
-                self,
-                &["saga.log.>", "saga.timer.>"],
-                &[
+            Self::SagaOrchestrator => {
+                let mut p = service(
+                    self,
+                    &["saga.log.>", "saga.timer.>"],
+                    &[
+                        streams::SAGA,
+                        streams::ORDERS,
+                        streams::INVENTORY,
+                        streams::PAYMENTS,
+                        streams::DLQ,
+                    ],
+                    &[
+                        consumers::SAGA_ORDERS,
+                        consumers::SAGA_INVENTORY,
+                        consumers::SAGA_PAYMENTS,
+                        consumers::SAGA_TIMEOUTS,
+                    ],
                     streams::SAGA,
-                    streams::ORDERS,
-                    streams::INVENTORY,
-                    streams::PAYMENTS,
-                    streams::DLQ,
-                ],
-                &[
-                    consumers::SAGA_ORDERS,
-                    consumers::SAGA_INVENTORY,
-                    consumers::SAGA_PAYMENTS,
-                    consumers::SAGA_TIMEOUTS,
-                ],
-                streams::SAGA,
-                &[subjects::GET_SAGA, subjects::LIST_SAGAS],
-            ),
+                    &[subjects::GET_SAGA, subjects::LIST_SAGAS],
+                );
+                // A step overdue may have been answered while the
+                // orchestrator was not looking (paused, or behind): it
+                // reads the participant's last event for the order before
+                // asking again or giving up. Events only, never states.
+                p.publish.extend([
+                    format!("$JS.API.DIRECT.GET.{}.orders.evt.>", streams::ORDERS),
+                    format!("$JS.API.DIRECT.GET.{}.inventory.evt.>", streams::INVENTORY),
+                    format!("$JS.API.DIRECT.GET.{}.payments.evt.>", streams::PAYMENTS),
+                ]);
+                p
+            }
             Self::Client => client(),
             Self::Operator => {
                 let mut p = client();

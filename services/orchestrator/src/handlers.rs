@@ -14,7 +14,7 @@ use events::inventory::InventoryEvent;
 use events::order::{OrderEvent, OrderEventType};
 use events::payment::PaymentEvent;
 use events::query::ByOrder;
-use events::saga::{SagaRecord, SagaState, SagaView, StepTimer};
+use events::saga::{SagaCommand, SagaRecord, SagaState, SagaView, StepTimer};
 use events::subjects;
 use events::OrderId;
 use rand::Rng;
@@ -75,10 +75,48 @@ const REMEMBERED_SAGAS: usize = 4_096;
 /// one rarely.
 const SAGA_STRIPES: usize = 4_096;
 
+/// Where the participants store their answers: read, one event at a
+/// time, only for a step that is overdue.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    pub orders: Store,
+    pub inventory: Store,
+    pub payments: Store,
+}
+
+impl Answers {
+    /// The last event of the participant that `saga`'s step asks, for its
+    /// order, with its sequence in that participant's stream.
+    async fn last(&self, saga: &SagaRecord) -> Result<Option<Versioned<SagaEvent>>, StoreError> {
+        let order_id = &saga.order_id;
+        Ok(match saga.command {
+            SagaCommand::ReserveStock { .. }
+            | SagaCommand::CommitStock
+            | SagaCommand::ReleaseStock => self
+                .inventory
+                .last::<InventoryEvent>(&subjects::inventory_events(order_id))
+                .await?
+                .map(|v| v.map(SagaEvent::Inventory)),
+            SagaCommand::ChargePayment { .. } | SagaCommand::RefundPayment { .. } => self
+                .payments
+                .last::<PaymentEvent>(&subjects::payment_events(order_id))
+                .await?
+                .map(|v| v.map(SagaEvent::Payment)),
+            SagaCommand::ConfirmOrder { .. } | SagaCommand::CancelOrder { .. } => self
+                .orders
+                .last::<OrderEvent>(&subjects::order_events(order_id))
+                .await?
+                .map(|v| v.map(SagaEvent::Order)),
+            SagaCommand::Finish => None,
+        })
+    }
+}
+
 /// The saga log, its deadlines, and what is measured about it.
 #[derive(Debug, Clone)]
 pub struct Saga {
     store: Store,
+    answers: Answers,
     /// The last record this process wrote or read of each saga, by order
     /// id: a guess that the record's expected-sequence check confirms.
     /// Shared, not copied: a record with its history is a few dozen
@@ -99,9 +137,10 @@ struct Known {
 }
 
 impl Saga {
-    pub fn new(store: Store, metrics: SagaMetrics, policy: Policy) -> Self {
+    pub fn new(store: Store, answers: Answers, metrics: SagaMetrics, policy: Policy) -> Self {
         Self {
             store,
+            answers,
             memory: Arc::new(Memory::new(REMEMBERED_SAGAS)),
             turns: Arc::new(Turns::new(SAGA_STRIPES)),
             metrics,
@@ -140,6 +179,7 @@ impl Saga {
         seq: u64,
     ) -> Result<Option<(bool, Arc<SagaRecord>, SagaEvent)>, StoreError> {
         let order_id = event.order_id();
+        let woken = matches!(event, SagaEvent::Timeout(_));
         let mut known = self.recall(event).await?;
         // Whether a write of ours lost after arming a wake-up, which may
         // have replaced the saga's own.
@@ -147,7 +187,26 @@ impl Saga {
         loop {
             let now = OffsetDateTime::now_utc();
             let current = known.record.as_ref().map(|v| v.value.as_ref());
-            let (event, decision) = domain::decide(current, event, now, self.policy);
+            let (mut event, mut decision) = domain::decide(current, event, now, self.policy);
+            let mut seq = seq;
+            if let (SagaEvent::Timeout(_), Decision::Advance(_), Some(saga)) =
+                (&event, &decision, current)
+            {
+                // Overdue, as the clock says; but the answer may be stored
+                // already, unheard because this process was paused or
+                // behind. Then it is the answer that moves the saga on,
+                // not the deadline.
+                if let Some(answer) = self.answers.last(saga).await? {
+                    if let (applied, Decision::Advance(next)) =
+                        domain::decide(current, &answer.value, now, self.policy)
+                    {
+                        tracing::info!(
+                            "the overdue step was answered before its deadline was handled"
+                        );
+                        (event, decision, seq) = (applied, Decision::Advance(next), answer.seq);
+                    }
+                }
+            }
             let mut next = match decision {
                 Decision::Advance(next) => *next,
                 // A finished saga changes no more: remembering it is enough.
@@ -173,7 +232,6 @@ impl Saga {
             };
             domain::heard(&mut next, &event, seq);
             let after = known.record.as_ref().map_or(0, |v| v.seq);
-            let woken = matches!(event, SagaEvent::Timeout(_));
             match self.write(next, after, now, woken).await {
                 Ok(next) => return Ok(Some((after == 0, next, event))),
                 Err(StoreError::Conflict(_)) if !known.fresh => {

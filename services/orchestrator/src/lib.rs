@@ -81,8 +81,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let store = Store::with_metrics(rt.js.clone(), streams::SAGA, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
+        let answers = handlers::Answers {
+            orders: Store::new(rt.js.clone(), streams::ORDERS)
+                .await
+                .expect("a stream handle needs no I/O"),
+            inventory: Store::new(rt.js.clone(), streams::INVENTORY)
+                .await
+                .expect("a stream handle needs no I/O"),
+            payments: Store::new(rt.js.clone(), streams::PAYMENTS)
+                .await
+                .expect("a stream handle needs no I/O"),
+        };
         let saga = Saga::new(
             store.clone(),
+            answers,
             metrics::SagaMetrics::register(rt.metrics.registry()),
             domain::Policy {
                 max_attempts: config.max_attempts,
