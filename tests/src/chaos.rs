@@ -25,6 +25,8 @@ pub struct Catalogue {
 /// `(order_id, customer_id, [(sku, quantity)])`.
 pub type RandomOrder = (String, String, Vec<(String, u32)>);
 
+/// Seeds a catalogue where stock and money run short: some orders are
+/// cancelled `out_of_stock` or `insufficient_funds` whatever the faults.
 pub async fn seed(client: &Client, rng: &mut StdRng) -> Catalogue {
     let skus: Vec<(String, u64, u64)> = (0..SKUS)
         .map(|i| {
@@ -46,6 +48,26 @@ pub async fn seed(client: &Client, rng: &mut StdRng) -> Catalogue {
             (format!("c-{i}"), balance)
         })
         .collect();
+    stock(client, skus, customers).await
+}
+
+/// Seeds a catalogue with stock and money for every order: without faults
+/// each one confirms, so any cancel is the faults' doing.
+pub async fn seed_ample(client: &Client, rng: &mut StdRng) -> Catalogue {
+    let skus = (0..SKUS)
+        .map(|i| (format!("sku-{i}"), 1_000_000, rng.random_range(100..5000)))
+        .collect();
+    let customers = (0..CUSTOMERS)
+        .map(|i| (format!("c-{i}"), 1_000_000_000_000))
+        .collect();
+    stock(client, skus, customers).await
+}
+
+async fn stock(
+    client: &Client,
+    skus: Vec<(String, u64, u64)>,
+    customers: Vec<(String, u64)>,
+) -> Catalogue {
     for (sku, quantity, price) in &skus {
         client.restock(sku, *quantity, Some(*price)).await.unwrap();
     }
@@ -93,13 +115,23 @@ pub fn random_orders(catalogue: &Catalogue, rng: &mut StdRng, count: usize) -> V
 /// Places every order at a steady rate; one that JetStream does not
 /// acknowledge (NATS down) is sent again until it is: its id makes that safe.
 pub async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64) -> usize {
+    place_timed(client, orders, per_second).await.len()
+}
+
+/// [`place_all`], returning when each order was first sent, in order.
+pub async fn place_timed(
+    client: Client,
+    orders: Vec<RandomOrder>,
+    per_second: f64,
+) -> Vec<Instant> {
     let started = Instant::now();
-    let mut acked = 0;
+    let mut sent = Vec::with_capacity(orders.len());
     for (i, (id, customer, lines)) in orders.iter().enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / per_second);
         tokio::time::sleep_until(due.into()).await;
         let lines: Vec<(&str, u32)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
         let body = place_body(id, customer, &lines);
+        sent.push(Instant::now());
         loop {
             match client
                 .command("orders.cmd.place", Default::default(), body.clone())
@@ -109,9 +141,8 @@ pub async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        acked += 1;
     }
-    acked
+    sent
 }
 
 /// Waits (up to four minutes) until none of `orders` is pending; returns

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod chaos;
+pub mod faults;
 
 pub use testkit;
 

@@ -14,6 +14,7 @@
 
 mod cluster;
 mod http;
+mod link;
 pub mod metrics;
 mod nats;
 mod security;
@@ -23,6 +24,7 @@ mod wait;
 pub use auth::Identity;
 pub use cluster::NatsCluster;
 pub use http::http_get;
+pub use link::Link;
 pub use nats::{nats_server_binary, Access, NatsServer};
 pub use security::Security;
 pub use service::ServiceProcess;

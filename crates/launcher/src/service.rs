@@ -100,6 +100,13 @@ impl ServiceProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether it is still running (it has not exited, nor been killed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: no goodbye, no drain.
     pub fn kill(&mut self) {
         if let Some(child) = self.child.take() {

@@ -33,6 +33,10 @@ pub async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2))
+        // A server that stops answering (a partition, a frozen process) is
+        // given up after two unanswered pings, so that the client moves to
+        // another node of a cluster within half a minute, not several.
+        .ping_interval(Duration::from_secs(10))
         .event_callback(|event| async move {
             tracing::info!(%event, "nats connection event");
         });

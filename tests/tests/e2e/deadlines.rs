@@ -156,3 +156,71 @@ async fn a_finished_saga_leaves_no_wake_up_behind() {
     .await;
     suite.stop().await;
 }
+
+/// The orchestrator handles a step's last deadline before the answer that
+/// came in time (it was paused, or behind on that participant's events):
+/// it finds the answer in the participant's stream and moves the saga on,
+/// instead of giving up on a step that was done.
+#[tokio::test]
+async fn a_step_answered_in_time_is_not_given_up_when_its_answer_is_heard_late() {
+    use events::subjects::consumers::SAGA_PAYMENTS;
+    use time::OffsetDateTime;
+
+    // The second attempt's deadline (6 s, jittered) leaves the payment
+    // service time to start and answer.
+    let mut suite = Suite::start_with(&[
+        ("SAGA_STEP_TIMEOUT_MS", "3000"),
+        ("SAGA_STEP_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    suite.seed(&[("sku-1", 5, 1000)], &[("c-1", 10_000)]).await;
+    suite.stop_service("payment-service").await;
+    suite
+        .client
+        .place("o-1", "c-1", &[("sku-1", 2)])
+        .await
+        .unwrap();
+    eventually("the charge asked a second time", SETTLE, || async {
+        let saga = suite.client.saga("o-1").await.ok().flatten()?;
+        (saga.state == SagaState::Charging && saga.attempt == 2).then_some(())
+    })
+    .await;
+    // The orchestrator stops hearing payment events; the charge is then
+    // answered, in time, and its last deadline passes unheard.
+    let admin = async_nats::jetstream::new(
+        suite
+            .connect_as(e2e::testkit::Identity::Admin)
+            .await
+            .nats()
+            .clone(),
+    );
+    let payments = admin.get_stream(SAGA_PAYMENTS.0).await.unwrap();
+    let until = OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    payments
+        .pause_consumer(SAGA_PAYMENTS.1, until)
+        .await
+        .unwrap();
+    suite.start_service("payment-service").await;
+    eventually("the charge to be stored", SETTLE, || async {
+        (suite.balance_of("c-1").await == 8_000).then_some(())
+    })
+    .await;
+    let order = suite.settled("o-1").await;
+    payments.resume_consumer(SAGA_PAYMENTS.1).await.unwrap();
+
+    assert_eq!(order.status, OrderStatus::Confirmed, "{order:?}");
+    assert_eq!(suite.balance_of("c-1").await, 8_000, "charged once");
+    assert_eq!(suite.stock_of("sku-1").await, (3, 0));
+    let saga = suite.client.saga("o-1").await.unwrap().unwrap();
+    let timeouts = saga
+        .steps
+        .iter()
+        .filter(|s| s.name == "charge_payment" && s.status == StepStatus::TimedOut)
+        .count();
+    assert_eq!(
+        timeouts, 1,
+        "only the first attempt timed out: {:?}",
+        saga.steps
+    );
+    suite.stop().await;
+}

@@ -1,0 +1,295 @@
+//! What the fault tests share: the suite as processes under a steady load
+//! of orders that, without faults, would all confirm (stock and money for
+//! every one), the faults themselves (a frozen process), and the checks
+//! that the faults cost no more than they must.
+//!
+//! Each test ends with the same verdict: every order settled, stock and
+//! money conserved, every saga finished, no dead letters, and no order
+//! cancelled but `*_unavailable`, and those only where the order's steps
+//! could have overlapped a fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use events::{CancelReason, Order, OrderStatus};
+use jetsaga_client::Client;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use testkit::{Identity, Link, NatsServer, ServiceProcess};
+use tokio::task::JoinHandle;
+
+use crate::chaos::{
+    check_conservation, check_outcomes, place_timed, random_orders, seed_ample, settle_all,
+    Catalogue, RandomOrder,
+};
+
+/// The step timeout of the fault tests unless one says otherwise: half the
+/// default, so that a fault bites. A step unanswered for 5 s is asked
+/// again, and reserving or charging is given up after 5 + 10 + 20 s
+/// (jittered by up to 10%).
+pub const STEP_TIMEOUT_MS: &str = "5000";
+
+/// How long after an order is placed a fault can still cost it a step
+/// (`*_unavailable`), with steps that time out after `step_timeout`: the
+/// budgets of reserving and charging (1 + 2 + 4 timeouts each, jittered
+/// by up to 10%), and the steps between them.
+pub fn unavailable_reach(step_timeout: Duration) -> Duration {
+    (step_timeout * 14).mul_f64(1.1) + Duration::from_secs(10)
+}
+
+/// When a fault began and ended, and what it was.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub what: String,
+    pub from: Instant,
+    pub to: Instant,
+}
+
+/// Sends `signal` (`STOP`, `CONT`, ...) to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Freezes the process `pid` (SIGSTOP) for `duration`, then resumes it
+/// (SIGCONT): to the network it is alive, its connections open, but it
+/// answers nothing meanwhile.
+pub async fn freeze(pid: u32, what: &str, duration: Duration) -> Window {
+    let from = Instant::now();
+    signal(pid, "STOP");
+    // The length of the freeze is the fault itself.
+    tokio::time::sleep(duration).await;
+    signal(pid, "CONT");
+    Window {
+        what: format!("{what} frozen for {duration:?}"),
+        from,
+        to: Instant::now(),
+    }
+}
+
+/// The suite as processes on one nats-server, seeded with stock and money
+/// for every order, and the orders to place.
+#[derive(Debug)]
+pub struct Run {
+    pub nats: NatsServer,
+    pub services: Vec<ServiceProcess>,
+    /// The links of the services started behind one, by name.
+    pub links: Vec<(&'static str, Link)>,
+    /// `SAGA_STEP_TIMEOUT_MS`, as the services have it.
+    pub step_timeout: Duration,
+    pub client: Client,
+    pub catalogue: Catalogue,
+    pub orders: Vec<RandomOrder>,
+    _logs: tempfile::TempDir,
+}
+
+impl Run {
+    /// Starts nats-server and the four services (each with `env` beside the
+    /// fault tests' step timeout), seeds the catalogue and draws `orders`
+    /// orders from `seed`.
+    pub async fn start(env: &[(&str, &str)], orders: usize, seed: u64) -> Self {
+        Self::on(NatsServer::start(), env, orders, seed, &[]).await
+    }
+
+    /// As [`Run::start`], on a nats-server started by the caller, with the
+    /// services of `linked` connected to it through a [`Link`] each, to cut.
+    pub async fn on(
+        nats: NatsServer,
+        env: &[(&str, &str)],
+        orders: usize,
+        seed: u64,
+        linked: &[&str],
+    ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        crate::provision(&nats.url(), nats.security(), 1).await;
+        // Kept where `JETSAGA_TEST_LOGS` says, to read after a failure.
+        let logs = match std::env::var_os("JETSAGA_TEST_LOGS") {
+            Some(dir) => tempfile::Builder::new()
+                .prefix("faults-")
+                .disable_cleanup(true)
+                .tempdir_in(dir),
+            None => tempfile::tempdir(),
+        }
+        .expect("a folder for the logs");
+        let mut all = vec![
+            ("SAGA_STEP_TIMEOUT_MS", STEP_TIMEOUT_MS),
+            ("RUST_LOG", "warn"),
+        ];
+        all.extend_from_slice(env);
+        let step_timeout = all
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == "SAGA_STEP_TIMEOUT_MS")
+            .and_then(|(_, v)| v.parse().ok())
+            .map(Duration::from_millis)
+            .expect("a step timeout");
+        let server = SocketAddr::from(([127, 0, 0, 1], nats.port()));
+        let mut links = Vec::new();
+        let mut services = Vec::new();
+        for name in crate::SERVICES {
+            let url = if linked.contains(&name) {
+                let link = Link::start(server).await.expect("a link");
+                let url = link.url();
+                links.push((name, link));
+                url
+            } else {
+                nats.url()
+            };
+            services.push(ServiceProcess::spawn(
+                name,
+                &url,
+                nats.security(),
+                &all,
+                logs.path(),
+            ));
+        }
+        for service in &services {
+            service.wait_ready().await;
+        }
+        let client = crate::connect_as(&nats.url(), nats.security(), Identity::Operator).await;
+        let catalogue = seed_ample(&client, &mut rng).await;
+        let orders = random_orders(&catalogue, &mut rng, orders);
+        Self {
+            nats,
+            services,
+            links,
+            step_timeout,
+            client,
+            catalogue,
+            orders,
+            _logs: logs,
+        }
+    }
+
+    /// The running service `name`.
+    pub fn service(&mut self, name: &str) -> &mut ServiceProcess {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// The link between the service `name` and NATS.
+    pub fn link(&self, name: &str) -> &Link {
+        self.links
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, link)| link)
+            .unwrap_or_else(|| panic!("{name} has no link"))
+    }
+
+    /// Starts placing every order at `per_second`; the task returns when
+    /// each was first sent.
+    pub fn load(&self, per_second: f64) -> JoinHandle<Vec<Instant>> {
+        tokio::spawn(place_timed(
+            self.client.clone(),
+            self.orders.clone(),
+            per_second,
+        ))
+    }
+
+    /// Waits for the load, then for every order to settle, and checks the
+    /// verdict of the module's header against the fault `windows`. Returns
+    /// what happened, also printed under `label`.
+    pub async fn verdict(
+        &self,
+        label: &str,
+        load: JoinHandle<Vec<Instant>>,
+        windows: &[Window],
+    ) -> Tally {
+        let sent = load.await.expect("the load ran");
+        assert_eq!(sent.len(), self.orders.len(), "every order was accepted");
+        for service in &self.services {
+            service.wait_ready().await;
+        }
+        let settling = Instant::now();
+        let settled = settle_all(&self.client, &self.orders).await;
+        let settle_seconds = settling.elapsed().as_secs_f64();
+        check_conservation(&self.client, &self.catalogue, &settled).await;
+        check_outcomes(&self.client, &self.orders).await;
+        let tally = Tally::of(&settled, settle_seconds);
+        eprintln!("{label}: {tally}; faults: {windows:?}");
+        check_cancels(
+            &settled,
+            &sent,
+            windows,
+            unavailable_reach(self.step_timeout),
+        );
+        tally
+    }
+}
+
+/// Every cancel is one a fault could cause, `inventory_unavailable` or
+/// `payment_unavailable` (stock and money were ample), and only for an
+/// order whose steps could have overlapped a fault: placed at most `reach`
+/// before it began, and before it ended.
+pub fn check_cancels(settled: &[Order], sent: &[Instant], windows: &[Window], reach: Duration) {
+    for (order, sent) in settled.iter().zip(sent) {
+        if order.status != OrderStatus::Cancelled {
+            continue;
+        }
+        let reason = order.reason;
+        assert!(
+            matches!(
+                reason,
+                Some(CancelReason::InventoryUnavailable | CancelReason::PaymentUnavailable)
+            ),
+            "{} cancelled {reason:?} though stock and money were ample",
+            order.order_id
+        );
+        let overlapped = windows
+            .iter()
+            .any(|w| w.from <= *sent + reach && w.to >= *sent);
+        assert!(
+            overlapped,
+            "{} cancelled {reason:?}, but no fault overlapped its steps",
+            order.order_id
+        );
+    }
+}
+
+/// Orders placed, confirmed, cancelled by reason, and how long they took
+/// to settle once the load was over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    pub placed: usize,
+    pub confirmed: usize,
+    pub cancelled: BTreeMap<String, usize>,
+    pub settle_seconds: f64,
+}
+
+impl Tally {
+    pub fn of(settled: &[Order], settle_seconds: f64) -> Self {
+        let mut cancelled = BTreeMap::new();
+        for order in settled {
+            if order.status == OrderStatus::Cancelled {
+                let reason = order.reason.map_or("none", |r| r.as_str());
+                *cancelled.entry(reason.to_owned()).or_default() += 1;
+            }
+        }
+        Self {
+            placed: settled.len(),
+            confirmed: settled
+                .iter()
+                .filter(|o| o.status == OrderStatus::Confirmed)
+                .count(),
+            cancelled,
+            settle_seconds,
+        }
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} orders, {} confirmed, cancelled {:?}, settled {:.1} s after the load",
+            self.placed, self.confirmed, self.cancelled, self.settle_seconds
+        )
+    }
+}
