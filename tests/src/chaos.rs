@@ -115,34 +115,43 @@ pub fn random_orders(catalogue: &Catalogue, rng: &mut StdRng, count: usize) -> V
 /// Places every order at a steady rate; one that JetStream does not
 /// acknowledge (NATS down) is sent again until it is: its id makes that safe.
 pub async fn place_all(client: Client, orders: Vec<RandomOrder>, per_second: f64) -> usize {
-    place_timed(client, orders, per_second).await.len()
+    place_timed(client, orders, per_second).await.sent.len()
 }
 
-/// [`place_all`], returning when each order was first sent, in order.
-pub async fn place_timed(
-    client: Client,
-    orders: Vec<RandomOrder>,
-    per_second: f64,
-) -> Vec<Instant> {
+/// What [`place_timed`] saw.
+#[derive(Debug, Default)]
+pub struct Placed {
+    /// When each order was first sent, in order.
+    pub sent: Vec<Instant>,
+    /// Each refusal of a send (sent again until acknowledged).
+    pub refusals: Vec<String>,
+}
+
+/// [`place_all`], saying when each order was first sent and what refused
+/// the sends that were refused.
+pub async fn place_timed(client: Client, orders: Vec<RandomOrder>, per_second: f64) -> Placed {
     let started = Instant::now();
-    let mut sent = Vec::with_capacity(orders.len());
+    let mut placed = Placed::default();
     for (i, (id, customer, lines)) in orders.iter().enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / per_second);
         tokio::time::sleep_until(due.into()).await;
         let lines: Vec<(&str, u32)> = lines.iter().map(|(s, q)| (s.as_str(), *q)).collect();
         let body = place_body(id, customer, &lines);
-        sent.push(Instant::now());
+        placed.sent.push(Instant::now());
         loop {
             match client
                 .command("orders.cmd.place", Default::default(), body.clone())
                 .await
             {
                 Ok(_) => break,
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    placed.refusals.push(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
             }
         }
     }
-    sent
+    placed
 }
 
 /// Waits (up to four minutes) until none of `orders` is pending; returns

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::chaos::{
     check_conservation, check_outcomes, place_timed, random_orders, seed_ample, settle_all,
-    Catalogue, RandomOrder,
+    Catalogue, Placed, RandomOrder,
 };
 
 /// The step timeout of the fault tests unless one says otherwise: half the
@@ -82,10 +82,12 @@ pub struct Run {
     pub links: Vec<(&'static str, Link)>,
     /// `SAGA_STEP_TIMEOUT_MS`, as the services have it.
     pub step_timeout: Duration,
+    /// The services' environment beside their identity.
+    env: Vec<(String, String)>,
     pub client: Client,
     pub catalogue: Catalogue,
     pub orders: Vec<RandomOrder>,
-    _logs: tempfile::TempDir,
+    logs: tempfile::TempDir,
 }
 
 impl Run {
@@ -159,10 +161,14 @@ impl Run {
             services,
             links,
             step_timeout,
+            env: all
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             client,
             catalogue,
             orders,
-            _logs: logs,
+            logs,
         }
     }
 
@@ -174,6 +180,25 @@ impl Run {
             .unwrap_or_else(|| panic!("no service {name}"))
     }
 
+    /// Starts one more replica of the service `name`, as the others were
+    /// started, and waits until it is ready.
+    pub async fn add_replica(&mut self, name: &'static str) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let replica = ServiceProcess::spawn(
+            name,
+            &self.nats.url(),
+            self.nats.security(),
+            &env,
+            self.logs.path(),
+        );
+        replica.wait_ready().await;
+        self.services.push(replica);
+    }
+
     /// The link between the service `name` and NATS.
     pub fn link(&self, name: &str) -> &Link {
         self.links
@@ -183,9 +208,9 @@ impl Run {
             .unwrap_or_else(|| panic!("{name} has no link"))
     }
 
-    /// Starts placing every order at `per_second`; the task returns when
-    /// each was first sent.
-    pub fn load(&self, per_second: f64) -> JoinHandle<Vec<Instant>> {
+    /// Starts placing every order at `per_second`; the task says when each
+    /// was first sent, and what refused a send.
+    pub fn load(&self, per_second: f64) -> JoinHandle<Placed> {
         tokio::spawn(place_timed(
             self.client.clone(),
             self.orders.clone(),
@@ -199,10 +224,10 @@ impl Run {
     pub async fn verdict(
         &self,
         label: &str,
-        load: JoinHandle<Vec<Instant>>,
+        load: JoinHandle<Placed>,
         windows: &[Window],
     ) -> Tally {
-        let sent = load.await.expect("the load ran");
+        let Placed { sent, refusals } = load.await.expect("the load ran");
         assert_eq!(sent.len(), self.orders.len(), "every order was accepted");
         for service in &self.services {
             service.wait_ready().await;
@@ -212,7 +237,8 @@ impl Run {
         let settle_seconds = settling.elapsed().as_secs_f64();
         check_conservation(&self.client, &self.catalogue, &settled).await;
         check_outcomes(&self.client, &self.orders).await;
-        let tally = Tally::of(&settled, settle_seconds);
+        let mut tally = Tally::of(&settled, settle_seconds);
+        tally.refusals = refusals;
         eprintln!("{label}: {tally}; faults: {windows:?}");
         check_cancels(
             &settled,
@@ -261,6 +287,8 @@ pub struct Tally {
     pub confirmed: usize,
     pub cancelled: BTreeMap<String, usize>,
     pub settle_seconds: f64,
+    /// Each time the client's `place` was refused (then sent again).
+    pub refusals: Vec<String>,
 }
 
 impl Tally {
@@ -280,6 +308,7 @@ impl Tally {
                 .count(),
             cancelled,
             settle_seconds,
+            refusals: Vec::new(),
         }
     }
 }
@@ -288,8 +317,12 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} orders, {} confirmed, cancelled {:?}, settled {:.1} s after the load",
-            self.placed, self.confirmed, self.cancelled, self.settle_seconds
+            "{} orders, {} confirmed, cancelled {:?}, settled {:.1} s after the load, {} sends refused",
+            self.placed,
+            self.confirmed,
+            self.cancelled,
+            self.settle_seconds,
+            self.refusals.len()
         )
     }
 }

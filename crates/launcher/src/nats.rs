@@ -57,6 +57,8 @@ pub struct NatsServer {
     store: TempDir,
     security: Option<Security>,
     extra_args: Vec<String>,
+    /// `jetstream { max_file_store }`, when the store is limited.
+    store_limit: Option<String>,
 }
 
 impl NatsServer {
@@ -77,9 +79,53 @@ impl NatsServer {
                 Access::Open => None,
             },
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            store_limit: None,
         };
         server.spawn()?;
         Ok(server)
+    }
+
+    /// [`NatsServer::start`] with a JetStream file store of at most
+    /// `limit` (`"16MB"`): past it, every write is refused.
+    pub fn start_with_store_limit(limit: &str) -> Self {
+        let mut server =
+            Self::launch(free_port(), &[], Access::Secured).unwrap_or_else(|e| panic!("{e}"));
+        server.store_limit = Some(limit.to_owned());
+        server.restart();
+        server
+    }
+
+    /// Sets the store's limit to `limit` while the server runs (a
+    /// configuration reload, SIGHUP), as an operator making room does.
+    pub fn set_store_limit(&mut self, limit: &str) {
+        self.store_limit = Some(limit.to_owned());
+        self.write_conf().unwrap_or_else(|e| panic!("{e}"));
+        if let Some(pid) = self.pid() {
+            let reloaded = Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(reloaded, "nats-server {pid} takes SIGHUP");
+        }
+    }
+
+    /// Writes the server's configuration file (secured servers only).
+    fn write_conf(&self) -> Result<Option<PathBuf>, LaunchError> {
+        let Some(security) = &self.security else {
+            return Ok(None);
+        };
+        let conf = self.store.path().join("nats-server.conf");
+        security.write_server_conf(&conf)?;
+        if let Some(limit) = &self.store_limit {
+            let failed = |source| LaunchError::Spawn {
+                what: format!("nats-server (cannot write {})", conf.display()),
+                source,
+            };
+            let mut text = std::fs::read_to_string(&conf).map_err(failed)?;
+            text.push_str(&format!("jetstream {{ max_file_store: {limit} }}\n"));
+            std::fs::write(&conf, text).map_err(failed)?;
+        }
+        Ok(Some(conf))
     }
 
     /// [`NatsServer::launch`] on a free port; panics if it cannot (tests).
@@ -150,9 +196,7 @@ impl NatsServer {
     fn spawn(&mut self) -> Result<(), LaunchError> {
         let port = self.port.to_string();
         let mut command = Command::new(nats_server_binary()?);
-        if let Some(security) = &self.security {
-            let conf = self.store.path().join("nats-server.conf");
-            security.write_server_conf(&conf)?;
+        if let Some(conf) = self.write_conf()? {
             command.arg("-c").arg(&conf);
         }
         command

@@ -247,20 +247,24 @@ impl Store {
 
 /// Runs one read-decide-write attempt until it does not hit a write
 /// conflict, with a short jittered pause between attempts so that writers
-/// racing on a hot aggregate spread out. A conflict that outlasts the
-/// attempts is returned, and the message is retried later.
+/// racing on a hot aggregate spread out. A conflict that outlasts
+/// [`CONFLICTS_FOR`] is returned, and the message is retried later.
+///
+/// Bounded by time, not by a count of attempts: replicas racing on a hot
+/// aggregate under load lose many races in a row, each settled in
+/// milliseconds, and a message's deliveries are too few to spend on them.
 pub async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    const ATTEMPTS: u32 = 12;
+    let until = tokio::time::Instant::now() + CONFLICTS_FOR;
     let mut backoff =
-        crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
+        crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
     let mut tries = 0;
     loop {
         match attempt().await {
-            Err(StoreError::Conflict(why)) if tries + 1 < ATTEMPTS => {
+            Err(StoreError::Conflict(why)) if tokio::time::Instant::now() < until => {
                 tries += 1;
                 tracing::debug!(%why, tries, "write conflict, deciding again");
                 tokio::time::sleep(backoff.next_delay()).await;
@@ -269,3 +273,6 @@ where
         }
     }
 }
+
+/// How long [`retry_conflicts`] keeps deciding again.
+pub const CONFLICTS_FOR: Duration = Duration::from_secs(2);

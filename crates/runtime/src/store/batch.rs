@@ -106,7 +106,7 @@ impl Batches {
         loop {
             match self.look_up(batch_id, probe).await {
                 Ok(Some(first)) => {
-                    tracing::info!(batch_id, "a batch whose commit went unanswered was stored");
+                    tracing::warn!(batch_id, "a batch whose commit went unanswered was stored");
                     return Ok(first + count as u64 - 1);
                 }
                 Ok(None) => {
