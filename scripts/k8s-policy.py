@@ -13,6 +13,10 @@
     k8s-policy.py --nats-files DIR rendered.yaml
         write the files NATS reads (nats.conf, auth.conf, tls/) and each
         identity's Secret under DIR, for nats-server -t and openssl
+    k8s-policy.py --overlay prod --durable --reference prod.yaml prod-durable.yaml
+        the prod overlay with deploy/k8s/components/durable: also
+        `sync_interval: always` in nats.conf's jetstream block, and
+        nats.conf otherwise the same as prod.yaml's (with --self-test too)
 
 What is checked, for every container of every workload: resources requests
 and limits (cpu, memory); runs as non-root; read-only root filesystem; no
@@ -45,7 +49,10 @@ and STREAM_REPLICAS=1; prod a 3-node cluster routed over the headless
 Service, STREAM_REPLICAS=3, two or more pods of each service (replicas and
 HPA minimum), pinned image tags, TLS for clients (a client certificate
 required) and mutual TLS on the routes (verify, and the certificate must
-name a route host), every TLS file from a Secret.
+name a route host), every TLS file from a Secret; against power loss, the
+NATS nodes on distinct machines (required anti-affinity on the hostname)
+and spread over zones (a topology spread on topology.kubernetes.io/zone,
+maxSkew 1, DoNotSchedule), each rule selecting the NATS pods.
 
 The network: a default-deny NetworkPolicy (ingress and egress, every pod),
 and, evaluated path by path over the policies, what must be open (each
@@ -601,8 +608,83 @@ def check_nats(r: Report, docs: list[dict], overlay: str) -> None:
                     for s in docs), where, f"no headless Service {headless}")
         r.check(any(p["kind"] == "PodDisruptionBudget" and selects(p["spec"].get("selector"), pod_labels(sts)) for p in docs),
                 where, "no PodDisruptionBudget for the NATS nodes")
+        check_nats_placement(r, sts)
     else:
         r.check(not cluster, where, "a single node with a cluster block")
+
+
+ZONE = "topology.kubernetes.io/zone"
+HOSTNAME = "kubernetes.io/hostname"
+SYNC_KEYS = ("sync_interval", "sync")  # `sync` is nats-server's alias
+
+
+def check_nats_placement(r: Report, sts: dict) -> None:
+    """Power loss (docs/deployment.md, "What each deployment shape can
+    lose"): a write is acknowledged once two of the three nodes hold it, in
+    their page cache until the next sync. So no two nodes may share a
+    machine (required anti-affinity on the hostname), and the nodes are
+    spread over zones, as a requirement (DoNotSchedule), so that one zone's
+    power loss takes one node. Each rule must select the NATS pods: a rule
+    whose selector matches no pod constrains nothing."""
+    where = "StatefulSet/nats"
+    pod = pod_spec(sts)
+    labels = pod_labels(sts)
+
+    def selects_nats(rule: dict) -> bool:
+        selector = rule.get("labelSelector")
+        return bool(selector) and matches_selector(selector, labels)
+
+    anti = ((pod.get("affinity") or {}).get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    r.check(any(t.get("topologyKey") == HOSTNAME and selects_nats(t) for t in anti), where,
+            f"no required podAntiAffinity on {HOSTNAME} selecting the NATS pods: two nodes may share a machine, "
+            "and its power loss would take the quorum")
+    spread = [c for c in pod.get("topologySpreadConstraints") or [] if c.get("topologyKey") == ZONE]
+    r.check(bool(spread), where, f"no topologySpreadConstraints on {ZONE}: the nodes may share a zone, "
+            "and its power loss would take the quorum")
+    for c in spread:
+        r.check(c.get("maxSkew") == 1, where, f"the zone spread has maxSkew {c.get('maxSkew')}, not 1")
+        r.check(c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule", where,
+                f"the zone spread is {c.get('whenUnsatisfiable')}, not DoNotSchedule: a preference, "
+                "which puts two nodes in one zone whenever that zone has more room")
+        r.check(selects_nats(c), where, "the zone spread's labelSelector does not select the NATS pods: it spreads nothing")
+
+
+def jetstream_sync(conf: dict) -> str | None:
+    block = conf.get("jetstream") if isinstance(conf.get("jetstream"), dict) else {}
+    return next((block[k] for k in SYNC_KEYS if k in block), None)
+
+
+def without_sync(conf: dict) -> dict:
+    conf = copy.deepcopy(conf)
+    if isinstance(conf.get("jetstream"), dict):
+        for k in SYNC_KEYS:
+            conf["jetstream"].pop(k, None)
+    return conf
+
+
+def check_durable(r: Report, docs: list[dict], reference: list[dict] | None) -> None:
+    """The durable component (deploy/k8s/components/durable): nats.conf
+    fsyncs every write before acknowledging it (`sync_interval: always`,
+    inside the jetstream block, where nats-server reads it) and is,
+    otherwise, the overlay's own nats.conf (`reference`, the overlay
+    rendered without the component): the component's copy has not
+    drifted."""
+    where = "StatefulSet/nats"
+    sts = index(docs).get(("StatefulSet", "nats"))
+    if sts is None:
+        return
+    conf = parse_nats_conf(nats_conf(docs, sts))
+    sync = jetstream_sync(conf)
+    r.check(str(sync).lower() == "always", where,
+            f"jetstream sync_interval is {sync or 'unset (2m)'}, not always: a power loss can lose acknowledged writes")
+    if reference is not None:
+        ref_sts = index(reference).get(("StatefulSet", "nats"))
+        ref = parse_nats_conf(nats_conf(reference, ref_sts)) if ref_sts else {}
+        mine, theirs = without_sync(conf), without_sync(ref)
+        differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        r.check(not differing, where,
+                f"nats.conf differs from the overlay's own beyond sync_interval ({', '.join(differing)}): "
+                "copy the change into deploy/k8s/components/durable/nats-cluster-durable.conf")
 
 
 # --- the network ----------------------------------------------------------------
@@ -791,7 +873,8 @@ def check_overlay(r: Report, docs: list[dict], overlay: str) -> None:
                         f"{w['kind']}/{w['metadata']['name']}", f"image {image} is not pinned in prod")
 
 
-def check(docs: list[dict], overlay: str, tools: list[dict] | None = None) -> Report:
+def check(docs: list[dict], overlay: str, tools: list[dict] | None = None,
+          durable: bool = False, reference: list[dict] | None = None) -> Report:
     r = Report()
     check_workloads(r, docs)
     check_stored_material(r, docs)
@@ -799,6 +882,8 @@ def check(docs: list[dict], overlay: str, tools: list[dict] | None = None) -> Re
         check_service(r, docs, name, port, overlay)
     check_provisioning(r, docs, overlay)
     check_nats(r, docs, overlay)
+    if durable:
+        check_durable(r, docs, reference)
     check_network(r, docs, overlay, tools or [])
     check_overlay(r, docs, overlay)
     return r
@@ -970,24 +1055,59 @@ PROD_BREAKAGES = {
     "the CA's key in a Secret": lambda docs: find(docs, "Secret", "nats-tls")["data"].update(
         {"ca-key.pem": find(docs, "Secret", "nats-tls")["data"]["server-key.pem"]}),
     "routes closed": lambda docs: policy(docs, "nats")["spec"]["ingress"].pop(1),
+    # power loss
+    "NATS nodes may share a machine": lambda docs: pod_spec(find(docs, "StatefulSet", "nats")).pop("affinity"),
+    "NATS not spread over zones": lambda docs: pod_spec(find(docs, "StatefulSet", "nats")).pop("topologySpreadConstraints"),
+    "zone spread only preferred": lambda docs: zone_spread(docs).update(whenUnsatisfiable="ScheduleAnyway"),
+    "zone spread selecting other pods": lambda docs: zone_spread(docs).update(
+        labelSelector={"matchLabels": {"app.kubernetes.io/name": "order-service"}}),
+}
+# The prod overlay with deploy/k8s/components/durable (--durable).
+DURABLE_BREAKAGES = {
+    "durable without sync_interval always": lambda docs: edit_nats_conf(
+        docs, "\n  sync_interval: always\n", "\n  sync_interval: \"2m\"\n"),
+    "sync_interval always outside the jetstream block": lambda docs: edit_nats_conf(
+        docs, "\n  sync_interval: always\n", "\n", "\ncluster {\n", "\ncluster {\n  sync_interval: always\n"),
+}
+# ... and, given the overlay's own render (--reference), the copy's drift.
+REFERENCE_BREAKAGES = {
+    "the durable copy of nats.conf drifted": lambda docs: edit_nats_conf(docs, "max_file_store: 16GB", "max_file_store: 8GB"),
 }
 
 
-def self_test(docs: list[dict], overlay: str, tools: list[dict]) -> int:
-    clean = check(docs, overlay, tools)
+def zone_spread(docs):
+    return next(c for c in pod_spec(find(docs, "StatefulSet", "nats"))["topologySpreadConstraints"] if c["topologyKey"] == ZONE)
+
+
+def edit_nats_conf(docs, *pairs):
+    """Replaces text in the rendered nats.conf, pair by pair (each must be there)."""
+    cm = nats_cm(docs)
+    conf = cm["data"]["nats.conf"]
+    for old, new in zip(pairs[::2], pairs[1::2]):
+        assert old in conf, f"{old!r} is not in nats.conf"
+        conf = conf.replace(old, new, 1)
+    cm["data"]["nats.conf"] = conf
+
+
+def self_test(docs: list[dict], overlay: str, tools: list[dict], durable: bool = False,
+              reference: list[dict] | None = None) -> int:
+    clean = check(docs, overlay, tools, durable, reference)
     failures = [f"the unbroken render has violations: {clean.violations}"] if clean.violations else []
-    breakages = dict(BREAKAGES, **(PROD_BREAKAGES if overlay == "prod" else {}))
+    breakages = dict(BREAKAGES, **(PROD_BREAKAGES if overlay == "prod" else {}),
+                     **(DURABLE_BREAKAGES if durable else {}),
+                     **(REFERENCE_BREAKAGES if durable and reference is not None else {}))
     for name, breaker in breakages.items():
         broken = copy.deepcopy(docs)
         breaker(broken)
-        found = check(broken, overlay, tools).violations
+        found = check(broken, overlay, tools, durable, reference).violations
         if not found:
             failures.append(f"not caught: {name}")
         else:
             print(f"  caught {name}: {found[0]}")
+    label = f"{overlay} with the durable component" if durable else overlay
     for f in failures:
-        print(f"FAIL {overlay} self-test: {f}", file=sys.stderr)
-    print(f"{overlay}: policy self-test, {len(breakages) - len(failures)} of {len(breakages)} breakages caught")
+        print(f"FAIL {label} self-test: {f}", file=sys.stderr)
+    print(f"{label}: policy self-test, {len(breakages) - len(failures)} of {len(breakages)} breakages caught")
     return 1 if failures else 0
 
 
@@ -1049,6 +1169,11 @@ def main() -> int:
                         help="a tool manifest whose pods the overlay's network and Secrets must serve (repeat)")
     parser.add_argument("--nats-files", metavar="DIR",
                         help="only write NATS's files (its /etc/nats, and each identity's Secret) under DIR")
+    parser.add_argument("--durable", action="store_true",
+                        help="the render has deploy/k8s/components/durable: JetStream fsyncs every write (sync_interval: always)")
+    parser.add_argument("--reference", metavar="RENDER",
+                        help="with --durable: the overlay rendered without the component, whose nats.conf must be "
+                             "the same apart from sync_interval")
     parser.add_argument("rendered")
     args = parser.parse_args()
     docs = load(args.rendered)
@@ -1065,15 +1190,19 @@ def main() -> int:
         return 1 if r.violations else 0
     if not args.overlay:
         parser.error("--overlay is required")
+    if args.reference and not args.durable:
+        parser.error("--reference goes with --durable")
     tools = [d for path in args.tools for d in load(path)]
+    reference = load(args.reference) if args.reference else None
     if args.self_test:
-        return self_test(docs, args.overlay, tools)
-    r = check(docs, args.overlay, tools)
+        return self_test(docs, args.overlay, tools, args.durable, reference)
+    r = check(docs, args.overlay, tools, args.durable, reference)
+    label = f"{args.overlay} with the durable component" if args.durable else args.overlay
     for v in r.violations:
-        print(f"VIOLATION {args.overlay}: {v}", file=sys.stderr)
+        print(f"VIOLATION {label}: {v}", file=sys.stderr)
     workloads = [d for d in docs if d["kind"] in WORKLOAD_KINDS]
     containers = sum(len(pod_spec(w)["containers"]) for w in workloads)
-    print(f"{args.overlay}: policy, {len(docs)} objects, {len(workloads)} workloads, {containers} containers, "
+    print(f"{label}: policy, {len(docs)} objects, {len(workloads)} workloads, {containers} containers, "
           f"{r.checks} checks, {len(r.violations)} violations")
     return 1 if r.violations else 0
 

@@ -20,14 +20,21 @@
 #      probes, resources, grace periods, Service, ConfigMap, PDB, HPA,
 #      scrape annotations, Secrets only as read-only files of the pod's own
 #      identity, the provisioning Job, NATS's auth and TLS, the
-#      NetworkPolicies path by path, per-overlay expectations), with the
+#      NetworkPolicies path by path, per-overlay expectations, in prod the
+#      NATS nodes on distinct machines and spread over zones), with the
 #      tool pods of deploy/k8s/tools placed in the overlay; and its
 #      self-test (each of its breakages must be caught);
-#   6. the tool manifests: schema and container security.
+#   6. the kustomize component deploy/k8s/components/durable (JetStream
+#      fsyncs every write), added to a copy of the prod overlay: it
+#      renders, passes strict schema validation, `nats-server -t` and the
+#      policy checks as prod does, has `sync_interval: always` in
+#      nats.conf's jetstream block, and nats.conf otherwise prod's own
+#      (its file is a copy: they must not drift apart); its self-test;
+#   7. the tool manifests: schema and container security.
 #
 # Tools go into .tools/ (a venv for kubernetes-validate). Renders are kept
-# in target/k8s/<overlay>.yaml, with the throwaway credentials made for the
-# run. SAGACTL names another sagactl. Exits non-zero on the first failure.
+# in target/k8s/<overlay>.yaml (and prod-durable.yaml), with the throwaway
+# credentials made for the run. SAGACTL names another sagactl. Exits non-zero on the first failure.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -158,6 +165,54 @@ for dir in "${overlays[@]}"; do
         >"$out/$overlay.self-test.log" || { cat "$out/$overlay.self-test.log" >&2; fail "$overlay: policy self-test"; }
     ok "$(tail -1 "$out/$overlay.self-test.log")"
 done
+
+# --- the durable component, on prod, enabled as its note says ------------------------
+# deploy/k8s/components/durable (sync_interval: always) is enabled by adding
+# it to the prod overlay's `components:`; here in a copy of the overlay, with
+# the copy's credentials. Its render must pass what prod passes, carry
+# `sync_interval: always` in nats.conf's jetstream block, and have the
+# nats.conf of prod's own render in everything else (the component's file is
+# a copy of nats-cluster.conf: this catches the two drifting apart).
+[[ -f "$tree/components/durable/kustomization.yaml" ]] || fail "deploy/k8s/components/durable is missing"
+[[ -f "$out/prod.yaml" ]] || fail "durable: needs the prod overlay's render"
+variant="$tree/overlays/prod-durable"
+rendered="$out/prod-durable.yaml"
+rm -rf "$variant"
+cp -R "$tree/overlays/prod" "$variant"
+"$venv/bin/python" - "$variant/kustomization.yaml" <<'EOF_PY' || fail "durable: cannot add the component to a copy of the prod overlay"
+import sys, yaml
+path = sys.argv[1]
+with open(path) as f:
+    k = yaml.safe_load(f)
+components = k.setdefault("components", [])
+if "../../components/durable" not in components:
+    components.append("../../components/durable")
+with open(path, "w") as f:
+    yaml.safe_dump(k, f, sort_keys=False)
+EOF_PY
+render "$variant" >"$rendered" || fail "prod with the durable component: does not render"
+ok "prod with the durable component: renders, $(grep -c '^kind:' "$rendered") objects"
+for v in $versions; do
+    if ! report="$("$venv/bin/kubernetes-validate" --strict --quiet -k "$v" "$rendered" 2>&1)"; then
+        echo "$report" >&2
+        fail "prod with the durable component: strict schema validation against Kubernetes $v"
+    fi
+done
+ok "prod with the durable component: every object valid (strict) against Kubernetes ${versions// /, }"
+etc="$out/prod-durable.nats"
+rm -rf "$etc"
+"$venv/bin/python" scripts/k8s-policy.py --nats-files "$etc" "$rendered" >/dev/null \
+    || fail "prod with the durable component: no nats.conf (or its files) in the render"
+SERVER_NAME=nats-0 "$nats_server" -t -c "$etc/nats.conf" >/dev/null 2>&1 \
+    || { SERVER_NAME=nats-0 "$nats_server" -t -c "$etc/nats.conf" || true; fail "prod with the durable component: nats-server rejects its nats.conf"; }
+ok "prod with the durable component: nats-server accepts its nats.conf"
+durable=(--overlay prod --durable --reference "$out/prod.yaml" ${tools[@]+"${tools[@]}"})
+"$venv/bin/python" scripts/k8s-policy.py "${durable[@]}" "$rendered" >&2 \
+    || fail "prod with the durable component: policy"
+ok "prod with the durable component: policy (sync_interval: always in the jetstream block, nats.conf otherwise prod's)"
+"$venv/bin/python" scripts/k8s-policy.py "${durable[@]}" --self-test "$rendered" >"$out/prod-durable.self-test.log" \
+    || { cat "$out/prod-durable.self-test.log" >&2; fail "prod with the durable component: policy self-test"; }
+ok "$(tail -1 "$out/prod-durable.self-test.log")"
 
 # --- the tool manifests (applied by hand, into an overlay's namespace) --------------
 for manifest in "$root"/deploy/k8s/tools/*.yaml; do
