@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::clock::ServerClock;
 use crate::http::Readiness;
 use crate::metrics::{Metrics, Outcome};
 use crate::retry::Backoff;
@@ -140,6 +141,8 @@ pub struct ConsumerContext {
     pub service: &'static str,
     pub metrics: Metrics,
     pub readiness: Readiness,
+    /// Read from every message's stored time.
+    pub clock: Arc<ServerClock>,
 }
 
 /// Binds the consumer and feeds its messages to `handler` until `shutdown`;
@@ -275,10 +278,13 @@ async fn process<H: Handler>(
     message: Message,
 ) {
     let started = Instant::now();
-    let (delivered, stream_seq) = message
-        .info()
-        .map(|i| (i.delivered, i.stream_sequence))
-        .unwrap_or((1, 0));
+    let (delivered, stream_seq) = match message.info() {
+        Ok(info) => {
+            ctx.clock.observe(info.published);
+            (info.delivered, info.stream_sequence)
+        }
+        Err(_) => (1, 0),
+    };
     let span = consumer_span(spec, &message, stream_seq, delivered);
     let outcome = async {
         if delivered > spec.max_deliver {

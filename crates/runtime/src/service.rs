@@ -9,6 +9,7 @@ use async_nats::Client;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::ServerClock;
 use crate::config::CommonConfig;
 use crate::consumer::{self, ConsumerContext, ConsumerSpec, Handler};
 use crate::http::{self, Readiness};
@@ -40,6 +41,8 @@ pub struct ServiceRuntime {
     pub js: Context,
     pub metrics: Metrics,
     pub readiness: Readiness,
+    /// The server's time, read from the messages the consumers receive.
+    pub clock: Arc<ServerClock>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     sidecar: tokio::task::JoinHandle<()>,
@@ -54,6 +57,7 @@ impl ServiceRuntime {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let metrics = Metrics::new();
+        let clock = Arc::new(ServerClock::new(metrics.registry()));
         let readiness = Readiness::default();
         let client = nats::connect(&config, name).await?;
         let js = async_nats::jetstream::new(client.clone());
@@ -78,6 +82,7 @@ impl ServiceRuntime {
             js,
             metrics,
             readiness,
+            clock,
             shutdown,
             tasks,
             sidecar,
@@ -122,6 +127,7 @@ impl ServiceRuntime {
             service: self.name,
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
+            clock: self.clock.clone(),
         };
         self.tasks
             .spawn(consumer::run(ctx, spec, handler, self.shutdown.clone()));

@@ -48,10 +48,12 @@ async fn setup(nats: &NatsServer) -> (jetstream::Context, ConsumerContext) {
     .unwrap();
     let dead_letters = runtime::streams::config(events::subjects::streams::DLQ, 1).unwrap();
     js.create_or_update_stream(dead_letters).await.unwrap();
+    let metrics = Metrics::new();
     let ctx = ConsumerContext {
         js: js.clone(),
         service: "test-service",
-        metrics: Metrics::new(),
+        clock: std::sync::Arc::new(runtime::clock::ServerClock::new(metrics.registry())),
+        metrics,
         readiness: Readiness::default(),
     };
     (js, ctx)

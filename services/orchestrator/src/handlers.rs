@@ -18,6 +18,7 @@ use events::saga::{SagaCommand, SagaRecord, SagaState, SagaView, StepTimer};
 use events::subjects;
 use events::OrderId;
 use rand::Rng;
+use runtime::clock::ServerClock;
 use runtime::consumer::stream_sequence;
 use runtime::memory::Memory;
 use runtime::query::{Query, QueryError};
@@ -127,6 +128,8 @@ pub struct Saga {
     turns: Arc<Turns>,
     metrics: SagaMetrics,
     policy: Policy,
+    /// The server's time: the wake-ups fire by it.
+    clock: Arc<ServerClock>,
 }
 
 /// A saga's last record, and whether it was read from the store just now
@@ -137,8 +140,15 @@ struct Known {
 }
 
 impl Saga {
-    pub fn new(store: Store, answers: Answers, metrics: SagaMetrics, policy: Policy) -> Self {
+    pub fn new(
+        store: Store,
+        answers: Answers,
+        metrics: SagaMetrics,
+        policy: Policy,
+        clock: Arc<ServerClock>,
+    ) -> Self {
         Self {
+            clock,
             store,
             answers,
             memory: Arc::new(Memory::new(REMEMBERED_SAGAS)),
@@ -185,7 +195,7 @@ impl Saga {
         // have replaced the saga's own.
         let mut lost = false;
         loop {
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.now();
             let current = known.record.as_ref().map(|v| v.value.as_ref());
             let (mut event, mut decision) = domain::decide(current, event, now, self.policy);
             let mut seq = seq;
@@ -366,7 +376,7 @@ impl Saga {
             .steps
             .first()
             .and_then(|s| OffsetDateTime::parse(&s.at, &Rfc3339).ok())
-            .map(|start| (OffsetDateTime::now_utc() - start).as_seconds_f64());
+            .map(|start| (self.clock.now() - start).as_seconds_f64());
         self.metrics.saga_completed(outcome, seconds);
     }
 }

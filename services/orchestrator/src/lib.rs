@@ -100,6 +100,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 max_attempts: config.max_attempts,
                 step_timeout: config.step_timeout,
             },
+            rt.clock.clone(),
         );
         let consumers = [
             (

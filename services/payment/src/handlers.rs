@@ -18,6 +18,7 @@ use events::saga::{command, SagaRecord};
 use events::subjects;
 use events::{Cents, CustomerId, OrderId};
 use runtime::aggregate::{guard, Aggregates, Applied, Held, Known, Version};
+use runtime::clock::ServerClock;
 use runtime::consumer::command_key;
 use runtime::metrics::{self, Metrics};
 use runtime::query::{Query, QueryError};
@@ -26,7 +27,6 @@ use runtime::store::Conflict;
 use runtime::{
     decode, Append, Attempt, HandleError, Handler, Outcome, Store, StoreError, Versioned,
 };
-use time::OffsetDateTime;
 
 use crate::breaker::Breaker;
 use crate::domain::{self, Charge, PaymentError, Refunding, Step, Unusable};
@@ -96,6 +96,8 @@ pub struct SagaSteps<G> {
     gateway: G,
     breaker: Arc<Breaker>,
     metrics: Metrics,
+    /// The server's time, which the saga's deadlines are in.
+    clock: Arc<ServerClock>,
 }
 
 impl<G: Gateway> Handler for SagaSteps<G> {
@@ -108,7 +110,7 @@ impl<G: Gateway> Handler for SagaSteps<G> {
                 amount,
             }) => {
                 let delivery = message.info().map_or(1, |i| i.delivered);
-                let look = domain::may_be_decided(&record, delivery, OffsetDateTime::now_utc());
+                let look = domain::may_be_decided(&record, delivery, self.clock.now());
                 retry_conflicts(|| self.charge(order_id, customer_id, amount, look)).await?
             }
             Ok(Step::Refund { customer_id }) => {
@@ -132,6 +134,7 @@ impl<G: Gateway> SagaSteps<G> {
         gateway: G,
         breaker: Arc<Breaker>,
         metrics: Metrics,
+        clock: Arc<ServerClock>,
     ) -> Self {
         metrics.declare_steps(&[command::CHARGE_PAYMENT, command::REFUND_PAYMENT]);
         Self {
@@ -139,6 +142,7 @@ impl<G: Gateway> SagaSteps<G> {
             gateway,
             breaker,
             metrics,
+            clock,
         }
     }
 

@@ -168,6 +168,7 @@ pub async fn run_with_gateway<G: Gateway>(
                 gateway,
                 breaker,
                 rt.metrics.clone(),
+                rt.clock.clone(),
             )),
         );
         rt.serve_queries(
