@@ -20,6 +20,7 @@ RELEASE_DIR="${RELEASE_DIR:-$(scripts/target-dir.sh)/release}"
 export RELEASE_DIR
 
 scripts/install-nats-server.sh
+scripts/install-faketime.sh
 cargo build --workspace --bins
 
 log="$(mktemp)"

@@ -183,11 +183,17 @@ impl Run {
     /// Starts one more replica of the service `name`, as the others were
     /// started, and waits until it is ready.
     pub async fn add_replica(&mut self, name: &'static str) {
-        let env: Vec<(&str, &str)> = self
+        self.add_replica_with(name, &[]).await;
+    }
+
+    /// [`Run::add_replica`], with `extra` in its environment.
+    pub async fn add_replica_with(&mut self, name: &'static str, extra: &[(&str, &str)]) {
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        env.extend_from_slice(extra);
         let replica = ServiceProcess::spawn(
             name,
             &self.nats.url(),
@@ -197,6 +203,11 @@ impl Run {
         );
         replica.wait_ready().await;
         self.services.push(replica);
+    }
+
+    /// Stops every replica of the service `name` (SIGKILL).
+    pub fn remove(&mut self, name: &str) {
+        self.services.retain(|s| s.name != name);
     }
 
     /// The link between the service `name` and NATS.
@@ -277,6 +288,40 @@ pub fn check_cancels(settled: &[Order], sent: &[Instant], windows: &[Window], re
             order.order_id
         );
     }
+}
+
+/// The environment that runs a service with its clock moved by `offset`
+/// (libfaketime's syntax: `"+5m"`, `"-300s"`): Debian's libfaketime,
+/// installed into `.tools/faketime` by `scripts/install-faketime.sh`,
+/// preloaded.
+pub fn skewed(offset: &str) -> Vec<(String, String)> {
+    let tools = testkit::workspace_root().join(".tools/faketime");
+    let library = find(&tools, "libfaketime.so.1").unwrap_or_else(|| {
+        panic!(
+            "no libfaketime.so.1 under {}: run scripts/install-faketime.sh",
+            tools.display()
+        )
+    });
+    vec![
+        ("LD_PRELOAD".to_owned(), library.display().to_string()),
+        ("FAKETIME".to_owned(), offset.to_owned()),
+        // Read the offset once, not from a file on every call.
+        ("FAKETIME_NO_CACHE".to_owned(), "0".to_owned()),
+    ]
+}
+
+fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// Orders placed, confirmed, cancelled by reason, and how long they took

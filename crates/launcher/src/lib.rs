@@ -127,7 +127,7 @@ fn reap(mut child: Child) {
 }
 
 /// The workspace's root folder (where `.tools/` is installed).
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)

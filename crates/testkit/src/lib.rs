@@ -4,8 +4,8 @@
 //! `eventually`, the wait-until-with-a-deadline that replaces every sleep.
 
 pub use launcher::{
-    free_port, http_get, metrics, nats_server_binary, terminate, wait_until_ready, Identity, Link,
-    NatsCluster, NatsServer, Security, ServiceProcess, SERVICE_NAMES,
+    free_port, http_get, metrics, nats_server_binary, terminate, wait_until_ready, workspace_root,
+    Identity, Link, NatsCluster, NatsServer, Security, ServiceProcess, SERVICE_NAMES,
 };
 
 use std::future::Future;
