@@ -74,9 +74,10 @@ cat >"$py" <<'PYTHON'
 Prints `ok: ...` or `FAIL: ...` per check (other lines are details)."""
 import json, os, re, subprocess, sys
 
-# Every metric a query may name: docs/contract.md section 6, the orchestrator's
-# step timeouts and the store's atomic batches (beyond the contract), the
-# process collector's, and `up`.
+# Every metric a query may name: docs/contract.md section 6; beyond the
+# contract, the orchestrator's step timeouts, the streams present, the steps
+# abandoned, the store's atomic batches and the clock offset; the process
+# collector's; and `up`.
 CONTRACT = {
     "jetsaga_messages_handled_total": "counter",
     "jetsaga_message_handle_duration_seconds": "histogram",
@@ -96,7 +97,8 @@ BEYOND_CONTRACT = {"jetsaga_saga_step_timeouts_total": "counter",
                    "jetsaga_saga_steps_abandoned_total": "counter",
                    "jetsaga_store_batch_messages": "histogram",
                    "jetsaga_store_batch_duration_seconds": "histogram",
-                   "jetsaga_store_batches_total": "counter"}
+                   "jetsaga_store_batches_total": "counter",
+                   "jetsaga_clock_offset_seconds": "gauge"}
 PROCESS = {"process_cpu_seconds_total", "process_open_fds", "process_max_fds",
            "process_virtual_memory_bytes", "process_resident_memory_bytes",
            "process_start_time_seconds", "process_threads"}
@@ -434,7 +436,7 @@ def dashboard(path, datasources, provisioning, compose, rules_out):
         for u in unknown:
             print(f"FAIL: {u}")
     else:
-        print(f"ok: the dashboard's {len(queries)} queries name only metrics of the contract, the step timeouts, the store's batches, process_* and up")
+        print(f"ok: the dashboard's {len(queries)} queries name only metrics of the contract, those beyond it (step timeouts, streams, abandoned steps, batches, clock offset), process_* and up")
 
     # The panels operators need.
     def panels_with(pred):
@@ -464,6 +466,7 @@ def dashboard(path, datasources, provisioning, compose, rules_out):
         "step timeouts by step": lambda p, es: rate_by(es, "jetsaga_saga_step_timeouts_total", {"step"}),
         "atomic batches: messages per batch, by stream": lambda p, es: any("jetsaga_store_batch_messages_sum" in e and "stream" in grouping(e) for e in es),
         "resident memory per service": lambda p, es: any("process_resident_memory_bytes" in e and "service" in grouping(e) for e in es),
+        "each process's clock offset from the NATS server": lambda p, es: any("jetsaga_clock_offset_seconds" in e and "instance" in grouping(e) for e in es),
     }
     for need, pred in needs.items():
         found = panels_with(pred)
@@ -543,6 +546,13 @@ JetsagaStreamMissing one alert per service ||| min by (stream) ||| min by (strea
 JetsagaCircuitBreakerOpen firing on half-open ||| [1m])) == 2 ||| [1m])) >= 1
 JetsagaCircuitBreakerOpen losing a flapping breaker ||| max by (name) (max_over_time(jetsaga_circuit_breaker_state[1m])) ||| max by (name) (jetsaga_circuit_breaker_state)
 JetsagaCircuitBreakerOpen firing on one short opening ||| == 2\n        for: 2m ||| == 2\n        for: 1m
+JetsagaClockSkew losing the abs() ||| and abs(jetsaga_clock_offset_seconds{job="jetsaga"}) > 2 ||| and jetsaga_clock_offset_seconds{job="jetsaga"} > 2
+JetsagaClockSkew reporting the offset without its sign ||| expr: |\n          jetsaga_clock_offset_seconds{job="jetsaga"}\n          and abs( ||| expr: |\n          abs(
+JetsagaClockSkew threshold 2s -> 1s ||| {job="jetsaga"}) > 2 ||| {job="jetsaga"}) > 1
+JetsagaClockSkew threshold 2s -> 3s ||| {job="jetsaga"}) > 2 ||| {job="jetsaga"}) > 3
+JetsagaClockSkew without its 10 minutes ||| > 2\n        for: 10m ||| > 2\n        for: 0m
+JetsagaClockSkew 10 minutes -> 9 ||| > 2\n        for: 10m ||| > 2\n        for: 9m
+JetsagaClockSkew watching other jobs ||| jetsaga_clock_offset_seconds{job="jetsaga"}\n          and abs(jetsaga_clock_offset_seconds{job="jetsaga"}) ||| jetsaga_clock_offset_seconds\n          and abs(jetsaga_clock_offset_seconds)
 EOF
 
 # --- 1. Compose ------------------------------------------------------------------------
