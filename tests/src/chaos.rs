@@ -245,6 +245,29 @@ pub async fn check_conservation(
     confirmed.len()
 }
 
+/// Every cancel of `settled` is for want of stock or money, never for a
+/// step left unanswered: the outages of the chaos tests are seconds long,
+/// the steps' budgets tens of seconds. A run where the faults cancelled
+/// orders would otherwise pass on its books alone.
+pub fn check_no_unavailable(settled: &[Order]) {
+    let unavailable: Vec<(&str, &str)> = settled
+        .iter()
+        .filter(|o| o.status == OrderStatus::Cancelled)
+        .filter_map(|o| {
+            let reason = o.reason?.as_str();
+            reason
+                .ends_with("_unavailable")
+                .then_some((o.order_id.as_str(), reason))
+        })
+        .collect();
+    assert!(
+        unavailable.is_empty(),
+        "{} orders cancelled for a step left unanswered: {:?}",
+        unavailable.len(),
+        &unavailable[..unavailable.len().min(5)]
+    );
+}
+
 /// Beyond the books: every saga of `orders` finished (none left
 /// compensating or waiting on a step), and no message was dead-lettered
 /// (a crash or a restart must cost a redelivery, never a message).

@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{check_conservation, check_outcomes, place_all, random_orders, seed, settle_all};
+use e2e::chaos::{
+    check_conservation, check_no_unavailable, check_outcomes, place_all, random_orders, seed,
+    settle_all,
+};
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsServer};
 use e2e::SERVICES;
@@ -82,6 +85,7 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
 
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
     check_outcomes(&client, &orders).await;
+    check_no_unavailable(&settled);
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for order in settled
         .iter()

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::chaos::{check_conservation, check_outcomes, place_all, random_orders, seed, settle_all};
+use e2e::chaos::{
+    check_conservation, check_no_unavailable, check_outcomes, place_all, random_orders, seed,
+    settle_all,
+};
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsCluster};
 use e2e::SERVICES;
@@ -88,6 +91,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
     let settled = settle_all(&client, &orders).await;
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
     check_outcomes(&client, &orders).await;
+    check_no_unavailable(&settled);
     eprintln!(
         "cluster chaos: {ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \
          one node and one replica of each killed; {confirmed} confirmed; settled {:.1} s after the load",
