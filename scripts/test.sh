@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, then one summary line:
 #   1. every cargo test of the workspace, against real nats-servers (the
-#      binaries are built first: the end-to-end tests also run them);
+#      binaries are built first: the end-to-end tests also run them; the
+#      clock-skew test preloads Debian's libfaketime, unpacked into .tools/);
 #   2. the monitoring configuration (scripts/check-alerts.sh): the
 #      Prometheus configs, the alert rules and their unit tests (promtool:
 #      the one on PATH, else Debian's, installed into .tools/), the Grafana
