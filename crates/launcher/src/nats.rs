@@ -57,8 +57,9 @@ pub struct NatsServer {
     store: TempDir,
     security: Option<Security>,
     extra_args: Vec<String>,
-    /// `jetstream { max_file_store }`, when the store is limited.
-    store_limit: Option<String>,
+    /// Settings of the `jetstream {}` block beyond the store's folder
+    /// (`max_file_store`, `sync_interval`), by name.
+    jetstream: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -79,26 +80,51 @@ impl NatsServer {
                 Access::Open => None,
             },
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
-            store_limit: None,
+            jetstream: Vec::new(),
         };
         server.spawn()?;
+        Ok(server)
+    }
+
+    /// [`NatsServer::launch`] with settings of the `jetstream {}` block,
+    /// such as `("sync_interval", "always")`: every write on disk before it
+    /// is acknowledged.
+    pub fn launch_with(
+        port: u16,
+        extra_args: &[&str],
+        access: Access,
+        jetstream: &[(&str, &str)],
+    ) -> Result<Self, LaunchError> {
+        let mut server = Self::launch(port, extra_args, access)?;
+        if !jetstream.is_empty() {
+            server.jetstream = jetstream
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            server.kill();
+            server.spawn()?;
+        }
         Ok(server)
     }
 
     /// [`NatsServer::start`] with a JetStream file store of at most
     /// `limit` (`"16MB"`): past it, every write is refused.
     pub fn start_with_store_limit(limit: &str) -> Self {
-        let mut server =
-            Self::launch(free_port(), &[], Access::Secured).unwrap_or_else(|e| panic!("{e}"));
-        server.store_limit = Some(limit.to_owned());
-        server.restart();
-        server
+        Self::launch_with(
+            free_port(),
+            &[],
+            Access::Secured,
+            &[("max_file_store", limit)],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sets the store's limit to `limit` while the server runs (a
     /// configuration reload, SIGHUP), as an operator making room does.
     pub fn set_store_limit(&mut self, limit: &str) {
-        self.store_limit = Some(limit.to_owned());
+        self.jetstream.retain(|(k, _)| k != "max_file_store");
+        self.jetstream
+            .push(("max_file_store".to_owned(), limit.to_owned()));
         self.write_conf().unwrap_or_else(|e| panic!("{e}"));
         if let Some(pid) = self.pid() {
             let reloaded = Command::new("kill")
@@ -109,20 +135,28 @@ impl NatsServer {
         }
     }
 
-    /// Writes the server's configuration file (secured servers only).
+    /// Writes the server's configuration file, if it needs one: the
+    /// identities of a secured server, the `jetstream {}` settings.
     fn write_conf(&self) -> Result<Option<PathBuf>, LaunchError> {
-        let Some(security) = &self.security else {
+        if self.security.is_none() && self.jetstream.is_empty() {
             return Ok(None);
-        };
+        }
         let conf = self.store.path().join("nats-server.conf");
-        security.write_server_conf(&conf)?;
-        if let Some(limit) = &self.store_limit {
-            let failed = |source| LaunchError::Spawn {
-                what: format!("nats-server (cannot write {})", conf.display()),
-                source,
-            };
+        let failed = |source| LaunchError::Spawn {
+            what: format!("nats-server (cannot write {})", conf.display()),
+            source,
+        };
+        match &self.security {
+            Some(security) => security.write_server_conf(&conf)?,
+            None => std::fs::write(&conf, "").map_err(failed)?,
+        }
+        if !self.jetstream.is_empty() {
             let mut text = std::fs::read_to_string(&conf).map_err(failed)?;
-            text.push_str(&format!("jetstream {{ max_file_store: {limit} }}\n"));
+            text.push_str("jetstream {\n");
+            for (name, value) in &self.jetstream {
+                text.push_str(&format!("  {name}: {value}\n"));
+            }
+            text.push_str("}\n");
             std::fs::write(&conf, text).map_err(failed)?;
         }
         Ok(Some(conf))

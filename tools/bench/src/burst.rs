@@ -39,7 +39,7 @@ struct BurstReport {
 
 /// Runs the burst; `Ok(false)` when orders were left unsettled.
 pub async fn run(args: BurstArgs, json: bool) -> anyhow::Result<bool> {
-    let mut suite = Suite::start_server(launcher::Access::Secured)?;
+    let mut suite = Suite::start_server(launcher::Access::Secured, &[])?;
     let measured = async {
         suite.provision().await?;
         suite.start_services(&[("RUST_LOG", "warn")]).await?;

@@ -106,6 +106,11 @@ struct BenchArgs {
     /// Run the suite secured and over TLS, with client certificates.
     #[arg(long)]
     tls: bool,
+    /// Run every nats-server of the benchmark (the suite's and the saga
+    /// flows') with `sync_interval: always`: each write on disk before it
+    /// is acknowledged, so that a power loss loses nothing acknowledged.
+    #[arg(long)]
+    sync_always: bool,
     /// A small, quick run that checks the benchmark itself.
     #[arg(long)]
     quick: bool,
@@ -170,7 +175,13 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     // The ceiling and the saga flows measure JetStream alone, on subjects
     // of their own: on a server of their own with no permissions, before
     // the suite's starts.
-    let flows_server = NatsServer::launch(launcher::free_port(), &[], Access::Open)?;
+    let durability: &[(&str, &str)] = if args.sync_always {
+        &[("sync_interval", "always")]
+    } else {
+        &[]
+    };
+    let flows_server =
+        NatsServer::launch_with(launcher::free_port(), &[], Access::Open, durability)?;
     let flows_pid = flows_server.pid().context("nats-server runs")?;
     let flows = async {
         let raw = async_nats::connect(flows_server.url()).await?;
@@ -200,7 +211,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
     };
     drop(flows_server);
-    let mut suite = Suite::start_server(access)?;
+    let mut suite = Suite::start_server(access, durability)?;
     let measured = async {
         suite.provision().await?;
         let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];

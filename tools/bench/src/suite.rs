@@ -28,10 +28,16 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// Starts nats-server; the services come with [`Suite::start_services`].
-    pub fn start_server(access: Access) -> anyhow::Result<Self> {
+    /// Starts nats-server, with `jetstream` settings of its `jetstream {}`
+    /// block; the services come with [`Suite::start_services`].
+    pub fn start_server(access: Access, jetstream: &[(&str, &str)]) -> anyhow::Result<Self> {
         let monitor = free_port();
-        let nats = NatsServer::launch(free_port(), &["-m", &monitor.to_string()], access)?;
+        let nats = NatsServer::launch_with(
+            free_port(),
+            &["-m", &monitor.to_string()],
+            access,
+            jetstream,
+        )?;
         let nats_pid = nats.pid().context("nats-server runs")?;
         let logs = std::env::temp_dir().join(format!("jetsaga-bench-{}", std::process::id()));
         std::fs::create_dir_all(&logs)?;
