@@ -77,9 +77,8 @@ impl Change {
 /// here), so the changes that arrive while earlier groups are being stored
 /// are stored together: one batch of up to [`GROUP_MESSAGES`] messages.
 /// Each change keeps its own expected-sequence checks, so a group is stored
-/// only if every change in it would have been; if a check fails, each
-/// change of the group is committed again on its own, and only the one
-/// that lost the race sees the conflict.
+/// only if every change in it would have been; if a check fails, the store
+/// tells which changes lost (`weed_out`), and only those see the conflict.
 ///
 /// Which changes share a group is [`Planner`]'s to say.
 pub(super) async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Change>) {
