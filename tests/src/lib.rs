@@ -57,6 +57,25 @@ pub async fn provision(url: &str, security: &Security, replicas: usize) {
     .expect("the streams are provisioned");
 }
 
+/// Provisions every stream of a new cluster with three replicas, as
+/// `admin` connected to `url` (one node's, or all of them), once the
+/// cluster has elected its leaders; the admin's JetStream context.
+pub async fn provision_cluster(url: &str, security: &Security) -> async_nats::jetstream::Context {
+    eventually(
+        "the streams to be provisioned on the cluster",
+        Duration::from_secs(90),
+        || async {
+            let admin = Client::connect(&security.connection(url, Identity::Admin))
+                .await
+                .ok()?;
+            let js = async_nats::jetstream::new(admin.nats().clone());
+            runtime::provision::provision(&js, 3, false).await.ok()?;
+            Some(js)
+        },
+    )
+    .await
+}
+
 /// How long an order may take to settle in a test.
 pub const SETTLE: Duration = Duration::from_secs(30);
 

@@ -30,27 +30,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
         ("STREAM_REPLICAS", "3"),
     ];
     // A new cluster elects its leaders first: provisioning waits for it.
-    e2e::testkit::eventually(
-        "the streams to be provisioned on the cluster",
-        Duration::from_secs(90),
-        || async {
-            let admin = jetsaga_client::Client::connect(
-                &cluster
-                    .security()
-                    .connection(&cluster.urls(), Identity::Admin),
-            )
-            .await
-            .ok()?;
-            runtime::provision::provision(
-                &async_nats::jetstream::new(admin.nats().clone()),
-                3,
-                false,
-            )
-            .await
-            .ok()
-        },
-    )
-    .await;
+    e2e::provision_cluster(&cluster.urls(), cluster.security()).await;
     let mut services: Vec<ServiceProcess> = SERVICES
         .iter()
         .flat_map(|name| {

@@ -24,30 +24,8 @@ const ORDERS: usize = 2000;
 async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else() {
     let mut rng = StdRng::seed_from_u64(0x0f_0008);
     let cluster = NatsCluster::start_linked().await;
-    let admin = async_nats::jetstream::new(
-        eventually(
-            "the cluster to take connections",
-            Duration::from_secs(30),
-            || async {
-                let admin = jetsaga_client::Client::connect(
-                    &cluster
-                        .security()
-                        .connection(&cluster.urls(), Identity::Admin),
-                )
-                .await
-                .ok()?;
-                Some(admin.nats().clone())
-            },
-        )
-        .await,
-    );
     // A new cluster elects its leaders first: provisioning waits for it.
-    eventually(
-        "the streams to be provisioned",
-        Duration::from_secs(90),
-        || async { runtime::provision::provision(&admin, 3, false).await.ok() },
-    )
-    .await;
+    e2e::provision_cluster(&cluster.urls(), cluster.security()).await;
     let logs = tempfile::tempdir().unwrap();
     let step_timeout = Duration::from_secs(10);
     let env = [("RUST_LOG", "warn"), ("STREAM_REPLICAS", "3")];
@@ -63,9 +41,23 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
     let client = e2e::connect_as(&cluster.urls(), cluster.security(), Identity::Operator).await;
     let catalogue = seed_ample(&client, &mut rng).await;
     let orders = random_orders(&catalogue, &mut rng, ORDERS);
-    let leader = || async {
-        let mut stream = admin.get_stream(streams::INVENTORY).await.ok()?;
-        stream.info().await.ok()?.cluster.clone()?.leader
+    // The inventory stream's leader, as node `i` sees it: a node cut off
+    // from the others knows of no new one.
+    let admins = futures::future::join_all((0..3).map(|i| {
+        let url = cluster.url(i);
+        let security = cluster.security();
+        async move {
+            let admin = e2e::connect_as(&url, security, Identity::Admin).await;
+            async_nats::jetstream::new(admin.nats().clone())
+        }
+    }))
+    .await;
+    let leader = |i: usize| {
+        let admin = admins[i].clone();
+        async move {
+            let mut stream = admin.get_stream(streams::INVENTORY).await.ok()?;
+            stream.info().await.ok()?.cluster.clone()?.leader
+        }
     };
 
     let load = tokio::spawn(place_timed(client.clone(), orders.clone(), 50.0));
@@ -73,7 +65,7 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
     let before = eventually(
         "the inventory stream's leader",
         Duration::from_secs(10),
-        leader,
+        || leader(0),
     )
     .await;
     let cut: usize = before
@@ -82,10 +74,11 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
         .expect("nodes are n0, n1, n2");
     let from = Instant::now();
     cluster.isolate(cut);
+    let majority = (cut + 1) % 3;
     let after = eventually(
         "a new leader on the majority",
         Duration::from_secs(30),
-        || async { leader().await.filter(|l| *l != before) },
+        || async { leader(majority).await.filter(|l| *l != before) },
     )
     .await;
     // The partition's length is the fault itself.

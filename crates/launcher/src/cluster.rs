@@ -109,6 +109,11 @@ impl NatsCluster {
             .join(",")
     }
 
+    /// Node `i`'s client URL alone.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
     /// The identities' credentials.
     pub fn security(&self) -> &Security {
         &self.security
