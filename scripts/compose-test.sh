@@ -259,9 +259,11 @@ contract = {"jetsaga_messages_handled_total", "jetsaga_message_handle_duration_s
             "jetsaga_sagas_completed_total", "jetsaga_saga_duration_seconds",
             "jetsaga_sagas_in_flight", "jetsaga_circuit_breaker_state",
             # beyond the contract: the orchestrator's step deadlines that fired,
-            # and the store's atomic batches
+            # the store's atomic batches, and each process's clock offset
+            # from the server's
             "jetsaga_saga_step_timeouts_total", "jetsaga_store_batch_messages",
-            "jetsaga_store_batch_duration_seconds", "jetsaga_store_batches_total"}
+            "jetsaga_store_batch_duration_seconds", "jetsaga_store_batches_total",
+            "jetsaga_clock_offset_seconds"}
 dash = json.load(open("deploy/grafana/dashboards/jetsaga.json"))
 exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 used = {re.sub(r"_(bucket|sum|count)$", "", m)
