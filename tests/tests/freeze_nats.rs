@@ -12,6 +12,8 @@ use e2e::faults::{freeze, Run};
 async fn a_frozen_nats_server_costs_a_pause_and_nothing_else() {
     let run = Run::start(&[], 3000, 0x0f_0003).await;
     let load = run.load(100.0);
+    // The fault strikes into the load, with work in flight: a schedule,
+    // not a wait for a condition.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let pid = run.nats.pid().expect("running");
     let window = freeze(pid, "nats-server", Duration::from_secs(10)).await;

@@ -66,6 +66,8 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
     };
 
     let load = tokio::spawn(place_timed(client.clone(), orders.clone(), 50.0));
+    // The fault strikes into the load, with work in flight: a schedule,
+    // not a wait for a condition.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let before = eventually(
         "the inventory stream's leader",

@@ -23,6 +23,8 @@ async fn a_service_cut_off_from_nats_catches_up_once_reconnected() {
     )
     .await;
     let load = run.load(100.0);
+    // The fault strikes into the load, with work in flight: a schedule,
+    // not a wait for a condition.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let from = Instant::now();
