@@ -40,7 +40,8 @@ Its NATS identity: NATS_CREDS is a path into a Secret mounted read-only,
 holding the credentials of that service's own identity (the name in the
 user JWT) and of no other; in prod NATS_TLS_CA, NATS_TLS_CERT and
 NATS_TLS_KEY likewise. A provisioning Job runs `sagactl provision` as
-`admin`, the same way.
+`admin`, the same way, with STREAM_STORE_BYTES the NATS store's
+max_file_store.
 
 For NATS: JetStream's store_dir on a persistent volume claim template, a
 grace period above the lame-duck time; nats.conf includes auth.conf, which
@@ -505,6 +506,13 @@ def check_provisioning(r: Report, docs: list[dict], overlay: str) -> None:
         env = container_env(c, config_maps(docs))
         r.check(env.get("STREAM_REPLICAS") == ("3" if overlay == "prod" else "1"), where,
                 f"STREAM_REPLICAS is {env.get('STREAM_REPLICAS')}, not the overlay's")
+        # Each stream's byte limit is its share of the store: the store's
+        # own size, so that a full store refuses whole atomic writes.
+        sts = index(docs).get(("StatefulSet", "nats"))
+        store = nats_conf_value(nats_conf(docs, sts), "max_file_store") if sts else None
+        r.check(store is not None and env.get("STREAM_STORE_BYTES") == store, where,
+                f"STREAM_STORE_BYTES is {env.get('STREAM_STORE_BYTES')}, not nats.conf's max_file_store "
+                f"({store}): a full store could store an atomic write in part")
 
 
 def nats_conf(docs: list[dict], sts: dict) -> str:
@@ -1035,6 +1043,8 @@ BREAKAGES = {
     "Job without a security context": lambda docs: (pod_spec(provision_job(docs)).pop("securityContext"),
                                                     pod_spec(provision_job(docs))["containers"][0].pop("securityContext")),
     "Job without resources": lambda docs: pod_spec(provision_job(docs))["containers"][0].pop("resources"),
+    "streams' limits not the store's size": lambda docs: pod_spec(provision_job(docs))["containers"][0].update(
+        env=[{"name": "STREAM_STORE_BYTES", "value": "64GB"}]),
     # the network
     "no default deny": lambda docs: docs.remove(policy(docs, "default-deny")),
     "NATS open to every pod": lambda docs: policy(docs, "nats")["spec"]["ingress"][0].pop("from"),

@@ -371,3 +371,55 @@ impl std::fmt::Display for Tally {
         )
     }
 }
+
+/// The atomic batches of `stream` stored in part: the id of each batch
+/// that has no commit among its stored messages, or fewer messages than
+/// its commit's sequence. Reads the stream from its first message to its
+/// last, with an ordered consumer.
+pub async fn torn_batches(js: &async_nats::jetstream::Context, stream: &str) -> Vec<String> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+
+    let mut handle = js.get_stream(stream).await.expect("the stream is there");
+    let last = handle.info().await.expect("its info").state.last_sequence;
+    let mut batches: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
+    if last > 0 {
+        let mut messages = handle
+            .create_consumer(OrderedConfig::default())
+            .await
+            .expect("an ordered consumer")
+            .messages()
+            .await
+            .expect("its messages");
+        loop {
+            let message = messages
+                .next()
+                .await
+                .expect("the stream goes on to its last message")
+                .expect("a message");
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            if let Some(id) = header("Nats-Batch-Id") {
+                let (count, commit) = batches.entry(id).or_default();
+                *count += 1;
+                if header("Nats-Batch-Commit").is_some() {
+                    *commit = header("Nats-Batch-Sequence").and_then(|s| s.parse().ok());
+                }
+            }
+            let seq = message.info().expect("a JetStream message").stream_sequence;
+            if seq >= last {
+                break;
+            }
+        }
+    }
+    batches
+        .into_iter()
+        .filter(|(_, (count, commit))| *commit != Some(*count))
+        .map(|(id, _)| id)
+        .collect()
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use events::{Order, OrderStatus};
 use jetsaga_client::Client;
+use runtime::streams::Layout;
 use testkit::{eventually, free_port, wait_until_ready, Identity, NatsServer, Security};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -47,10 +48,16 @@ pub async fn connect_as(url: &str, security: &Security, identity: Identity) -> C
 
 /// Provisions every stream, as `admin`, with `replicas` replicas.
 pub async fn provision(url: &str, security: &Security, replicas: usize) {
+    provision_as(url, security, Layout::replicas(replicas)).await
+}
+
+/// Provisions every stream, as `admin`, laid out as `layout` says (again:
+/// updates them to it).
+pub async fn provision_as(url: &str, security: &Security, layout: Layout) {
     let admin = connect_as(url, security, Identity::Admin).await;
     runtime::provision::provision(
         &async_nats::jetstream::new(admin.nats().clone()),
-        replicas,
+        layout,
         false,
     )
     .await
@@ -69,7 +76,9 @@ pub async fn provision_cluster(url: &str, security: &Security) -> async_nats::je
                 .await
                 .ok()?;
             let js = async_nats::jetstream::new(admin.nats().clone());
-            runtime::provision::provision(&js, 3, false).await.ok()?;
+            runtime::provision::provision(&js, Layout::replicas(3), false)
+                .await
+                .ok()?;
             Some(js)
         },
     )

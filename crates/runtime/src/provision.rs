@@ -7,7 +7,7 @@ use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::jetstream::Context;
 
 use crate::nats::stream_exists;
-use crate::streams;
+use crate::streams::{self, Layout};
 
 /// What provisioning did, or (as a check) would do, to one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,17 +35,17 @@ pub struct ProvisionError {
     pub reason: String,
 }
 
-/// Brings every stream to the table's configuration with `replicas`
-/// replicas, or with `check_only` only reports what differs.
+/// Brings every stream to the table's configuration laid out as `layout`
+/// says, or with `check_only` only reports what differs.
 pub async fn provision(
     js: &Context,
-    replicas: usize,
+    layout: Layout,
     check_only: bool,
 ) -> Result<Vec<StreamReport>, ProvisionError> {
     let mut report = Vec::new();
     for stream in streams::ALL {
         let fail = |reason: String| ProvisionError { stream, reason };
-        let wanted = streams::config(stream, replicas).expect("a stream of the table");
+        let wanted = streams::config(stream, layout).expect("a stream of the table");
         let change = if !stream_exists(js, stream).await.map_err(fail)? {
             if !check_only {
                 js.create_stream(wanted)
@@ -120,6 +120,8 @@ pub fn differences(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String>
         w.duplicate_window,
     );
     differ(&mut out, "max_age", c.max_age, w.max_age);
+    differ(&mut out, "max_bytes", c.max_bytes, w.max_bytes);
+    differ(&mut out, "discard", c.discard, w.discard);
     differ(&mut out, "description", &c.description, &w.description);
     out
 }
@@ -131,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_table_agrees_with_itself_and_each_difference_is_named() {
-        let wanted = streams::config(streams::ALL[0], 3).unwrap();
+        let wanted = streams::config(streams::ALL[0], Layout::replicas(3)).unwrap();
         assert!(differences(&wanted, &wanted).is_empty());
         let mut current = wanted.clone();
         current.num_replicas = 1;

@@ -46,7 +46,11 @@ async fn setup(nats: &NatsServer) -> (jetstream::Context, ConsumerContext) {
     })
     .await
     .unwrap();
-    let dead_letters = runtime::streams::config(events::subjects::streams::DLQ, 1).unwrap();
+    let dead_letters = runtime::streams::config(
+        events::subjects::streams::DLQ,
+        runtime::streams::Layout::replicas(1),
+    )
+    .unwrap();
     js.create_or_update_stream(dead_letters).await.unwrap();
     let metrics = Metrics::new();
     let ctx = ConsumerContext {

@@ -93,7 +93,12 @@ impl Suite {
     /// Provisions the streams (as `admin`, on a secured server).
     pub async fn provision(&self) -> anyhow::Result<()> {
         let admin = self.connect(Identity::Admin).await?;
-        runtime::provision::provision(&async_nats::jetstream::new(admin), 1, false).await?;
+        runtime::provision::provision(
+            &async_nats::jetstream::new(admin),
+            runtime::streams::Layout::replicas(1),
+            false,
+        )
+        .await?;
         Ok(())
     }
 

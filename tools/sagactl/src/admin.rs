@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bytesize::ByteSize;
 use clap::{Args, Subcommand};
 use jetsaga_client::Client;
 use runtime::provision::{self, Change};
+use runtime::streams::Layout;
 use serde_json::json;
 
 use crate::output::Output;
@@ -42,6 +44,12 @@ pub struct ProvisionArgs {
     /// Replicas of every stream (3 on a cluster).
     #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
     replicas: usize,
+    /// The bytes of each NATS server's file store the streams may fill
+    /// between them (`15GB`, `4GiB`), at most the server's
+    /// `max_file_store`: each stream gets a share of it as its limit, so a
+    /// full store refuses whole writes. Unset: no stream has a byte limit.
+    #[arg(long, env = "STREAM_STORE_BYTES")]
+    store_bytes: Option<ByteSize>,
 }
 
 pub fn auth(command: AuthCommand, out: &Output) -> anyhow::Result<ExitCode> {
@@ -102,7 +110,11 @@ pub async fn provision(
         anyhow::bail!("--replicas (STREAM_REPLICAS) must be between 1 and 5");
     }
     let js = async_nats::jetstream::new(client.nats().clone());
-    let report = match provision::provision(&js, args.replicas, args.check).await {
+    let layout = Layout {
+        replicas: args.replicas,
+        store_bytes: args.store_bytes.map(|size| size.as_u64()),
+    };
+    let report = match provision::provision(&js, layout, args.check).await {
         Ok(report) => report,
         Err(e) => match client.refusal("$JS.API") {
             Some(refusal) => anyhow::bail!(

@@ -53,8 +53,12 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         contexts.display()
     );
     let admin = connect(&nats, Identity::Admin).await?;
-    runtime::provision::provision(&async_nats::jetstream::new(admin.nats().clone()), 1, false)
-        .await?;
+    runtime::provision::provision(
+        &async_nats::jetstream::new(admin.nats().clone()),
+        runtime::streams::Layout::replicas(1),
+        false,
+    )
+    .await?;
     eprintln!("streams        provisioned");
 
     // The services log JSON, and export traces where the user asks for it.
