@@ -41,6 +41,15 @@ pub struct Aggregates<T> {
     queued: Mutex<HashMap<String, (T, Queued)>>,
 }
 
+/// What this process knows of an aggregate without reading the store.
+enum Recalled<T> {
+    Known(Known<T>),
+    /// Nothing: the store is to be read.
+    Unknown,
+    /// Its last change queued is sure to fail, and is not settled yet.
+    Doomed(Queued),
+}
+
 /// An aggregate's state as this process knows it, and its version.
 #[derive(Debug, Clone)]
 pub struct Known<T> {
@@ -91,8 +100,17 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
     /// still queued included), or read from the store. An absent aggregate
     /// is never remembered: it may be created elsewhere.
     pub async fn read(&self, subject: &str) -> Result<Option<Known<T>>, StoreError> {
-        if let Some(known) = self.recall(subject) {
-            return Ok(Some(known));
+        loop {
+            match self.recall(subject) {
+                Recalled::Known(known) => return Ok(Some(known)),
+                Recalled::Unknown => break,
+                // Sure to fail, but not settled yet: a change it is built
+                // on may still be stored, and a read of the store now
+                // could miss it.
+                Recalled::Doomed(message) => {
+                    message.settled().await;
+                }
+            }
         }
         let read: Option<Versioned<T>> = self.store.last(subject).await?;
         Ok(read.map(|v| {
@@ -124,19 +142,16 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         self.read(&subject).await
     }
 
-    fn recall(&self, subject: &str) -> Option<Known<T>> {
+    fn recall(&self, subject: &str) -> Recalled<T> {
         let mut queued = self.lock_queued();
         if let Some((value, message)) = queued.get(subject) {
-            // A change in flight but built on one that failed fails too:
-            // building on it in turn would only lengthen a chain of
-            // refusals that new writers keep alive.
-            let outcome = match message.outcome() {
-                None if message.doomed() => Some(None),
-                outcome => outcome,
-            };
-            match outcome {
+            match message.outcome() {
+                // A change in flight but built on one that failed fails
+                // too: building on it in turn would only lengthen a chain
+                // of refusals that new writers keep alive.
+                None if message.doomed() => return Recalled::Doomed(message.clone()),
                 None => {
-                    return Some(Known {
+                    return Recalled::Known(Known {
                         value: value.clone(),
                         version: Version::Queued(message.clone()),
                     })
@@ -163,10 +178,13 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             }
         }
         drop(queued);
-        self.memory.get(subject).map(|v| Known {
-            value: v.value,
-            version: Version::Stored(v.seq),
-        })
+        match self.memory.get(subject) {
+            Some(v) => Recalled::Known(Known {
+                value: v.value,
+                version: Version::Stored(v.seq),
+            }),
+            None => Recalled::Unknown,
+        }
     }
 
     /// Records the state just written (or read) at `seq`.

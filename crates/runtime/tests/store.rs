@@ -226,6 +226,95 @@ async fn a_change_built_on_a_refused_one_is_refused_too_and_others_are_stored() 
 }
 
 #[tokio::test]
+async fn a_loser_of_a_refused_group_hears_of_it_only_once_what_it_built_on_is_stored() {
+    let nats = NatsServer::start_open();
+    let (js, store, metrics) = store(&nats).await;
+    let start = store.commit(count(0)).await.unwrap()[0];
+    // Three changes queued back to back form one group: an unrelated one,
+    // a good change of the hot state, and one built on it that also holds
+    // a stale check. The group is refused; the other two are stored again. Had the loser been told at once, its writer would
+    // read the hot state while the change it built on was still in
+    // flight, and decide on a state already gone.
+    let unrelated = store.queue(change(5, 0)).await.unwrap();
+    let good = store
+        .queue(
+            count(1)
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| if i == 0 { a.expect_last(start) } else { a })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut loser = count(2);
+    loser[0] = loser[0].clone().expect_after(&good.messages[0]);
+    loser.push(Append::raw("t.state.x", Bytes::from("x")).expect_last(999));
+    let loser = store.queue(loser).await.unwrap();
+    let built_on = good.messages[0].clone();
+
+    match loser.stored().await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("the stale change was not refused: {other:?}"),
+    }
+    assert!(
+        matches!(built_on.outcome(), Some(Some(_))),
+        "the loser heard of its refusal while the change it built on was in flight"
+    );
+    unrelated.stored().await.unwrap();
+    good.stored().await.unwrap();
+    assert_eq!(hot_value(&js).await, "1");
+    // The three were refused together (7 messages), then the other two
+    // stored together again.
+    let batches = Batches::of(&metrics);
+    assert_eq!(batches.refused, 1, "{batches:?}");
+    assert_eq!(batches.messages, 2 + 7 + 4, "{batches:?}");
+}
+
+#[tokio::test]
+async fn a_change_refused_before_its_group_is_sent_hears_of_it_once_the_group_is_stored() {
+    let nats = NatsServer::start_open();
+    let (_js, store, _) = store(&nats).await;
+    let start = store.commit(count(0)).await.unwrap()[0];
+    // A change of `t.state.x` that is refused: whatever builds on it is
+    // refused when its group is planned, before anything is sent.
+    let failed = store
+        .queue(vec![
+            Append::raw("t.state.x", Bytes::from("x")).expect_last(999),
+            Append::raw("t.event.x", Bytes::from("x")).expect_last(0),
+        ])
+        .await
+        .unwrap();
+    assert!(failed.messages[0].clone().settled().await.is_none());
+    // Then, back to back: a good change of the hot state, and one built
+    // on both it and the refused change.
+    let good = store
+        .queue(
+            count(1)
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| if i == 0 { a.expect_last(start) } else { a })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut doomed = count(2);
+    doomed[0] = doomed[0].clone().expect_after(&good.messages[0]);
+    doomed.push(Append::raw("t.state.x", Bytes::from("y")).expect_after(&failed.messages[0]));
+    let doomed = store.queue(doomed).await.unwrap();
+    let built_on = good.messages[0].clone();
+
+    match doomed.stored().await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("the change built on a refused one was stored: {other:?}"),
+    }
+    assert!(
+        matches!(built_on.outcome(), Some(Some(_))),
+        "refused while the change it built on was in flight"
+    );
+    good.stored().await.unwrap();
+}
+
+#[tokio::test]
 async fn two_changes_checking_the_same_wildcard_never_both_pass() {
     let nats = NatsServer::start_open();
     let (js, store, _) = store(&nats).await;

@@ -2,7 +2,8 @@
 //! check that guards it, and the [`Queued`] cell that tells where a queued
 //! message was stored.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use tokio::sync::Notify;
 
@@ -32,18 +33,53 @@ pub struct Append {
 #[derive(Debug, Clone, Default)]
 pub struct Queued(Arc<Settlement>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Settlement {
     outcome: OnceLock<Option<u64>>,
     settled: Notify,
+    /// Sure not to be stored, though not settled yet: refused with or
+    /// before its group, and told once the group is settled.
+    lost: AtomicBool,
     /// The message this one is stored right after ([`Append::expect_after`]),
     /// while both are in flight: if that one fails, so will this. Dropped
     /// once this one is settled, so that a chain of changes to a hot
     /// aggregate holds no more than its links in flight.
     built_on: std::sync::Mutex<Option<Queued>>,
+    /// The messages of the changes built on this one, every message of
+    /// each (a change spans several aggregates): lost with it if it is
+    /// not stored. `None` once this one is settled or lost.
+    dependents: std::sync::Mutex<Option<Vec<Weak<Settlement>>>>,
+}
+
+impl Default for Settlement {
+    fn default() -> Self {
+        Self {
+            outcome: OnceLock::new(),
+            settled: Notify::new(),
+            lost: AtomicBool::new(false),
+            built_on: std::sync::Mutex::new(None),
+            dependents: std::sync::Mutex::new(Some(Vec::new())),
+        }
+    }
+}
+
+impl Settlement {
+    fn dependents(&self) -> std::sync::MutexGuard<'_, Option<Vec<Weak<Settlement>>>> {
+        self.dependents.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Queued {
+    /// The messages of a change made of `appends`, queued now, each
+    /// recorded as built on the messages the change builds on.
+    pub(super) fn of_change(appends: &[Append]) -> Vec<Self> {
+        let messages: Vec<Self> = appends.iter().map(Self::of).collect();
+        for after in appends.iter().filter_map(|a| a.after.as_ref()) {
+            after.carries(&messages);
+        }
+        messages
+    }
+
     /// The message of `append`, queued now.
     pub(super) fn of(append: &Append) -> Self {
         let queued = Self::default();
@@ -59,6 +95,9 @@ impl Queued {
         loop {
             if let Some(outcome) = link.outcome() {
                 return outcome.is_none();
+            }
+            if link.0.lost.load(Ordering::Acquire) {
+                return true;
             }
             let Some(before) = link.built_on().clone() else {
                 return false;
@@ -91,9 +130,42 @@ impl Queued {
         }
     }
 
+    /// Marks the message as sure not to be stored, ahead of its
+    /// settlement, and with it every message of every change built on it,
+    /// transitively: nothing is built on any of them meanwhile. Without
+    /// it, a change of two skus whose link on one sku had failed still
+    /// looked sound on the other, and new changes of that sku joined it
+    /// until it was refused in its turn.
+    pub(super) fn lose(&self) {
+        let mut lost = vec![Arc::clone(&self.0)];
+        while let Some(settlement) = lost.pop() {
+            settlement.lost.store(true, Ordering::Release);
+            let dependents = settlement.dependents().take().unwrap_or_default();
+            lost.extend(dependents.iter().filter_map(Weak::upgrade));
+        }
+    }
+
+    /// Records every message of `change` as built on this one: lost with
+    /// it, at once if it is lost already.
+    pub(super) fn carries(&self, change: &[Queued]) {
+        let mut dependents = self.0.dependents();
+        match dependents.as_mut() {
+            Some(list) => list.extend(change.iter().map(|m| Arc::downgrade(&m.0))),
+            None if self.doomed() => {
+                drop(dependents);
+                change.iter().for_each(Queued::lose);
+            }
+            None => {}
+        }
+    }
+
     pub(super) fn settle(&self, seq: Option<u64>) {
         let _ = self.0.outcome.set(seq);
         self.built_on().take();
+        match seq {
+            Some(_) => drop(self.0.dependents().take()),
+            None => self.lose(),
+        }
         self.0.settled.notify_waiters();
     }
 
@@ -176,5 +248,49 @@ impl Append {
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.insert(HeaderName::from_static(name), value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(subject: &str) -> Append {
+        Append::raw(subject, Bytes::from_static(b"x"))
+    }
+
+    #[test]
+    fn a_change_is_doomed_on_every_aggregate_when_one_it_builds_on_is_lost() {
+        let first = Queued::of_change(&[append("a")]);
+        let other = Queued::of_change(&[append("b")]);
+        // Built on `first` for "a", on `other` for "b".
+        let both = Queued::of_change(&[
+            append("a").expect_after(&first[0]),
+            append("b").expect_after(&other[0]),
+        ]);
+        let next = Queued::of_change(&[append("b").expect_after(&both[1])]);
+        assert!(!both[1].doomed());
+        first[0].lose();
+        assert!(
+            both.iter().all(Queued::doomed),
+            "both messages of the change"
+        );
+        assert!(next[0].doomed(), "and what is built on them, transitively");
+        assert!(!other[0].doomed());
+        // Built on a lost message later: lost at once.
+        let late = Queued::of_change(&[append("a").expect_after(&both[0])]);
+        assert!(late[0].doomed());
+    }
+
+    #[test]
+    fn a_change_built_on_a_stored_message_stands() {
+        let first = Queued::of_change(&[append("a")]);
+        first[0].settle(Some(7));
+        let next = Queued::of_change(&[append("a").expect_after(&first[0])]);
+        assert!(!next[0].doomed());
+        let failed = Queued::of_change(&[append("b")]);
+        let built = Queued::of_change(&[append("b").expect_after(&failed[0])]);
+        failed[0].settle(None);
+        assert!(built[0].doomed(), "a failure dooms what is built on it");
     }
 }

@@ -110,7 +110,7 @@ impl Batches {
                     return Ok(first + count as u64 - 1);
                 }
                 Ok(None) => {
-                    tracing::info!(
+                    tracing::warn!(
                         batch_id,
                         "a batch whose commit went unanswered was not stored"
                     );

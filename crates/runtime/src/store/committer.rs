@@ -66,7 +66,11 @@ impl Change {
                     message.settle(Some(*seq));
                 }
             }
-            Err(_) => self.messages.iter().for_each(|m| m.settle(None)),
+            Err(e) => {
+                let subjects: Vec<&str> = self.appends.iter().map(|a| a.subject.as_str()).collect();
+                tracing::debug!(error = %e, ?subjects, "change not stored");
+                self.messages.iter().for_each(|m| m.settle(None))
+            }
         }
         let _ = self.reply.send(outcome);
     }
@@ -99,15 +103,23 @@ pub(super) async fn group_commits(batches: Batches, mut queue: mpsc::Receiver<Ch
         // The earlier groups are settled now (one group at a time); this
         // one takes everything that queued while they were stored.
         let group = planner.plan(first, || queue.try_recv().ok());
-        for (change, e) in group.refused {
-            change.finish(Err(e));
-        }
         if group.ready.is_empty() {
+            for (change, e) in group.refused {
+                change.finish(Err(e));
+            }
             continue;
         }
         let batches = batches.clone();
         tokio::spawn(async move {
             commit_group(&batches, group.ready, group.chained).await;
+            // Refused before the group was sent, they hear of it only now
+            // that the group is settled: one may be built on a change of
+            // the group too (for another aggregate), and its writer, told
+            // at once, would read the store while that change was still
+            // in flight (see `commit_group`).
+            for (change, e) in group.refused {
+                change.finish(Err(e));
+            }
             drop(permit);
         });
     }
@@ -129,8 +141,8 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
             // group is not retried change by change while everything else
             // waits: that made one stale change cost a round trip for each
             // change queued beside it.
-            let rest = match weed_out(batches, group).await {
-                Ok(rest) => rest,
+            let (rest, lost) = match weed_out(batches, group).await {
+                Ok(weeded) => weeded,
                 Err(group) => return one_by_one(batches, group, chained).await,
             };
             match rest.len() {
@@ -143,6 +155,14 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
                     Err(StoreError::Conflict(_)) => one_by_one(batches, rest, chained).await,
                     Err(e) => fail_together(rest, &e),
                 },
+            }
+            // The losers hear of it only now that the rest is settled. A
+            // loser's writer forgets the state it queued and reads the
+            // store; had the change its own was built on still been in
+            // flight, that read would miss it, and the next change,
+            // decided on it, would be refused in turn.
+            for (change, conflict) in lost {
+                change.finish(Err(conflict.into()));
             }
         }
         Err(e) => fail_together(group, &e),
@@ -177,11 +197,16 @@ fn fail_together(group: Vec<Change>, e: &StoreError) {
     }
 }
 
+/// A refused group's changes: those that can be stored again, and those
+/// that lost, with why (not settled yet).
+type Weeded = (Vec<Change>, Vec<(Change, Conflict)>);
+
 /// After a refused group: reads, for each check of the group's changes,
-/// the last sequence the stream holds, refuses each change whose check
-/// fails (and, in order, each change built on a refused one), and returns
-/// the others. `Err(group)`, untouched, when the store cannot be read.
-async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Vec<Change>, Vec<Change>> {
+/// the last sequence the stream holds, and parts the group into the
+/// changes whose checks hold, and the losers: each change whose check
+/// fails and, in order, each change built on a loser or on a write that
+/// was not stored. `Err(group)`, untouched, when the store cannot be read.
+async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Weeded, Vec<Change>> {
     let mut keys: Vec<String> = group
         .iter()
         .flat_map(|c| c.appends.iter())
@@ -196,6 +221,7 @@ async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Vec<Change>, 
     let last: std::collections::HashMap<&str, u64> =
         keys.iter().map(String::as_str).zip(seqs).collect();
     let mut rest = Vec::with_capacity(group.len());
+    let mut lost: Vec<(Change, Conflict)> = Vec::new();
     for change in group {
         let stale = change.appends.iter().find_map(|a| {
             let (key, expected) = a.check()?;
@@ -206,7 +232,7 @@ async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Vec<Change>, 
                 found,
             })
         });
-        let lost = stale.or_else(|| {
+        let loses = stale.or_else(|| {
             change
                 .appends
                 .iter()
@@ -215,12 +241,16 @@ async fn weed_out(batches: &Batches, group: Vec<Change>) -> Result<Vec<Change>, 
                     subject: a.subject.clone(),
                 })
         });
-        match lost {
-            Some(conflict) => change.finish(Err(conflict.into())),
+        match loses {
+            Some(conflict) => {
+                // Lost now, told later: nothing is built on it meanwhile.
+                change.messages.iter().for_each(Queued::lose);
+                lost.push((change, conflict));
+            }
             None => rest.push(change),
         }
     }
-    Ok(rest)
+    Ok((rest, lost))
 }
 
 /// Each change of a refused group on its own, so that only the loser hears

@@ -29,7 +29,7 @@ pub(super) struct Pending<T> {
 
 impl<T> Pending<T> {
     pub(super) fn new(appends: Vec<Append>, reply: T) -> Self {
-        let messages = appends.iter().map(Queued::of).collect();
+        let messages = Queued::of_change(&appends);
         Self {
             appends,
             messages,
@@ -165,6 +165,7 @@ impl<T> Planner<T> {
             let in_group = match change.resolve(&refused_messages) {
                 Ok(in_group) => in_group,
                 Err(e) => {
+                    change.messages.iter().for_each(Queued::lose);
                     refused_messages.extend(change.messages.iter().cloned());
                     planned.refused.push((change, e));
                     continue;
