@@ -141,15 +141,18 @@ impl Store {
     /// Announces again the last event on `filter` (an order's event subtree),
     /// unchanged, unless a newer one arrives first. For a step asked again:
     /// whoever missed the answer hears it now, and anyone who had it already
-    /// ignores a repeat. `false` when there was no event to repeat.
-    pub async fn re_emit(&self, filter: &str) -> Result<bool, StoreError> {
+    /// ignores a repeat. The repeat is a new last message on `filter`: the
+    /// sequence of the last message there now (the repeat's, or the newer
+    /// one's, at least), or `None` when there was no event to repeat.
+    pub async fn re_emit(&self, filter: &str) -> Result<Option<u64>, StoreError> {
         let Some(message) = self.last_message(filter).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let again = Append::raw(message.subject.to_string(), message.payload)
             .expect_last_on(filter, message.sequence);
         match self.commit(vec![again]).await {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(true),
+            Ok(seqs) => Ok(seqs.last().copied()),
+            Err(StoreError::Conflict(_)) => Ok(Some(message.sequence + 1)),
             Err(e) => Err(e),
         }
     }

@@ -21,6 +21,7 @@ use events::{LineItem, OrderId, Sku};
 use futures::future::try_join_all;
 use runtime::aggregate::{guard, Aggregates, Applied, Held, Version};
 use runtime::consumer::command_key;
+use runtime::memory::Memory;
 use runtime::metrics::{self, Metrics};
 use runtime::query::{Query, QueryError};
 use runtime::store::retry_conflicts;
@@ -82,7 +83,18 @@ pub struct SagaSteps {
     /// the saga asking again) go one after the other, so that a copy finds
     /// what the one before it stored instead of racing it.
     flights: Turns,
+    /// The sequence of the last inventory event this process stored for
+    /// each order (the most recent orders). Copies of a step can reach
+    /// the flight out of order (after a freeze, the saga's second asking
+    /// before the first delivery): a copy that finds its order decided
+    /// here since is handled as asked again, not decided on what the
+    /// saga heard. Its write would be refused by the order's check, and
+    /// take down with it the changes of other orders built on its skus.
+    decided: Memory<()>,
 }
+
+/// Orders whose last inventory event is remembered.
+const DECIDED_ORDERS: usize = 16_384;
 
 /// Flight stripes: orders in flight at once (the consumer's concurrency)
 /// share one rarely.
@@ -97,18 +109,32 @@ impl Handler for SagaSteps {
         // says so, and then it is only announced again. Deciding on the
         // stock instead would make the copy a second change of the same
         // skus, refused only once it is in a batch with others.
-        let again = record.attempt > 1 || delivered(message) > 1;
+        let again = record.attempt > 1 || delivered(message) > 1 || self.decided_since(&record);
+        // A change decided again after a conflict is decided on the stored
+        // state, not on changes of ours still in flight: after a fault,
+        // those fail in chains (an order's change spans several skus, so
+        // one lost write dooms changes of every sku it shares an order
+        // with), and a retry built on them again only lengthens the chain.
+        let mut tries = 0;
+        let mut read = || {
+            tries += 1;
+            if again || tries > 1 {
+                Read::Stored
+            } else {
+                Read::Known
+            }
+        };
         let outcome = match domain::step(&record.command) {
             Ok(Step::Reserve(items)) => {
                 if again && self.announce_again(order_id).await? {
                     tracing::info!("reservation decided before: announced again");
                     Outcome::Done(())
                 } else {
-                    retry_conflicts(|| self.reserve(order_id, items)).await?
+                    retry_conflicts(|| self.reserve(order_id, items, read())).await?
                 }
             }
             Ok(Step::Settle(settle)) => {
-                retry_conflicts(|| self.settle(&record, settle, again)).await?
+                retry_conflicts(|| self.settle(&record, settle, read())).await?
             }
             Err(refused) => Outcome::Refused(refused),
         };
@@ -154,22 +180,48 @@ impl SagaSteps {
             stock,
             metrics,
             flights: Turns::new(FLIGHT_STRIPES),
+            decided: Memory::new(DECIDED_ORDERS),
         }
     }
 
+    /// Whether this process stored an inventory event for the record's
+    /// order after the one the saga heard (any, if it heard none).
+    fn decided_since(&self, record: &SagaRecord) -> bool {
+        let heard = domain::heard_reservation(record).map_or(0, |(seq, _)| seq);
+        self.decided
+            .get(record.order_id.as_str())
+            .is_some_and(|last| last.seq > heard)
+    }
+
     /// Announces again the order's last inventory event, if it has one:
-    /// `true` when a step was decided for it before.
+    /// `true` when a step was decided for it before. The repeat is the
+    /// order's last event now, remembered like the events it stores.
     async fn announce_again(&self, order_id: &OrderId) -> Result<bool, StoreError> {
-        self.store()
-            .re_emit(&subjects::inventory_events(order_id))
-            .await
+        let filter = subjects::inventory_events(order_id);
+        let Some(seq) = self.store().re_emit(&filter).await? else {
+            return Ok(false);
+        };
+        self.decided.remember(
+            order_id.as_str(),
+            Versioned {
+                seq,
+                subject: filter,
+                value: (),
+            },
+        );
+        Ok(true)
     }
 
     fn store(&self) -> &Store {
         self.stock.store()
     }
 
-    async fn reserve(&self, order_id: &OrderId, items: &[LineItem]) -> Attempt<(), InventoryError> {
+    async fn reserve(
+        &self,
+        order_id: &OrderId,
+        items: &[LineItem],
+        read: Read,
+    ) -> Attempt<(), InventoryError> {
         let skus: BTreeSet<&Sku> = items.iter().map(|l| &l.sku).collect();
         let subjects: Vec<String> = skus.iter().map(|s| subjects::stock(s)).collect();
         let turn = self.stock.hold(subjects.iter().map(String::as_str)).await;
@@ -179,8 +231,8 @@ impl SagaSteps {
                 Ok((levels, decision))
             })
         };
-        let mut decided = decide(self.levels(&skus, Read::Known).await?);
-        if !matches!(decided, Ok((_, Reservation::Held { .. }))) {
+        let mut decided = decide(self.levels(&skus, read).await?);
+        if matches!(read, Read::Known) && !matches!(decided, Ok((_, Reservation::Held { .. }))) {
             // A refusal writes no sku, so no sequence check would catch a
             // stale state: refuse, or give up, only on what the store
             // says now.
@@ -212,11 +264,7 @@ impl SagaSteps {
             Err(StoreError::Conflict(why)) => {
                 // Decided before (or released before it was held): say so
                 // again, in case the saga missed it.
-                if self
-                    .store()
-                    .re_emit(&subjects::inventory_events(order_id))
-                    .await?
-                {
+                if self.announce_again(order_id).await? {
                     return Ok(Outcome::Done(()));
                 }
                 Err(StoreError::Conflict(why))
@@ -229,16 +277,16 @@ impl SagaSteps {
     /// reservation at `inventory_seq`: unless something came after it
     /// (which the write's check tells), that is what the order holds now,
     /// and no read is needed.
-    /// Asked `again`, the order's last event is read first: the step may be
-    /// done already.
+    /// Asked again, or deciding again ([`Read::Stored`]), the order's last
+    /// event is read first: the step may be done already.
     async fn settle(
         &self,
         record: &SagaRecord,
         settle: Settle,
-        again: bool,
+        read: Read,
     ) -> Attempt<(), InventoryError> {
         let order_id = &record.order_id;
-        let heard = domain::heard_reservation(record).filter(|_| !again);
+        let heard = domain::heard_reservation(record).filter(|_| matches!(read, Read::Known));
         if let Some((seq, reserved)) = heard {
             let reserved = Versioned {
                 seq,
@@ -247,7 +295,10 @@ impl SagaSteps {
             };
             // A reservation always changes, so `Done` means written, and
             // so does giving up.
-            match self.settle_after(order_id, settle, Some(reserved)).await {
+            match self
+                .settle_after(order_id, settle, Some(reserved), read)
+                .await
+            {
                 Err(StoreError::Conflict(_)) => {}
                 Ok(Outcome::Refused(e)) if !matches!(e, InventoryError::GaveUp { .. }) => {}
                 done => return done,
@@ -257,25 +308,24 @@ impl SagaSteps {
             .store()
             .last(&subjects::inventory_events(order_id))
             .await?;
-        self.settle_after(order_id, settle, last).await
+        self.settle_after(order_id, settle, last, read).await
     }
 
     /// Settles on the order's inventory event `last`, guarded by its
-    /// sequence.
+    /// sequence, deciding on the skus' levels as `read` says.
     async fn settle_after(
         &self,
         order_id: &OrderId,
         settle: Settle,
         last: Option<Versioned<InventoryEvent>>,
+        read: Read,
     ) -> Attempt<(), InventoryError> {
         let after = last.as_ref().map_or(0, |v| v.seq);
         let settlement = domain::settlement(order_id, settle, last.as_ref().map(|v| &v.value));
         let (lines, event) = match settlement {
             Ok(Settlement::Change { lines, event }) => (lines, event),
             Ok(Settlement::Repeat) => {
-                self.store()
-                    .re_emit(&subjects::inventory_events(order_id))
-                    .await?;
+                self.announce_again(order_id).await?;
                 return Ok(Outcome::Done(()));
             }
             Err(refused) => return Ok(Outcome::Refused(refused)),
@@ -289,8 +339,8 @@ impl SagaSteps {
                 Ok((levels, changed))
             })
         };
-        let mut decided = decide(self.levels(&skus, Read::Known).await?);
-        if decided.is_err() {
+        let mut decided = decide(self.levels(&skus, read).await?);
+        if matches!(read, Read::Known) && decided.is_err() {
             // Perhaps only what this process knew was stale, or queued to
             // fail.
             decided = decide(self.levels(&skus, Read::Stored).await?);
@@ -412,7 +462,18 @@ impl SagaSteps {
             )
             .expect_last_on(&subjects::inventory_events(order_id), after),
         );
-        self.stock.write(turn, changed, appends).await.map(|_| ())
+        let seqs = self.stock.write(turn, changed, appends).await?;
+        if let Some(&seq) = seqs.last() {
+            self.decided.remember(
+                order_id.as_str(),
+                Versioned {
+                    seq,
+                    subject: subjects::inventory_events(order_id),
+                    value: (),
+                },
+            );
+        }
+        Ok(())
     }
 }
 

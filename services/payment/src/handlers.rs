@@ -187,6 +187,7 @@ impl<G: Gateway> SagaSteps<G> {
                 .store()
                 .re_emit(&subjects::payment_events(order_id))
                 .await?
+                .is_some()
         {
             return Ok(Outcome::Done(()));
         }
@@ -262,6 +263,7 @@ impl<G: Gateway> SagaSteps<G> {
             .store()
             .re_emit(&subjects::payment_events(order_id))
             .await?
+            .is_some()
         {
             return Ok(Outcome::Done(()));
         }
