@@ -155,13 +155,35 @@ pub async fn place_timed(client: Client, orders: Vec<RandomOrder>, per_second: f
 }
 
 /// Waits (up to four minutes) until none of `orders` is pending; returns
-/// them all.
+/// them all. Failing, names the orders still pending and what their sagas
+/// wait on.
 pub async fn settle_all(client: &Client, orders: &[RandomOrder]) -> Vec<Order> {
     let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
-    eventually("every order to settle", Duration::from_secs(240), || {
-        all_settled(client, &ids)
-    })
-    .await
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < deadline {
+        if let Some(settled) = all_settled(client, &ids).await {
+            return settled;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut pending = Vec::new();
+    for id in &ids {
+        if let Ok(Some(order)) = client.order(id).await {
+            if order.status == OrderStatus::Pending {
+                pending.push(id.as_str());
+            }
+        }
+    }
+    let mut sagas = Vec::new();
+    for id in pending.iter().take(5) {
+        let saga = client.saga(id).await;
+        sagas.push(format!("{id}: {saga:?}"));
+    }
+    panic!(
+        "{} orders still pending after 240 s; the first sagas:\n{}",
+        pending.len(),
+        sagas.join("\n")
+    );
 }
 
 /// Every order, once none is pending (`None` while one is, or a query fails).

@@ -38,6 +38,19 @@ pub fn unavailable_reach(step_timeout: Duration) -> Duration {
     (step_timeout * 14).mul_f64(1.1) + Duration::from_secs(10)
 }
 
+/// A folder for the services' logs: kept where `JETSAGA_TEST_LOGS` says,
+/// to read after a failure, else removed with the test.
+pub fn logs_dir() -> tempfile::TempDir {
+    match std::env::var_os("JETSAGA_TEST_LOGS") {
+        Some(dir) => tempfile::Builder::new()
+            .prefix("faults-")
+            .disable_cleanup(true)
+            .tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .expect("a folder for the logs")
+}
+
 /// When a fault began and ended, and what it was.
 #[derive(Debug, Clone)]
 pub struct Window {
@@ -109,15 +122,7 @@ impl Run {
     ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         crate::provision(&nats.url(), nats.security(), 1).await;
-        // Kept where `JETSAGA_TEST_LOGS` says, to read after a failure.
-        let logs = match std::env::var_os("JETSAGA_TEST_LOGS") {
-            Some(dir) => tempfile::Builder::new()
-                .prefix("faults-")
-                .disable_cleanup(true)
-                .tempdir_in(dir),
-            None => tempfile::tempdir(),
-        }
-        .expect("a folder for the logs");
+        let logs = logs_dir();
         let mut all = vec![
             ("SAGA_STEP_TIMEOUT_MS", STEP_TIMEOUT_MS),
             ("RUST_LOG", "warn"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use e2e::chaos::{
     check_conservation, check_outcomes, place_timed, random_orders, seed_ample, settle_all,
 };
-use e2e::faults::{check_cancels, unavailable_reach, Tally, Window};
+use e2e::faults::{check_cancels, logs_dir, unavailable_reach, Tally, Window};
 use e2e::testkit::{eventually, Identity, NatsCluster, ServiceProcess};
 use e2e::SERVICES;
 use events::subjects::streams;
@@ -31,7 +31,7 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
     let cluster = NatsCluster::start_linked().await;
     // A new cluster elects its leaders first: provisioning waits for it.
     e2e::provision_cluster(&cluster.urls(), cluster.security()).await;
-    let logs = tempfile::tempdir().unwrap();
+    let logs = logs_dir();
     let step_timeout = Duration::from_secs(10);
     let env = [("RUST_LOG", "warn"), ("STREAM_REPLICAS", "3")];
     let services: Vec<ServiceProcess> = SERVICES
