@@ -110,31 +110,24 @@ impl Handler for SagaSteps {
         // stock instead would make the copy a second change of the same
         // skus, refused only once it is in a batch with others.
         let again = record.attempt > 1 || delivered(message) > 1 || self.decided_since(&record);
-        // A change decided again after a conflict is decided on the stored
-        // state, not on changes of ours still in flight: after a fault,
-        // those fail in chains (an order's change spans several skus, so
-        // one lost write dooms changes of every sku it shares an order
-        // with), and a retry built on them again only lengthens the chain.
-        let mut tries = 0;
-        let mut read = || {
-            tries += 1;
-            if again || tries > 1 {
-                Read::Stored
-            } else {
-                Read::Known
-            }
-        };
+        // A copy is decided on the stored state, not on changes of ours
+        // still in flight: those may be the first copy's, or fail in
+        // chains after a fault. A first try builds on them (that keeps a
+        // hot sku fast), and so does a retry after losing a race to
+        // another replica: waiting for our own changes to settle first
+        // held the skus' turns through every race.
+        let read = if again { Read::Stored } else { Read::Known };
         let outcome = match domain::step(&record.command) {
             Ok(Step::Reserve(items)) => {
                 if again && self.announce_again(order_id).await? {
                     tracing::info!("reservation decided before: announced again");
                     Outcome::Done(())
                 } else {
-                    retry_conflicts(|| self.reserve(order_id, items, read())).await?
+                    retry_conflicts(|| self.reserve(order_id, items, read)).await?
                 }
             }
             Ok(Step::Settle(settle)) => {
-                retry_conflicts(|| self.settle(&record, settle, read())).await?
+                retry_conflicts(|| self.settle(&record, settle, read)).await?
             }
             Err(refused) => Outcome::Refused(refused),
         };
