@@ -5,6 +5,7 @@ use async_nats::jetstream::stream::Config as StreamConfig;
 use bytes::Bytes;
 use futures::future::join_all;
 use runtime::metrics::Metrics;
+use runtime::store::Queued;
 use runtime::{Append, Store, StoreError};
 use testkit::{metrics, NatsServer};
 
@@ -123,6 +124,20 @@ fn count(value: usize) -> Vec<Append> {
     ]
 }
 
+/// [`count`], stored only right after the hot state's sequence `seq`.
+fn count_on(value: usize, seq: u64) -> Vec<Append> {
+    let mut appends = count(value);
+    appends[0] = appends[0].clone().expect_last(seq);
+    appends
+}
+
+/// [`count`], stored only right after `queued`, a change of the hot state.
+fn count_after(value: usize, queued: &Queued) -> Vec<Append> {
+    let mut appends = count(value);
+    appends[0] = appends[0].clone().expect_after(queued);
+    appends
+}
+
 /// How many messages the test stream holds.
 async fn stored_messages(js: &async_nats::jetstream::Context) -> u64 {
     let mut stream = js.get_stream("T").await.unwrap();
@@ -232,22 +247,13 @@ async fn a_loser_of_a_refused_group_hears_of_it_only_once_what_it_built_on_is_st
     let start = store.commit(count(0)).await.unwrap()[0];
     // Three changes queued back to back form one group: an unrelated one,
     // a good change of the hot state, and one built on it that also holds
-    // a stale check. The group is refused; the other two are stored again. Had the loser been told at once, its writer would
-    // read the hot state while the change it built on was still in
-    // flight, and decide on a state already gone.
+    // a stale check. The group is refused; the other two are stored
+    // again. Had the loser been told at once, its writer would read the
+    // hot state while the change it built on was still in flight, and
+    // decide on a state already gone.
     let unrelated = store.queue(change(5, 0)).await.unwrap();
-    let good = store
-        .queue(
-            count(1)
-                .into_iter()
-                .enumerate()
-                .map(|(i, a)| if i == 0 { a.expect_last(start) } else { a })
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let mut loser = count(2);
-    loser[0] = loser[0].clone().expect_after(&good.messages[0]);
+    let good = store.queue(count_on(1, start)).await.unwrap();
+    let mut loser = count_after(2, &good.messages[0]);
     loser.push(Append::raw("t.state.x", Bytes::from("x")).expect_last(999));
     let loser = store.queue(loser).await.unwrap();
     let built_on = good.messages[0].clone();
@@ -287,18 +293,8 @@ async fn a_change_refused_before_its_group_is_sent_hears_of_it_once_the_group_is
     assert!(failed.messages[0].clone().settled().await.is_none());
     // Then, back to back: a good change of the hot state, and one built
     // on both it and the refused change.
-    let good = store
-        .queue(
-            count(1)
-                .into_iter()
-                .enumerate()
-                .map(|(i, a)| if i == 0 { a.expect_last(start) } else { a })
-                .collect(),
-        )
-        .await
-        .unwrap();
-    let mut doomed = count(2);
-    doomed[0] = doomed[0].clone().expect_after(&good.messages[0]);
+    let good = store.queue(count_on(1, start)).await.unwrap();
+    let mut doomed = count_after(2, &good.messages[0]);
     doomed.push(Append::raw("t.state.x", Bytes::from("y")).expect_after(&failed.messages[0]));
     let doomed = store.queue(doomed).await.unwrap();
     let built_on = good.messages[0].clone();
