@@ -10,7 +10,7 @@ use jetsaga_client::{place_body, Client};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::testkit::eventually;
+use crate::testkit::{eventually, within};
 
 pub const SKUS: usize = 30;
 pub const CUSTOMERS: usize = 30;
@@ -159,12 +159,9 @@ pub async fn place_timed(client: Client, orders: Vec<RandomOrder>, per_second: f
 /// wait on.
 pub async fn settle_all(client: &Client, orders: &[RandomOrder]) -> Vec<Order> {
     let ids: Vec<String> = orders.iter().map(|(id, _, _)| id.clone()).collect();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while Instant::now() < deadline {
-        if let Some(settled) = all_settled(client, &ids).await {
-            return settled;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let settled = within(Duration::from_secs(240), || all_settled(client, &ids)).await;
+    if let Some(settled) = settled {
+        return settled;
     }
     let mut pending = Vec::new();
     for id in &ids {
