@@ -40,14 +40,11 @@ struct Settlement {
     /// Sure not to be stored, though not settled yet: refused with or
     /// before its group, and told once the group is settled.
     lost: AtomicBool,
-    /// The message this one is stored right after ([`Append::expect_after`]),
-    /// while both are in flight: if that one fails, so will this. Dropped
-    /// once this one is settled, so that a chain of changes to a hot
+    /// The messages of the changes built on this one
+    /// ([`Append::expect_after`]), every message of each (a change spans
+    /// several aggregates): lost with it if it is not stored. `None` once
+    /// this one is settled or lost. Weak: a chain of changes to a hot
     /// aggregate holds no more than its links in flight.
-    built_on: std::sync::Mutex<Option<Queued>>,
-    /// The messages of the changes built on this one, every message of
-    /// each (a change spans several aggregates): lost with it if it is
-    /// not stored. `None` once this one is settled or lost.
     dependents: std::sync::Mutex<Option<Vec<Weak<Settlement>>>>,
 }
 
@@ -57,7 +54,6 @@ impl Default for Settlement {
             outcome: OnceLock::new(),
             settled: Notify::new(),
             lost: AtomicBool::new(false),
-            built_on: std::sync::Mutex::new(None),
             dependents: std::sync::Mutex::new(Some(Vec::new())),
         }
     }
@@ -73,41 +69,22 @@ impl Queued {
     /// The messages of a change made of `appends`, queued now, each
     /// recorded as built on the messages the change builds on.
     pub(super) fn of_change(appends: &[Append]) -> Vec<Self> {
-        let messages: Vec<Self> = appends.iter().map(Self::of).collect();
+        let messages: Vec<Self> = appends.iter().map(|_| Self::default()).collect();
         for after in appends.iter().filter_map(|a| a.after.as_ref()) {
             after.carries(&messages);
         }
         messages
     }
 
-    /// The message of `append`, queued now.
-    pub(super) fn of(append: &Append) -> Self {
-        let queued = Self::default();
-        *queued.built_on() = append.after.clone();
-        queued
-    }
-
     /// Whether the message is sure not to be stored: it was not, or it is
-    /// still in flight but built on one that was not (the server would
-    /// refuse it, so nothing should be built on it in turn).
+    /// still in flight but lost, or built on one that was not (the server
+    /// would refuse it, so nothing should be built on it in turn): a
+    /// failure marks what is built on it lost ([`Queued::lose`]).
     pub fn doomed(&self) -> bool {
-        let mut link = self.clone();
-        loop {
-            if let Some(outcome) = link.outcome() {
-                return outcome.is_none();
-            }
-            if link.0.lost.load(Ordering::Acquire) {
-                return true;
-            }
-            let Some(before) = link.built_on().clone() else {
-                return false;
-            };
-            link = before;
+        match self.outcome() {
+            Some(outcome) => outcome.is_none(),
+            None => self.0.lost.load(Ordering::Acquire),
         }
-    }
-
-    fn built_on(&self) -> std::sync::MutexGuard<'_, Option<Queued>> {
-        self.0.built_on.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `None` while the change is in flight; then the sequence the message
@@ -161,7 +138,6 @@ impl Queued {
 
     pub(super) fn settle(&self, seq: Option<u64>) {
         let _ = self.0.outcome.set(seq);
-        self.built_on().take();
         match seq {
             Some(_) => drop(self.0.dependents().take()),
             None => self.lose(),
