@@ -26,6 +26,10 @@ pub enum CancelReason {
     InsufficientFunds,
     PaymentUnavailable,
     InventoryUnavailable,
+    /// `orders.cmd.cancel`.
+    CancelledByRequest,
+    /// `saga.cmd.abort`.
+    AbortedByOperator,
 }
 
 impl CancelReason {
@@ -36,6 +40,8 @@ impl CancelReason {
             Self::InsufficientFunds => "insufficient_funds",
             Self::PaymentUnavailable => "payment_unavailable",
             Self::InventoryUnavailable => "inventory_unavailable",
+            Self::CancelledByRequest => "cancelled_by_request",
+            Self::AbortedByOperator => "aborted_by_operator",
         }
     }
 }

@@ -34,6 +34,12 @@ impl SagaState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Confirmed | Self::Cancelled)
     }
+
+    /// Whether the saga is undoing what it did: a step failed, or it was
+    /// cancelled or aborted.
+    pub fn is_compensating(self) -> bool {
+        matches!(self, Self::Refunding | Self::Releasing | Self::Cancelling)
+    }
 }
 
 /// What a saga record asks of a participant; its `type` is the last token
@@ -102,15 +108,36 @@ pub enum StepStatus {
     Failed,
     /// Unanswered past its deadline.
     TimedOut,
+    /// Given up by a cancel or an abort before it was answered: whatever
+    /// it did is compensated.
+    Abandoned,
 }
 
 /// One entry of a saga's history (`saga.query.get`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
+    /// A command of the saga, or an operator's action on it
+    /// ([`OperatorAction::name`]).
     pub name: String,
     pub status: StepStatus,
     /// RFC 3339, UTC.
     pub at: String,
+    /// Who asked, for an operator's action: the NATS identity of the
+    /// publisher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl Step {
+    /// A step of the saga's own, at `at`.
+    pub fn new(name: &str, status: StepStatus, at: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            status,
+            at: at.to_owned(),
+            by: None,
+        }
+    }
 }
 
 /// The body of every `saga.log.<order_id>.<command>` message.
@@ -155,10 +182,158 @@ pub struct SagaRecord {
     /// reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory_seq: Option<u64>,
+    /// The stream sequence of the last `saga.cmd.retry` applied: one
+    /// delivered again is not applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_seq: Option<u64>,
 }
 
 fn first_attempt() -> u32 {
     1
+}
+
+impl SagaRecord {
+    /// The saga's entry in the list of sagas.
+    pub fn summary(&self) -> SagaSummary {
+        let at = |step: Option<&Step>| step.map(|s| s.at.clone()).unwrap_or_default();
+        SagaSummary {
+            order_id: self.order_id.clone(),
+            state: self.state,
+            waiting_on: (!self.state.is_terminal()).then(|| self.command.name().to_owned()),
+            attempt: self.attempt,
+            started_at: at(self.steps.first()),
+            updated_at: at(self.steps.last()),
+        }
+    }
+}
+
+/// What an operator (or, for a cancel, a client) asks of a saga
+/// (docs/contract.md 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorAction {
+    /// `orders.cmd.cancel`: compensate, reason `cancelled_by_request`.
+    Cancel,
+    /// `saga.cmd.retry`: ask the current step again, now.
+    Retry,
+    /// `saga.cmd.abort`: compensate, reason `aborted_by_operator`.
+    Abort,
+}
+
+impl OperatorAction {
+    pub const ALL: [Self; 3] = [Self::Cancel, Self::Retry, Self::Abort];
+
+    /// Its name in the saga's history and in
+    /// `jetsaga_saga_operator_actions_total{action}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+            Self::Abort => "abort",
+        }
+    }
+}
+
+/// One saga in the reply of `saga.query.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaSummary {
+    pub order_id: OrderId,
+    pub state: SagaState,
+    /// The step the saga waits on; absent once it is finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    pub attempt: u32,
+    /// RFC 3339, UTC: the saga's first step.
+    pub started_at: String,
+    /// RFC 3339, UTC: its last.
+    pub updated_at: String,
+}
+
+impl SagaSummary {
+    /// Unfinished, and its current step asked more than once.
+    pub fn is_stuck(&self) -> bool {
+        !self.state.is_terminal() && self.attempt > 1
+    }
+
+    /// Whether the saga is one `status` asks for.
+    pub fn is(&self, status: ListStatus) -> bool {
+        match status {
+            ListStatus::Running => !self.state.is_terminal() && !self.state.is_compensating(),
+            ListStatus::Compensating => self.state.is_compensating(),
+            ListStatus::Finished => self.state.is_terminal(),
+            ListStatus::Stuck => self.is_stuck(),
+        }
+    }
+}
+
+/// The filter of `saga.query.list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListStatus {
+    /// Unfinished and going forward.
+    Running,
+    /// Unfinished and undoing its steps.
+    Compensating,
+    Finished,
+    /// Unfinished, its current step asked more than once.
+    Stuck,
+}
+
+impl ListStatus {
+    pub const ALL: [Self; 4] = [
+        Self::Running,
+        Self::Compensating,
+        Self::Finished,
+        Self::Stuck,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Compensating => "compensating",
+            Self::Finished => "finished",
+            Self::Stuck => "stuck",
+        }
+    }
+}
+
+impl std::str::FromStr for ListStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.name() == s)
+            .ok_or_else(|| {
+                format!("unknown status {s:?}: one of running, compensating, finished, stuck")
+            })
+    }
+}
+
+/// The request of `saga.query.list`; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSagas {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ListStatus>,
+    /// At most [`MAX_LIST_LIMIT`]; [`DEFAULT_LIST_LIMIT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The `next` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// The reply of `saga.query.list`: one page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaList {
+    pub sagas: Vec<SagaSummary>,
+    /// Where the next page starts; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The body of a saga's wake-up, `saga.timer.<order_id>`, and of the

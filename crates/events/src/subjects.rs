@@ -23,6 +23,12 @@ pub const ABORT_SAGA: &str = "saga.cmd.abort";
 /// `saga.query.list` (docs/contract.md 4.3).
 pub const LIST_SAGAS: &str = "saga.query.list";
 
+/// Every unfinished saga's entry in the list: `saga.open.<order_id>`.
+pub const OPEN_SAGAS: &str = "saga.open.>";
+
+/// Every finished saga's last record: `saga.log.<order_id>.finish`.
+pub const FINISHED_SAGAS: &str = "saga.log.*.finish";
+
 /// Where rejected place commands are announced. It has one token fewer than
 /// `orders.evt.<order_id>.<type>`, so it can never collide with an order.
 pub const ORDER_REJECTED: &str = "orders.evt.rejected";
@@ -35,7 +41,8 @@ pub mod streams {
     pub const INVENTORY: &str = "INVENTORY";
     /// `payments.cmd.>`, `payments.account.>`, `payments.evt.>`, `payments.applied.>`.
     pub const PAYMENTS: &str = "PAYMENTS";
-    /// `saga.log.>`, `saga.timer.>`, `saga.timeout.>`; owned by the orchestrator.
+    /// `saga.log.>`, `saga.open.>`, `saga.timer.>`, `saga.timeout.>`,
+    /// `saga.cmd.>`; owned by the orchestrator.
     pub const SAGA: &str = "SAGA";
     /// `dlq.>`; every service declares it, with the same configuration.
     pub const DLQ: &str = "DLQ";
@@ -56,6 +63,10 @@ pub mod consumers {
     pub const SAGA_INVENTORY: (&str, &str) = (INVENTORY, "saga-inventory");
     pub const SAGA_PAYMENTS: (&str, &str) = (PAYMENTS, "saga-payments");
     pub const SAGA_TIMEOUTS: (&str, &str) = (SAGA, "saga-timeouts");
+    /// `saga.cmd.retry`, `saga.cmd.abort`.
+    pub const SAGA_OPERATOR: (&str, &str) = (SAGA, "saga-operator");
+    /// `orders.cmd.cancel`.
+    pub const SAGA_CANCELS: (&str, &str) = (ORDERS, "saga-cancels");
 }
 
 /// `orders.evt.<order_id>.<type>`.
@@ -104,6 +115,13 @@ pub fn saga_record(order_id: &OrderId, command: &str) -> String {
 /// Every record of one saga: `saga.log.<order_id>.*`.
 pub fn saga_records(order_id: &OrderId) -> String {
     format!("saga.log.{order_id}.*")
+}
+
+/// `saga.open.<order_id>`: an unfinished saga's entry in the list of
+/// sagas (its [`crate::saga::SagaSummary`]), written with each of its
+/// records, one message a saga (each rolls up the last).
+pub fn open_saga(order_id: &OrderId) -> String {
+    format!("saga.open.{order_id}")
 }
 
 /// `saga.timer.<order_id>`: the saga's wake-up, a JetStream scheduled
@@ -165,11 +183,12 @@ pub fn last_token(subject: &str) -> &str {
 
 /// The subjects whose third token is an order id:
 /// `<domain>.<kind>.<order_id>[.<more>]`.
-const ORDER_KEYED: [&str; 6] = [
+const ORDER_KEYED: [&str; 7] = [
     "orders.evt.",
     "inventory.evt.",
     "payments.evt.",
     "saga.log.",
+    "saga.open.",
     "saga.timer.",
     "saga.timeout.",
 ];
@@ -204,6 +223,7 @@ pub fn template(subject: &str) -> String {
         "inventory.evt",
         "payments.evt",
         "saga.log",
+        "saga.open",
         "saga.timer",
         "saga.timeout",
         "inventory.sku",
@@ -263,6 +283,7 @@ mod template_tests {
     fn the_order_of_a_subject() {
         assert_eq!(order_id_of("orders.evt.o-1.confirmed"), Some("o-1"));
         assert_eq!(order_id_of("saga.timeout.o-2"), Some("o-2"));
+        assert_eq!(order_id_of("saga.open.o-4"), Some("o-4"));
         assert_eq!(
             order_id_of("dlq.order-service.orders.evt.o-3.placed"),
             Some("o-3")

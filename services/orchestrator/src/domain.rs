@@ -30,6 +30,15 @@
 //! recorded as failed (its dead letter is the operator's) and the saga goes
 //! on to its end.
 //!
+//! An operator may ask the saga's current step again at once (`retry`),
+//! and an operator or a client may stop it going forward (`abort`,
+//! `cancel`): while the saga reserves or charges, it then compensates as
+//! if that step had failed (releasing what a late reservation held,
+//! refunding what a late charge took). Once the stock is being committed
+//! the saga is past its point of no return (committed stock cannot be
+//! released): a cancel or abort changes nothing, and the saga confirms.
+//! A finished saga changes no more.
+//!
 //! When a step is overdue, and what becomes of the saga's wake-up as each
 //! record is written, is the `wake` module's part: the handler passes in
 //! the clock and a jitter, and carries out the wake-ups it returns.
@@ -43,7 +52,9 @@ use std::time::Duration;
 use events::inventory::InventoryEvent;
 use events::order::OrderEvent;
 use events::payment::PaymentEvent;
-use events::saga::{SagaCommand, SagaRecord, SagaState, Step, StepStatus, StepTimer};
+use events::saga::{
+    OperatorAction, SagaCommand, SagaRecord, SagaState, Step, StepStatus, StepTimer,
+};
 use events::{CancelReason, Order, OrderId, OrderStatus};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -56,6 +67,19 @@ pub enum SagaEvent {
     Payment(PaymentEvent),
     /// A step's deadline passed.
     Timeout(StepTimer),
+    /// Someone asked for a cancel, a retry or an abort.
+    Operator(Request),
+}
+
+/// A cancel, retry or abort of a saga, and who asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub order_id: OrderId,
+    pub action: OperatorAction,
+    /// The NATS identity of the publisher.
+    pub by: String,
+    /// The request's sequence in its stream: a retry is applied once.
+    pub seq: u64,
 }
 
 impl SagaEvent {
@@ -65,6 +89,7 @@ impl SagaEvent {
             Self::Inventory(e) => e.order_id(),
             Self::Payment(e) => e.order_id(),
             Self::Timeout(t) => &t.order_id,
+            Self::Operator(r) => &r.order_id,
         }
     }
 }
@@ -150,6 +175,7 @@ pub fn on_event(
         }
         (None, _) => None,
         (Some(saga), SagaEvent::Timeout(timer)) => timeout(saga, timer, now, policy),
+        (Some(saga), SagaEvent::Operator(request)) => operate(saga, request, now),
         (Some(saga), event) => advance(saga, event, now),
     }
 }
@@ -191,6 +217,54 @@ fn timeout(saga: &SagaRecord, timer: &StepTimer, now: &str, policy: Policy) -> O
     Some(next)
 }
 
+/// A cancel, retry or abort: what it makes of an unfinished saga, with
+/// the request in the history; `None` when it changes nothing (the saga
+/// is finished, already compensating, or past its point of no return).
+fn operate(saga: &SagaRecord, request: &Request, now: &str) -> Option<SagaRecord> {
+    if saga.state.is_terminal() {
+        return None;
+    }
+    let current = saga.command.name();
+    let asked = Step {
+        by: Some(request.by.clone()),
+        ..step(request.action.name(), StepStatus::Requested, now)
+    };
+    let mut next = saga.clone();
+    if request.action == OperatorAction::Retry {
+        if saga.retried_seq.is_some_and(|seq| seq >= request.seq) {
+            return None; // this retry, again
+        }
+        next.retried_seq = Some(request.seq);
+        next.steps.push(asked);
+        next.attempt += 1;
+        next.steps.push(step(current, StepStatus::Requested, now));
+        return Some(next);
+    }
+    let reason = match request.action {
+        OperatorAction::Abort => CancelReason::AbortedByOperator,
+        _ => CancelReason::CancelledByRequest,
+    };
+    let (state, command) = match saga.state {
+        SagaState::Reserving => (SagaState::Releasing, SagaCommand::ReleaseStock),
+        SagaState::Charging => (
+            SagaState::Refunding,
+            SagaCommand::RefundPayment {
+                customer_id: saga.customer_id.clone(),
+            },
+        ),
+        _ => return None,
+    };
+    next.steps.push(asked);
+    next.steps.push(step(current, StepStatus::Abandoned, now));
+    next.steps
+        .push(step(command.name(), StepStatus::Requested, now));
+    next.state = state;
+    next.reason = Some(reason);
+    next.command = command;
+    next.attempt = 1;
+    Some(next)
+}
+
 fn start(order: &Order, now: &str) -> SagaRecord {
     let items = order
         .items
@@ -218,6 +292,7 @@ fn start(order: &Order, now: &str) -> SagaRecord {
         wake_at: None,
         order_seq: None,
         inventory_seq: None,
+        retried_seq: None,
     }
 }
 
@@ -318,11 +393,7 @@ fn advance(saga: &SagaRecord, event: &SagaEvent, now: &str) -> Option<SagaRecord
 }
 
 fn step(name: &str, status: StepStatus, at: &str) -> Step {
-    Step {
-        name: name.to_owned(),
-        status,
-        at: at.to_owned(),
-    }
+    Step::new(name, status, at)
 }
 
 #[cfg(test)]

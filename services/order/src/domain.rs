@@ -272,6 +272,7 @@ mod tests {
             wake_at: None,
             order_seq,
             inventory_seq: None,
+            retried_seq: None,
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             wake_at: None,
             order_seq: None,
             inventory_seq: heard,
+            retried_seq: None,
         }
     }
 

@@ -150,6 +150,9 @@ fn all_events() -> Vec<SagaEvent> {
         timeout(command::CHARGE_PAYMENT, 3),
         timeout(command::RELEASE_STOCK, 1),
         timeout(command::COMMIT_STOCK, 1),
+        asked(OperatorAction::Cancel, 1),
+        asked(OperatorAction::Abort, 2),
+        asked(OperatorAction::Retry, 3),
     ]
 }
 
@@ -558,4 +561,155 @@ proptest! {
         prop_assert_eq!(saga.unwrap().state, SagaState::Confirmed);
         prop_assert_eq!(commands.len(), 5);
     }
+}
+
+fn asked(action: OperatorAction, seq: u64) -> SagaEvent {
+    SagaEvent::Operator(Request {
+        order_id: order_id(),
+        action,
+        by: "operator".to_owned(),
+        seq,
+    })
+}
+
+fn history(saga: &SagaRecord) -> Vec<(&str, StepStatus, Option<&str>)> {
+    saga.steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status, s.by.as_deref()))
+        .collect()
+}
+
+#[test]
+fn a_cancel_while_reserving_releases_whatever_a_late_reservation_held() {
+    let (saga, commands) = run(&[
+        placed(),
+        asked(OperatorAction::Cancel, 7),
+        released(),
+        cancelled(),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+    assert_eq!(saga.state, SagaState::Cancelled);
+    assert_eq!(saga.reason, Some(CancelReason::CancelledByRequest));
+    assert_eq!(
+        &history(&saga)[..4],
+        [
+            ("reserve_stock", StepStatus::Requested, None),
+            ("cancel", StepStatus::Requested, Some("operator")),
+            ("reserve_stock", StepStatus::Abandoned, None),
+            ("release_stock", StepStatus::Requested, None),
+        ]
+    );
+}
+
+#[test]
+fn an_abort_while_charging_refunds_whatever_a_late_charge_took_then_releases() {
+    let (saga, commands) = run(&[
+        placed(),
+        reserved(),
+        asked(OperatorAction::Abort, 7),
+        charged(),
+        refunded(),
+        released(),
+        cancelled(),
+    ]);
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::CHARGE_PAYMENT,
+            command::REFUND_PAYMENT,
+            command::RELEASE_STOCK,
+            command::CANCEL_ORDER,
+            command::FINISH
+        ]
+    );
+    assert_eq!(saga.unwrap().reason, Some(CancelReason::AbortedByOperator));
+}
+
+#[test]
+fn past_the_commit_a_cancel_or_an_abort_changes_nothing_and_the_saga_confirms() {
+    for action in [OperatorAction::Cancel, OperatorAction::Abort] {
+        let (saga, _) = run(&[placed(), reserved(), charged()]);
+        let committing = saga.unwrap();
+        assert!(on_event(Some(&committing), &asked(action, 7), NOW, POLICY).is_none());
+        let (saga, _) = run(&[
+            placed(),
+            reserved(),
+            charged(),
+            asked(action, 7),
+            committed(),
+            confirmed(),
+        ]);
+        assert_eq!(saga.unwrap().state, SagaState::Confirmed);
+    }
+}
+
+#[test]
+fn a_compensating_or_finished_saga_is_left_as_it_is() {
+    for done in [
+        vec![placed(), reserve_failed()],
+        vec![placed(), reserved(), declined()],
+        vec![placed(), reserve_failed(), cancelled()],
+        vec![placed(), reserved(), charged(), committed(), confirmed()],
+    ] {
+        let (saga, _) = run(&done);
+        let saga = saga.unwrap();
+        for action in [OperatorAction::Cancel, OperatorAction::Abort] {
+            assert!(
+                on_event(Some(&saga), &asked(action, 7), NOW, POLICY).is_none(),
+                "{action:?} on {:?}",
+                saga.state
+            );
+        }
+        if saga.state.is_terminal() {
+            assert!(on_event(Some(&saga), &asked(OperatorAction::Retry, 7), NOW, POLICY).is_none());
+        }
+    }
+}
+
+#[test]
+fn a_retry_asks_the_current_step_again_once_per_request() {
+    let (saga, commands) = run(&[
+        placed(),
+        reserved(),
+        asked(OperatorAction::Retry, 7),
+        asked(OperatorAction::Retry, 7),
+    ]);
+    let saga = saga.unwrap();
+    assert_eq!(
+        commands,
+        [
+            command::RESERVE_STOCK,
+            command::CHARGE_PAYMENT,
+            command::CHARGE_PAYMENT
+        ]
+    );
+    assert_eq!(saga.attempt, 2);
+    assert_eq!(
+        &history(&saga)[3..],
+        [
+            ("retry", StepStatus::Requested, Some("operator")),
+            ("charge_payment", StepStatus::Requested, None),
+        ]
+    );
+    let again = on_event(Some(&saga), &asked(OperatorAction::Retry, 8), NOW, POLICY).unwrap();
+    assert_eq!(again.attempt, 3);
+    // The retried step still counts towards giving up.
+    let gave_up = on_event(
+        Some(&again),
+        &timeout(command::CHARGE_PAYMENT, 3),
+        NOW,
+        POLICY,
+    )
+    .unwrap();
+    assert_eq!(gave_up.state, SagaState::Refunding);
 }

@@ -158,6 +158,7 @@ mod tests {
             wake_at: None,
             order_seq: None,
             inventory_seq: None,
+            retried_seq: None,
         }
     }
 

@@ -48,6 +48,7 @@ fn saga(state: SagaState, command: SagaCommand, attempt: u32) -> SagaRecord {
         wake_at: None,
         order_seq: None,
         inventory_seq: None,
+        retried_seq: None,
     }
 }
 
