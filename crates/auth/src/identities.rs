@@ -109,7 +109,7 @@ impl Identity {
             Self::SagaOrchestrator => {
                 let mut p = service(
                     self,
-                    &["saga.log.>", "saga.timer.>"],
+                    &["saga.log.>", "saga.open.>", "saga.timer.>"],
                     &[
                         streams::SAGA,
                         streams::ORDERS,
@@ -122,6 +122,8 @@ impl Identity {
                         consumers::SAGA_INVENTORY,
                         consumers::SAGA_PAYMENTS,
                         consumers::SAGA_TIMEOUTS,
+                        consumers::SAGA_CANCELS,
+                        consumers::SAGA_OPERATOR,
                     ],
                     streams::SAGA,
                     &[subjects::GET_SAGA, subjects::LIST_SAGAS],

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use events::inventory::StockLevel;
 use events::payment::Account;
 use events::query::ErrorBody;
-use events::saga::SagaView;
+use events::saga::{ListSagas, ListStatus, SagaList, SagaSummary, SagaView, MAX_LIST_LIMIT};
 use events::{subjects, Order};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -230,6 +230,43 @@ impl Client {
     pub async fn saga(&self, order_id: &str) -> Result<Option<SagaView>, ClientError> {
         self.query(subjects::GET_SAGA, &ByOrderRaw { order_id })
             .await
+    }
+
+    /// One page of `saga.query.list`.
+    pub async fn list_sagas(&self, request: &ListSagas) -> Result<SagaList, ClientError> {
+        Ok(self
+            .query(subjects::LIST_SAGAS, request)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Every saga `status` asks for (every saga for `None`), every page of
+    /// `saga.query.list`, oldest first.
+    pub async fn all_sagas(
+        &self,
+        status: Option<ListStatus>,
+    ) -> Result<Vec<SagaSummary>, ClientError> {
+        let mut request = ListSagas {
+            status,
+            limit: Some(MAX_LIST_LIMIT),
+            after: None,
+        };
+        let mut sagas = Vec::new();
+        loop {
+            let page = self.list_sagas(&request).await?;
+            sagas.extend(page.sagas);
+            match page.next {
+                Some(next) => request.after = Some(next),
+                None => return Ok(sagas),
+            }
+        }
+    }
+
+    /// `orders.cmd.cancel`, `saga.cmd.retry` or `saga.cmd.abort` for
+    /// `order_id`, once stored.
+    pub async fn ask(&self, subject: &str, order_id: &str) -> Result<PublishAck, ClientError> {
+        let body = serde_json::to_vec(&ByOrderRaw { order_id }).expect("serializes");
+        self.command(subject, HeaderMap::new(), body.into()).await
     }
 
     /// Sends a request and returns the raw answer, headers included.

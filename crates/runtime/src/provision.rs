@@ -119,6 +119,13 @@ pub fn differences(current: &StreamConfig, wanted: &StreamConfig) -> Vec<String>
         c.duplicate_window,
         w.duplicate_window,
     );
+    differ(&mut out, "allow_rollup", c.allow_rollup, w.allow_rollup);
+    differ(
+        &mut out,
+        "allow_message_ttl",
+        c.allow_message_ttl,
+        w.allow_message_ttl,
+    );
     differ(&mut out, "max_age", c.max_age, w.max_age);
     differ(&mut out, "max_bytes", c.max_bytes, w.max_bytes);
     differ(&mut out, "discard", c.discard, w.discard);

@@ -13,6 +13,7 @@ mod batch;
 mod committer;
 mod error;
 mod plan;
+mod scan;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use batch::Batches;
 pub use committer::QueuedChange;
 use committer::{committer_stopped, group_commits, Change, GROUPS_IN_FLIGHT, GROUP_MESSAGES};
 pub use error::{Conflict, StoreError};
+pub use scan::{Scan, Scanned};
 
 use crate::metrics::{BatchMetrics, Metrics};
 use crate::telemetry;
@@ -56,6 +58,8 @@ impl<T> Versioned<T> {
 #[derive(Debug, Clone)]
 pub struct Store {
     js: Context,
+    /// The stream's name.
+    name: String,
     stream: Stream<()>,
     /// Changes of more than one message, to the group committer.
     groups: mpsc::Sender<Change>,
@@ -97,6 +101,7 @@ impl Store {
         tokio::spawn(group_commits(batches, queue));
         Ok(Self {
             js,
+            name: stream.to_owned(),
             stream: handle,
             groups,
         })

@@ -15,8 +15,11 @@
 //! answered as refused. The server refuses limits that add up to more
 //! than its store. The saga stream has no byte limit: a stream with
 //! scheduled messages cannot refuse new ones (nats-server allows it only
-//! to drop old ones, which would lose sagas), and it takes no batches; it
-//! has the rest of the store ([`SAGA_SHARE_PERCENT`]) to itself.
+//! to drop old ones, which would lose sagas); it has the rest of the
+//! store ([`SAGA_SHARE_PERCENT`]) to itself. Its batches are a record and
+//! the saga's entry in the list of sagas, the entry first: one stored in
+//! part by a full server leaves the entry ahead of a record that the
+//! orchestrator writes again, with the entry, once it can.
 
 use std::time::Duration;
 
@@ -105,13 +108,22 @@ pub fn config(name: &str, layout: Layout) -> Option<StreamConfig> {
             "payments.evt.>",
             "payments.applied.>",
         ]),
-        // A saga's record and its next command are one plain publish; its
-        // wake-ups are scheduled messages.
+        // A saga's record (its state and next command) and its entry in
+        // the list of sagas are one batch; each entry rolls up the one
+        // before, and a finished saga's expires. Its wake-ups are
+        // scheduled messages.
         SAGA => StreamConfig {
             allow_message_schedules: true,
-            allow_atomic_publish: false,
+            allow_rollup: true,
+            allow_message_ttl: true,
             discard: DiscardPolicy::Old,
-            ..shared(&["saga.log.>", "saga.timer.>", "saga.timeout.>"])
+            ..shared(&[
+                "saga.log.>",
+                "saga.open.>",
+                "saga.timer.>",
+                "saga.timeout.>",
+                "saga.cmd.>",
+            ])
         },
         DLQ => StreamConfig {
             description: Some("jetsaga dead letters: dlq.<service>.<original subject>".to_owned()),
@@ -152,11 +164,13 @@ mod tests {
     }
 
     #[test]
-    fn only_the_saga_stream_schedules_and_only_it_has_no_batches() {
+    fn every_stream_takes_batches_and_only_the_saga_stream_schedules_and_rolls_up() {
         for name in ALL {
             let config = config(name, Layout::replicas(1)).unwrap();
+            assert!(config.allow_atomic_publish, "{name}");
             assert_eq!(config.allow_message_schedules, name == SAGA, "{name}");
-            assert_eq!(config.allow_atomic_publish, name != SAGA, "{name}");
+            assert_eq!(config.allow_rollup, name == SAGA, "{name}");
+            assert_eq!(config.allow_message_ttl, name == SAGA, "{name}");
         }
     }
 
@@ -176,9 +190,9 @@ mod tests {
         assert_eq!(reserved, 520_000, "{limits:?}");
         for name in ALL {
             let config = config(name, layout).unwrap();
-            let batched = config.allow_atomic_publish;
-            assert_eq!(config.max_bytes > 0, batched, "{name}");
-            let discard = if batched {
+            let limited = name != SAGA;
+            assert_eq!(config.max_bytes > 0, limited, "{name}");
+            let discard = if limited {
                 DiscardPolicy::New
             } else {
                 DiscardPolicy::Old

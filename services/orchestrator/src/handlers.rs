@@ -14,7 +14,7 @@ use events::inventory::InventoryEvent;
 use events::order::{OrderEvent, OrderEventType};
 use events::payment::PaymentEvent;
 use events::query::ByOrder;
-use events::saga::{SagaCommand, SagaRecord, SagaState, SagaView, StepTimer};
+use events::saga::{OperatorAction, SagaCommand, SagaRecord, SagaState, SagaView, StepTimer};
 use events::subjects;
 use events::OrderId;
 use rand::Rng;
@@ -28,7 +28,7 @@ use runtime::{decode, Append, HandleError, Handler, Store, StoreError, Versioned
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::domain::{self, Arm, Decision, Policy, SagaEvent, WakeUp};
+use crate::domain::{self, Arm, Decision, Policy, Request, SagaEvent, WakeUp};
 use crate::metrics::SagaMetrics;
 
 /// Which participant's events a consumer carries.
@@ -39,6 +39,10 @@ pub enum Source {
     Payments,
     /// The orchestrator's own step deadlines, fired by JetStream.
     Timeouts,
+    /// `orders.cmd.cancel`, from a client or an operator.
+    Cancels,
+    /// `saga.cmd.retry` and `saga.cmd.abort`, from an operator.
+    Operator,
 }
 
 /// Advances sagas on the events of one participant.
@@ -61,9 +65,34 @@ impl Handler for Events {
             Source::Inventory => SagaEvent::Inventory(decode::<InventoryEvent>(message)?),
             Source::Payments => SagaEvent::Payment(decode::<PaymentEvent>(message)?),
             Source::Timeouts => SagaEvent::Timeout(decode::<StepTimer>(message)?),
+            Source::Cancels | Source::Operator => {
+                let request = request(message)?;
+                return self.saga.operate(request, stream_sequence(message)).await;
+            }
         };
-        self.saga.advance(&event, stream_sequence(message)).await
+        self.saga.advance(&event, stream_sequence(message)).await?;
+        Ok(())
     }
+}
+
+/// A cancel, retry or abort, as published: the action is the subject's,
+/// and who asked is the one identity the server lets publish it
+/// (docs/security.md): `operator` for a retry or an abort; for a cancel,
+/// `client` (whose rights `operator` has too).
+fn request(message: &Message) -> Result<Request, HandleError> {
+    let (action, by) = match message.subject.as_str() {
+        subjects::CANCEL_ORDER => (OperatorAction::Cancel, "client"),
+        subjects::RETRY_SAGA => (OperatorAction::Retry, "operator"),
+        subjects::ABORT_SAGA => (OperatorAction::Abort, "operator"),
+        other => return Err(HandleError::Reject(format!("not a saga command: {other}"))),
+    };
+    let ByOrder { order_id } = decode::<ByOrder>(message)?;
+    Ok(Request {
+        order_id,
+        action,
+        by: by.to_owned(),
+        seq: stream_sequence(message),
+    })
 }
 
 /// How many sagas the orchestrator remembers: every saga in flight at
@@ -164,18 +193,45 @@ impl Saga {
     /// the write that sent it has come back to this process, and without
     /// the turn its answer would find the saga's previous record
     /// remembered, change nothing, and cost a read.
-    async fn advance(&self, event: &SagaEvent, seq: u64) -> Result<(), HandleError> {
+    ///
+    /// Returns whether the saga moved.
+    async fn advance(&self, event: &SagaEvent, seq: u64) -> Result<bool, HandleError> {
         let turn = self.turns.hold([event.order_id().as_str()]).await;
         let transition = retry_conflicts(|| self.try_advance(event, seq)).await;
         drop(turn);
-        let transition = transition?;
-        if let Some((started, next, event)) = transition {
-            tracing::info!(state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
-            if let SagaEvent::Timeout(timer) = &event {
-                self.metrics.step_timed_out(&timer.command);
-            }
-            self.observe(started, &next);
+        let Some((started, next, event)) = transition? else {
+            return Ok(false);
+        };
+        tracing::info!(state = ?next.state, command = next.command.name(), attempt = next.attempt, "saga advanced");
+        match &event {
+            SagaEvent::Timeout(timer) => self.metrics.step_timed_out(&timer.command),
+            SagaEvent::Operator(request) => self.metrics.operator_action(request.action.name()),
+            _ => {}
         }
+        self.observe(started, &next);
+        Ok(true)
+    }
+
+    /// Applies a cancel, retry or abort (the message at `seq` of its
+    /// stream). One about a saga that is not there is asked again later:
+    /// its order may not have reached the orchestrator yet; it is
+    /// dead-lettered once its deliveries run out.
+    async fn operate(&self, request: Request, seq: u64) -> Result<(), HandleError> {
+        let (order_id, action, by) = (request.order_id.clone(), request.action, request.by.clone());
+        let moved = self.advance(&SagaEvent::Operator(request), seq).await?;
+        if !moved
+            && self.memory.get(order_id.as_str()).is_none()
+            && self
+                .store
+                .last_seq(&subjects::saga_records(&order_id))
+                .await?
+                == 0
+        {
+            return Err(HandleError::Retry(format!(
+                "no saga for order {order_id}: not placed, or not started yet"
+            )));
+        }
+        tracing::info!(%order_id, action = action.name(), %by, applied = moved, "saga {} asked", action.name());
         Ok(())
     }
 
@@ -310,15 +366,16 @@ impl Saga {
         }
         let order_id = next.order_id.clone();
         let subject = subjects::saga_record(&order_id, next.command.name());
+        let entry = list_entry(&next);
         let append = Append::json(subject.clone(), &next)
             .expect_last_on(&subjects::saga_records(&order_id), after);
-        match self.store.commit(vec![append]).await {
+        match self.store.commit(vec![entry, append]).await {
             Ok(seqs) => {
                 let next = Arc::new(next);
                 self.memory.remember(
                     order_id.as_str(),
                     Versioned {
-                        seq: seqs[0],
+                        seq: seqs[1],
                         subject,
                         value: next.clone(),
                     },
@@ -379,6 +436,20 @@ impl Saga {
             .map(|start| (self.clock.now() - start).as_seconds_f64());
         self.metrics.saga_completed(outcome, seconds);
     }
+}
+
+/// The saga's entry in the list of sagas (`crate::list`), written in the
+/// same batch as its record `saga`: its summary while it is unfinished;
+/// once finished, an empty entry that expires at once. Each rolls up the
+/// entry before it, so a saga has one at most.
+fn list_entry(saga: &SagaRecord) -> Append {
+    let subject = subjects::open_saga(&saga.order_id);
+    let entry = if saga.state.is_terminal() {
+        Append::raw(subject, Bytes::new()).header("Nats-TTL", "1s")
+    } else {
+        Append::json(subject, &saga.summary())
+    };
+    entry.header("Nats-Rollup", "sub")
 }
 
 /// `saga.query.get`.

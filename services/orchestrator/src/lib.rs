@@ -4,15 +4,18 @@
 //! It listens to the participants' events (`orders.evt.*.*`,
 //! `inventory.evt.>`, `payments.evt.>`) and writes the saga log,
 //! `saga.log.<order_id>.<command>`, which is at once the saga's state and
-//! the participants' command channel. It answers `saga.query.get`.
+//! the participants' command channel. It takes the cancels, retries and
+//! aborts (`orders.cmd.cancel`, `saga.cmd.>`), and answers `saga.query.get`
+//! and `saga.query.list`.
 
 pub mod domain;
 pub mod handlers;
+pub mod list;
 pub mod metrics;
 
 use std::sync::Arc;
 
-use events::subjects::{consumers, streams};
+use events::subjects::{self, consumers, streams};
 use runtime::config::{parse_or, CommonConfig, ConfigError, Env};
 use runtime::service::StartError;
 use runtime::{ConsumerSpec, ServiceRuntime, Store};
@@ -92,10 +95,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 .await
                 .expect("a stream handle needs no I/O"),
         };
+        let saga_metrics = metrics::SagaMetrics::register(rt.metrics.registry());
         let saga = Saga::new(
             store.clone(),
             answers,
-            metrics::SagaMetrics::register(rt.metrics.registry()),
+            saga_metrics.clone(),
             domain::Policy {
                 max_attempts: config.max_attempts,
                 step_timeout: config.step_timeout,
@@ -123,6 +127,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 vec!["saga.timeout.>"],
                 Source::Timeouts,
             ),
+            (
+                consumers::SAGA_CANCELS,
+                vec![subjects::CANCEL_ORDER],
+                Source::Cancels,
+            ),
+            (
+                consumers::SAGA_OPERATOR,
+                vec![subjects::RETRY_SAGA, subjects::ABORT_SAGA],
+                Source::Operator,
+            ),
         ];
         for ((stream, durable), filters, source) in consumers {
             let mut spec = ConsumerSpec::new(
@@ -133,16 +147,47 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             spec.concurrency = config.concurrency;
             // A participant's answer is the saga's only way forward: keep
             // retrying it (for hours, at 30 s apart) rather than dead-letter
-            // it; only an unreadable one is dead-lettered.
-            spec.max_deliver = 1_000;
+            // it; only an unreadable one is dead-lettered. A request about
+            // a saga that never starts is dead-lettered after its few
+            // minutes of deliveries.
+            if !matches!(source, Source::Cancels | Source::Operator) {
+                spec.max_deliver = 1_000;
+            }
             rt.consume(spec, Arc::new(Events::new(source, saga.clone())));
         }
+        rt.spawn(count_stuck(
+            store.clone(),
+            saga_metrics,
+            rt.shutdown_token().clone(),
+        ));
         rt.serve_queries(
-            "jetsaga saga orchestrator: the history of each saga",
-            vec![handlers::get_saga_query(store)],
+            "jetsaga saga orchestrator: the history of each saga, and the list of sagas",
+            vec![
+                handlers::get_saga_query(store.clone()),
+                list::list_query(store),
+            ],
         )
         .await?;
     }
     rt.run_until_shutdown().await;
     Ok(())
+}
+
+/// How often the stuck sagas are counted (`jetsaga_sagas_stuck`).
+const COUNT_STUCK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Counts the stuck sagas of the whole suite, from the list's entries,
+/// every [`COUNT_STUCK_EVERY`], until `shutdown`: every replica reports
+/// the same count.
+async fn count_stuck(store: Store, metrics: metrics::SagaMetrics, shutdown: CancellationToken) {
+    loop {
+        match list::open_sagas(&store).await {
+            Ok(sagas) => metrics.set_stuck(sagas.iter().filter(|s| s.is_stuck()).count()),
+            Err(e) => tracing::warn!(error = %e, "counting the stuck sagas"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(COUNT_STUCK_EVERY) => {}
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub struct SagaMetrics {
     duration: HistogramVec,
     in_flight: IntGauge,
     timeouts: IntCounterVec,
+    operator_actions: IntCounterVec,
+    stuck: IntGauge,
 }
 
 impl SagaMetrics {
@@ -47,12 +49,27 @@ impl SagaMetrics {
             &["step"],
         )
         .expect("valid metric");
+        let operator_actions = IntCounterVec::new(
+            Opts::new(
+                "jetsaga_saga_operator_actions_total",
+                "Cancels, retries and aborts that changed a saga, by action.",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
+        let stuck = IntGauge::new(
+            "jetsaga_sagas_stuck",
+            "Unfinished sagas whose current step was asked more than once.",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(started.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(completed.clone()),
             Box::new(duration.clone()),
             Box::new(in_flight.clone()),
             Box::new(timeouts.clone()),
+            Box::new(operator_actions.clone()),
+            Box::new(stuck.clone()),
         ] {
             registry.register(collector).expect("metric registers once");
         }
@@ -76,13 +93,26 @@ impl SagaMetrics {
                 timeouts.with_label_values(&[step]);
             }
         }
+        for action in events::saga::OperatorAction::ALL {
+            operator_actions.with_label_values(&[action.name()]);
+        }
         Self {
             started,
             completed,
             duration,
             in_flight,
             timeouts,
+            operator_actions,
+            stuck,
         }
+    }
+
+    pub fn operator_action(&self, action: &str) {
+        self.operator_actions.with_label_values(&[action]).inc();
+    }
+
+    pub fn set_stuck(&self, sagas: usize) {
+        self.stuck.set(i64::try_from(sagas).unwrap_or(i64::MAX));
     }
 
     pub fn step_timed_out(&self, step: &str) {

@@ -11,6 +11,7 @@ mod deadlines;
 mod gateway;
 mod hot_sku;
 mod idempotency;
+mod operate;
 mod provisioning;
 mod queries;
 mod reads;

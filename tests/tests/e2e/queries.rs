@@ -125,7 +125,8 @@ async fn the_services_register_as_nats_micro_services() {
                 "orders.query.get",
                 "inventory.query.stock",
                 "payments.query.account",
-                "saga.query.get"
+                "saga.query.get",
+                "saga.query.list"
             ]
             .map(str::to_owned)
         )

@@ -11,6 +11,7 @@ mod connect;
 mod demo;
 mod dlq;
 mod output;
+mod sagas;
 mod workloads;
 
 use std::process::ExitCode;
@@ -69,6 +70,20 @@ enum Command {
     Account { customer_id: String },
     /// Follow the order events (`orders.evt.>`) as they happen.
     Watch,
+    /// List the sagas, oldest first: all, or by --status, or --stuck.
+    Sagas(sagas::ListArgs),
+    /// Cancel a pending order (`orders.cmd.cancel`): every step done so
+    /// far is compensated and the order ends CANCELLED,
+    /// cancelled_by_request. An order confirmed first stays confirmed.
+    Cancel {
+        order_id: String,
+        /// Wait until the order settles, and show it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Act on one saga: retry its step, or abort it (operator).
+    #[command(subcommand)]
+    Saga(sagas::SagaCommand),
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -160,6 +175,9 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Watch => watch(&client, out).await.map(|()| ExitCode::SUCCESS),
+        Command::Sagas(args) => sagas::list(&client, out, args).await,
+        Command::Cancel { order_id, wait } => sagas::cancel(&client, out, &order_id, wait).await,
+        Command::Saga(command) => sagas::act(&client, out, command).await,
         Command::Dlq(command) => dlq::run(&client, out, command).await,
         Command::Seed(args) => {
             let seeded = workload::seed::seed(&client, &args.plan()?, !out.json).await?;
@@ -249,7 +267,7 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 /// The order once it is `CONFIRMED` or `CANCELLED`; `None` if it is still
 /// pending (or unknown) after `within`. A query that fails is an error.
-async fn settled(
+pub(crate) async fn settled(
     client: &Client,
     order_id: &str,
     within: Duration,

@@ -150,6 +150,10 @@ fn history(steps: &[Step]) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("{:?}", step.status));
+            let status = match &step.by {
+                Some(by) => format!("{status} by {by}"),
+                None => status,
+            };
             [when, since, step.name.clone(), status]
         })
         .collect();
@@ -180,6 +184,7 @@ mod tests {
 
     fn step(name: &str, status: StepStatus, at: &str) -> Step {
         Step {
+            by: None,
             name: name.to_owned(),
             status,
             at: at.to_owned(),
