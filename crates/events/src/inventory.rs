@@ -7,13 +7,41 @@ use crate::ids::{Cents, OrderId, Sku};
 use crate::order::{CancelReason, PricedLine};
 
 /// `inventory.sku.<sku>`: a sku's state after a change; the last one is the
-/// current stock, and the reply of `inventory.query.stock`.
+/// current stock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
     pub sku: Sku,
     pub available: u64,
     pub reserved: u64,
     pub unit_price_cents: Cents,
+    /// Every unit ever restocked, and every unit ever committed to an
+    /// order: kept in the same write as the change, so that
+    /// `restocked = available + reserved + committed` holds in every state
+    /// (`sagactl audit`).
+    #[serde(default)]
+    pub restocked: u64,
+    #[serde(default)]
+    pub committed: u64,
+}
+
+/// The reply of `inventory.query.stock` (docs/contract.md 4.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReply {
+    pub sku: Sku,
+    pub available: u64,
+    pub reserved: u64,
+    pub unit_price_cents: Cents,
+}
+
+impl From<StockLevel> for StockReply {
+    fn from(level: StockLevel) -> Self {
+        Self {
+            sku: level.sku,
+            available: level.available,
+            reserved: level.reserved,
+            unit_price_cents: level.unit_price_cents,
+        }
+    }
 }
 
 /// `inventory.evt.<order_id>.<type>`: the inventory's answer to a saga step.

@@ -7,11 +7,37 @@ use crate::ids::{Cents, CustomerId, OrderId};
 use crate::order::CancelReason;
 
 /// `payments.account.<customer_id>`: the account after a change; the last
-/// one is the current balance, and the reply of `payments.query.account`.
+/// one is the current balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub customer_id: CustomerId,
     pub balance_cents: Cents,
+    /// Every cent ever deposited, charged and refunded: kept in the same
+    /// write as the change, so that
+    /// `balance = deposited - charged + refunded` holds in every state
+    /// (`sagactl audit`).
+    #[serde(default)]
+    pub deposited_cents: Cents,
+    #[serde(default)]
+    pub charged_cents: Cents,
+    #[serde(default)]
+    pub refunded_cents: Cents,
+}
+
+/// The reply of `payments.query.account` (docs/contract.md 4.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountReply {
+    pub customer_id: CustomerId,
+    pub balance_cents: Cents,
+}
+
+impl From<Account> for AccountReply {
+    fn from(account: Account) -> Self {
+        Self {
+            customer_id: account.customer_id,
+            balance_cents: account.balance_cents,
+        }
+    }
 }
 
 /// `payments.evt.<order_id>.<type>`: the payment service's answer to a saga

@@ -76,26 +76,34 @@ pub fn restock(
     command: &Restock,
 ) -> Result<StockLevel, InventoryError> {
     let sku = command.sku.clone();
-    let (available, reserved, price) = match current {
-        Some(level) => (level.available, level.reserved, level.unit_price_cents),
-        None => (
-            0,
-            0,
-            command
+    let level = match current {
+        Some(level) => level.clone(),
+        None => StockLevel {
+            sku: sku.clone(),
+            available: 0,
+            reserved: 0,
+            unit_price_cents: command
                 .unit_price_cents
                 .ok_or_else(|| InventoryError::PriceRequired(sku.clone()))?,
-        ),
+            restocked: 0,
+            committed: 0,
+        },
+    };
+    let overflow = |what| InventoryError::Overflow {
+        sku: sku.clone(),
+        what,
     };
     Ok(StockLevel {
-        available: available.checked_add(command.quantity).ok_or_else(|| {
-            InventoryError::Overflow {
-                sku: sku.clone(),
-                what: "its available stock",
-            }
-        })?,
-        reserved,
-        unit_price_cents: command.unit_price_cents.unwrap_or(price),
-        sku,
+        available: level
+            .available
+            .checked_add(command.quantity)
+            .ok_or_else(|| overflow("its available stock"))?,
+        restocked: level
+            .restocked
+            .checked_add(command.quantity)
+            .ok_or_else(|| overflow("its total restocked"))?,
+        unit_price_cents: command.unit_price_cents.unwrap_or(level.unit_price_cents),
+        ..level
     })
 }
 
@@ -266,21 +274,32 @@ fn settle(
         .map(|(sku, quantity)| {
             let level = stock.get(&sku);
             let reserved = level.map_or(0, |l| l.reserved);
+            let overflow = |what| InventoryError::Overflow {
+                sku: sku.clone(),
+                what,
+            };
             match level {
-                Some(level) if reserved >= quantity => Ok(StockLevel {
-                    reserved: reserved - quantity,
-                    available: if back_to_available {
-                        level.available.checked_add(quantity).ok_or_else(|| {
-                            InventoryError::Overflow {
-                                sku: sku.clone(),
-                                what: "its available stock",
-                            }
-                        })?
+                Some(level) if reserved >= quantity => {
+                    let (available, committed) = if back_to_available {
+                        let available = level.available.checked_add(quantity);
+                        (
+                            available.ok_or_else(|| overflow("its available stock"))?,
+                            level.committed,
+                        )
                     } else {
-                        level.available
-                    },
-                    ..level.clone()
-                }),
+                        let committed = level.committed.checked_add(quantity);
+                        (
+                            level.available,
+                            committed.ok_or_else(|| overflow("its total committed"))?,
+                        )
+                    };
+                    Ok(StockLevel {
+                        reserved: reserved - quantity,
+                        available,
+                        committed,
+                        ..level.clone()
+                    })
+                }
                 _ => Err(InventoryError::Inconsistent {
                     sku,
                     reserved,
@@ -313,7 +332,61 @@ mod tests {
             available,
             reserved: 0,
             unit_price_cents: Cents(price),
+            restocked: available,
+            committed: 0,
         }
+    }
+
+    /// What every state must satisfy, and `sagactl audit` checks.
+    fn adds_up(level: &StockLevel) -> bool {
+        level.restocked == level.available + level.reserved + level.committed
+    }
+
+    #[test]
+    fn every_change_keeps_the_totals_adding_up() {
+        let restock = |quantity, price| Restock {
+            sku: sku("a"),
+            quantity,
+            unit_price_cents: price,
+        };
+        let first = super::restock(None, &restock(10, Some(Cents(100)))).unwrap();
+        let more = super::restock(Some(&first), &restock(5, None)).unwrap();
+        assert_eq!((more.available, more.restocked), (15, 15));
+        let Reservation::Held { levels, event } =
+            reserve(&order(), &[line("a", 4)], &stock(&[more])).unwrap()
+        else {
+            panic!("held")
+        };
+        let InventoryEvent::Reserved { lines, .. } = event else {
+            panic!("reserved")
+        };
+        let committed = commit(&lines, &stock(&levels)).unwrap();
+        assert_eq!(
+            (
+                committed[0].available,
+                committed[0].reserved,
+                committed[0].committed
+            ),
+            (11, 0, 4)
+        );
+        let held = reserve(&order(), &[line("a", 2)], &stock(&committed)).unwrap();
+        let (held, _) = held.into_change();
+        let two = vec![PricedLine {
+            quantity: Quantity::new(2).unwrap(),
+            ..lines[0].clone()
+        }];
+        let released = release(&two, &stock(&held)).unwrap();
+        for level in [&first, &levels[0], &committed[0], &held[0], &released[0]] {
+            assert!(adds_up(level), "{level:?}");
+        }
+        assert_eq!(
+            (
+                released[0].available,
+                released[0].committed,
+                released[0].restocked
+            ),
+            (11, 4, 15)
+        );
     }
 
     fn stock(levels: &[StockLevel]) -> BTreeMap<Sku, StockLevel> {

@@ -86,12 +86,24 @@ pub fn refund_given_up(
 
 /// Adds a deposit to the balance, opening the account if needed.
 pub fn deposit(current: Option<&Account>, command: &Deposit) -> Result<Account, PaymentError> {
-    let balance = current.map_or(Cents::ZERO, |a| a.balance_cents);
-    Ok(Account {
+    let account = current.cloned().unwrap_or_else(|| Account {
         customer_id: command.customer_id.clone(),
-        balance_cents: balance
+        balance_cents: Cents::ZERO,
+        deposited_cents: Cents::ZERO,
+        charged_cents: Cents::ZERO,
+        refunded_cents: Cents::ZERO,
+    });
+    let overflow = || PaymentError::Overflow(command.customer_id.clone());
+    Ok(Account {
+        balance_cents: account
+            .balance_cents
             .checked_add(command.amount_cents)
-            .ok_or_else(|| PaymentError::Overflow(command.customer_id.clone()))?,
+            .ok_or_else(overflow)?,
+        deposited_cents: account
+            .deposited_cents
+            .checked_add(command.amount_cents)
+            .ok_or_else(overflow)?,
+        ..account
     })
 }
 
@@ -126,12 +138,17 @@ pub fn charge(
     current: Option<&Account>,
     amount: Cents,
 ) -> Charge {
-    match current.and_then(|a| a.balance_cents.checked_sub(amount)) {
-        Some(balance) => Charge::Taken {
-            account: Account {
-                customer_id: customer_id.clone(),
-                balance_cents: balance,
-            },
+    let taken = current.and_then(|a| {
+        Some(Account {
+            balance_cents: a.balance_cents.checked_sub(amount)?,
+            // No more can be charged than was deposited: no overflow.
+            charged_cents: a.charged_cents.checked_add(amount)?,
+            ..a.clone()
+        })
+    });
+    match taken {
+        Some(account) => Charge::Taken {
+            account,
             event: PaymentEvent::Charged {
                 order_id: order_id.clone(),
                 customer_id: customer_id.clone(),
@@ -148,11 +165,16 @@ pub fn charge(
 
 /// Gives a charge back.
 pub fn refund(current: &Account, amount: Cents) -> Result<Account, PaymentError> {
+    let overflow = || PaymentError::Overflow(current.customer_id.clone());
     Ok(Account {
         balance_cents: current
             .balance_cents
             .checked_add(amount)
-            .ok_or_else(|| PaymentError::Overflow(current.customer_id.clone()))?,
+            .ok_or_else(overflow)?,
+        refunded_cents: current
+            .refunded_cents
+            .checked_add(amount)
+            .ok_or_else(overflow)?,
         ..current.clone()
     })
 }
@@ -173,7 +195,44 @@ mod tests {
         Account {
             customer_id: customer(),
             balance_cents: Cents(balance),
+            deposited_cents: Cents(balance),
+            charged_cents: Cents::ZERO,
+            refunded_cents: Cents::ZERO,
         }
+    }
+
+    /// What every account must satisfy, and `sagactl audit` checks.
+    fn adds_up(a: &Account) -> bool {
+        a.balance_cents.0 + a.charged_cents.0 == a.deposited_cents.0 + a.refunded_cents.0
+    }
+
+    #[test]
+    fn every_change_keeps_the_totals_adding_up() {
+        let deposit_of = |cents| Deposit {
+            customer_id: customer(),
+            amount_cents: Cents(cents),
+        };
+        let opened = deposit(None, &deposit_of(500)).unwrap();
+        let topped = deposit(Some(&opened), &deposit_of(300)).unwrap();
+        let Charge::Taken {
+            account: charged, ..
+        } = charge(&order(), &customer(), Some(&topped), Cents(600))
+        else {
+            panic!("taken")
+        };
+        let refunded = refund(&charged, Cents(600)).unwrap();
+        for a in [&opened, &topped, &charged, &refunded] {
+            assert!(adds_up(a), "{a:?}");
+        }
+        assert_eq!(
+            (
+                refunded.balance_cents,
+                refunded.deposited_cents,
+                refunded.charged_cents,
+                refunded.refunded_cents
+            ),
+            (Cents(800), Cents(800), Cents(600), Cents(600))
+        );
     }
 
     #[test]

@@ -327,6 +327,9 @@ mod tests {
         let account = Account {
             customer_id: customer(),
             balance_cents: Cents(1),
+            deposited_cents: Cents(1_000),
+            charged_cents: Cents(999),
+            refunded_cents: Cents::ZERO,
         };
         let restored = refund_to(&order(), &customer(), Some(&account), Cents(999)).unwrap();
         assert_eq!(restored.balance_cents, Cents(1000));
