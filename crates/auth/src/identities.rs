@@ -122,7 +122,6 @@ impl Identity {
                         consumers::SAGA_INVENTORY,
                         consumers::SAGA_PAYMENTS,
                         consumers::SAGA_TIMEOUTS,
-                        consumers::SAGA_CANCELS,
                         consumers::SAGA_OPERATOR,
                     ],
                     streams::SAGA,
@@ -200,8 +199,8 @@ fn client() -> Permissions {
 
 /// A service: it writes `writes` and its own dead letters, checks that the
 /// streams `needs` exist, uses its durable `consumers`, reads the states in
-/// its own stream `store` by direct get, and answers `queries` as the micro
-/// service named after it.
+/// its own stream `store` by direct get and removes the commands it handled
+/// there, and answers `queries` as the micro service named after it.
 fn service(
     identity: Identity,
     writes: &[&str],
@@ -228,6 +227,9 @@ fn service(
     publish.extend([
         format!("$JS.API.DIRECT.GET.{store}"),
         format!("$JS.API.DIRECT.GET.{store}.>"),
+        // The commands it has handled, which are in its own stream, are
+        // removed once handled (what they caused is stored).
+        format!("$JS.API.STREAM.MSG.DELETE.{store}"),
     ]);
     let mut subscribe = strings(queries);
     // The micro protocol's discovery: `$SRV.PING`, `$SRV.PING.<name>`,

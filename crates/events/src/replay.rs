@@ -11,16 +11,19 @@
 //! dead-letter stream, and replaying it would publish the forger's command
 //! with the operator's rights.
 
-use crate::subjects::{dead_letter, DEPOSIT, PLACE_ORDER, RESTOCK};
+use crate::subjects::{
+    dead_letter, ABORT_SAGA, CANCEL_ORDER, DEPOSIT, PLACE_ORDER, RESTOCK, RETRY_SAGA,
+};
 
-/// Each service, by binary name, and the client commands it consumes: the
-/// only subjects a dead letter of it may be replayed to. The orchestrator
-/// consumes none (its inputs are the participants' events).
+/// Each service, by binary name, and the client and operator commands it
+/// consumes: the only subjects a dead letter of it may be replayed to. The
+/// orchestrator's are the requests about a saga (one dead-lettered for an
+/// order that was not there yet may be replayed once it is).
 pub const COMMANDS_BY_SERVICE: [(&str, &[&str]); 4] = [
     ("order-service", &[PLACE_ORDER]),
     ("inventory-service", &[RESTOCK]),
     ("payment-service", &[DEPOSIT]),
-    ("saga-orchestrator", &[]),
+    ("saga-orchestrator", &[CANCEL_ORDER, RETRY_SAGA, ABORT_SAGA]),
 ];
 
 /// Why a dead letter is not replayed.
@@ -90,6 +93,8 @@ mod tests {
             ("order-service", PLACE_ORDER),
             ("inventory-service", RESTOCK),
             ("payment-service", DEPOSIT),
+            ("saga-orchestrator", CANCEL_ORDER),
+            ("saga-orchestrator", ABORT_SAGA),
         ] {
             assert_eq!(check(&dead_letter(service, command), command), Ok(service));
         }

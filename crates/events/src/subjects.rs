@@ -35,14 +35,15 @@ pub const ORDER_REJECTED: &str = "orders.evt.rejected";
 
 /// The streams, each owned (created and updated) by one service.
 pub mod streams {
-    /// `orders.cmd.>`, `orders.evt.>`; owned by the order service.
+    /// `orders.cmd.place`, `orders.evt.>`; owned by the order service.
     pub const ORDERS: &str = "ORDERS";
     /// `inventory.cmd.>`, `inventory.sku.>`, `inventory.evt.>`, `inventory.applied.>`.
     pub const INVENTORY: &str = "INVENTORY";
     /// `payments.cmd.>`, `payments.account.>`, `payments.evt.>`, `payments.applied.>`.
     pub const PAYMENTS: &str = "PAYMENTS";
-    /// `saga.log.>`, `saga.open.>`, `saga.timer.>`, `saga.timeout.>`,
-    /// `saga.cmd.>`; owned by the orchestrator.
+    /// `saga.log.>`, `saga.open.>`, `saga.timer.>`, `saga.timeout.>`, and
+    /// the requests about sagas, `saga.cmd.>` and `orders.cmd.cancel`;
+    /// owned by the orchestrator.
     pub const SAGA: &str = "SAGA";
     /// `dlq.>`; every service declares it, with the same configuration.
     pub const DLQ: &str = "DLQ";
@@ -63,10 +64,8 @@ pub mod consumers {
     pub const SAGA_INVENTORY: (&str, &str) = (INVENTORY, "saga-inventory");
     pub const SAGA_PAYMENTS: (&str, &str) = (PAYMENTS, "saga-payments");
     pub const SAGA_TIMEOUTS: (&str, &str) = (SAGA, "saga-timeouts");
-    /// `saga.cmd.retry`, `saga.cmd.abort`.
+    /// `orders.cmd.cancel`, `saga.cmd.retry`, `saga.cmd.abort`.
     pub const SAGA_OPERATOR: (&str, &str) = (SAGA, "saga-operator");
-    /// `orders.cmd.cancel`.
-    pub const SAGA_CANCELS: (&str, &str) = (ORDERS, "saga-cancels");
 }
 
 /// `orders.evt.<order_id>.<type>`.

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -39,6 +40,10 @@ pub struct Aggregates<T> {
     /// States written by changes still queued for the store: newer than
     /// anything in `memory`, until they are settled.
     queued: Mutex<HashMap<String, (T, Queued)>>,
+    /// How long what is written beside the aggregates is kept: the marker
+    /// of an applied command ([`Aggregates::apply_once`]) and the facts
+    /// about an order ([`Aggregates::expiring`]); for ever when `None`.
+    kept: Option<Duration>,
 }
 
 /// What this process knows of an aggregate without reading the store.
@@ -67,8 +72,10 @@ pub enum Version {
 }
 
 /// Guards `append`, a new state of an aggregate known at `version` (`None`:
-/// it does not exist yet): it is stored only right after that version.
+/// it does not exist yet): it is stored only right after that version, and
+/// rolls up the states before it, so that the aggregate keeps one message.
 pub fn guard(append: Append, version: Option<&Version>) -> Append {
+    let append = append.rolls_up();
     match version {
         Some(Version::Stored(seq)) => append.expect_last(*seq),
         Some(Version::Queued(queued)) => append.expect_after(queued),
@@ -84,6 +91,24 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             turns: Turns::new(STRIPES),
             memory: Memory::new(capacity),
             queued: Mutex::default(),
+            kept: None,
+        }
+    }
+
+    /// The markers of applied commands, and the facts written with
+    /// [`Aggregates::expiring`], expire `kept` after they are stored
+    /// (docs/design.md says why that is safe for each).
+    pub fn keeping_for(mut self, kept: Duration) -> Self {
+        self.kept = Some(kept);
+        self
+    }
+
+    /// `append` (a fact written beside the aggregates, such as an order's
+    /// event), made to expire as the aggregates keep it.
+    pub fn expiring(&self, append: Append) -> Append {
+        match self.kept {
+            Some(kept) => append.expires_after(kept),
+            None => append,
         }
     }
 
@@ -298,6 +323,12 @@ pub enum Applied<T> {
 }
 
 impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
+    /// The marker of an applied command, kept as long as the aggregates
+    /// keep markers.
+    fn marker(&self, marker: &str, command: &Bytes) -> Append {
+        self.expiring(Append::raw(marker.to_owned(), command.clone()).expect_last(0))
+    }
+
     /// Applies an admin command (a restock, a deposit) to the aggregate on
     /// `subject` at most once: the new state and the command itself, stored
     /// on `marker` (which must be new), are one atomic batch, so a second
@@ -324,7 +355,7 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
                     Append::json(subject, &next),
                     current.as_ref().map(|k| &k.version),
                 ),
-                Append::raw(marker.to_owned(), command.clone()).expect_last(0),
+                self.marker(marker, command),
             ])
             .await;
         match written {

@@ -127,6 +127,10 @@ pub struct CommonConfig {
     pub otlp: Option<OtlpExport>,
     pub stream_replicas: usize,
     pub shutdown_grace: Duration,
+    /// `SAGA_HISTORY_RETENTION_SECONDS`: how long what a saga leaves is
+    /// kept (its records, the participants' facts about its order, the
+    /// order's superseded events), each counted from when it was written.
+    pub retention: Duration,
 }
 
 impl CommonConfig {
@@ -215,6 +219,13 @@ impl CommonConfig {
                 "must be positive",
             ));
         }
+        let retention_seconds = parse_or(env, "SAGA_HISTORY_RETENTION_SECONDS", 604_800u64)?;
+        if retention_seconds == 0 {
+            return Err(ConfigError::new(
+                "SAGA_HISTORY_RETENTION_SECONDS",
+                "must be positive",
+            ));
+        }
         Ok(Self {
             service_name: env
                 .var("OTEL_SERVICE_NAME")
@@ -233,6 +244,7 @@ impl CommonConfig {
             otlp: otlp_export(env)?,
             stream_replicas,
             shutdown_grace: Duration::from_secs(grace_seconds),
+            retention: Duration::from_secs(retention_seconds),
         })
     }
 }
@@ -418,6 +430,7 @@ mod tests {
         assert_eq!(c.service_name, "order-service");
         assert_eq!(c.stream_replicas, 1);
         assert_eq!(c.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(c.retention, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(c.nats_auth, NatsAuth::None);
         assert!(c.otlp.is_none());
     }
@@ -436,6 +449,8 @@ mod tests {
             ("STREAM_REPLICAS", "0"),
             ("STREAM_REPLICAS", "three"),
             ("SHUTDOWN_GRACE_SECONDS", "-1"),
+            ("SAGA_HISTORY_RETENTION_SECONDS", "0"),
+            ("SAGA_HISTORY_RETENTION_SECONDS", "7d"),
             ("NATS_URL", "http://[::1"),
             ("NATS_CREDS", "/no/such/file.creds"),
             ("NATS_TLS_CA", "/no/such/ca.pem"),

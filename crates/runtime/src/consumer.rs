@@ -14,7 +14,10 @@
 //! | [`HandleError::Reject`] | copy to `dlq.<service>.<subject>`, then term |
 //!
 //! A message is acked only after its effects are stored, so a crash at any
-//! point means a redelivery, and handlers are idempotent. While a handler
+//! point means a redelivery, and handlers are idempotent. A consumer of
+//! commands ([`ConsumerSpec::remove_handled`]) also removes each one from
+//! its stream once it is done with it, handled or dead-lettered: what a
+//! command caused is stored elsewhere, so it need not stay. While a handler
 //! runs, the loop sends in-progress acknowledgements, so a message is never
 //! redelivered because its handling outlasts the ack wait.
 
@@ -100,6 +103,11 @@ pub struct ConsumerSpec {
     /// The first nak delay; it doubles with each delivery, up to `retry_cap`.
     pub retry_base: Duration,
     pub retry_cap: Duration,
+    /// Removes each message from its stream once it is handled or
+    /// dead-lettered, before it is acknowledged: for commands, whose
+    /// effects are stored elsewhere (a redelivery after the removal cannot
+    /// happen, and one before it finds the effects).
+    pub remove_handled: bool,
 }
 
 impl ConsumerSpec {
@@ -113,6 +121,7 @@ impl ConsumerSpec {
             ack_wait: Duration::from_secs(10),
             retry_base: Duration::from_millis(250),
             retry_cap: Duration::from_secs(30),
+            remove_handled: false,
         }
     }
 
@@ -289,10 +298,11 @@ async fn process<H: Handler>(
     let outcome = async {
         if delivered > spec.max_deliver {
             let why = format!("gave up after {} deliveries", delivered - 1);
-            return dead_letter(ctx, spec, &message, &why, delivered).await;
+            return dead_letter(ctx, spec, &message, &why, delivered, stream_seq).await;
         }
         match in_progress(&message, spec.ack_wait, handler.handle(&message)).await {
             Ok(()) => {
+                remove(ctx, spec, stream_seq).await;
                 if let Err(e) = message.ack().await {
                     // The effects are stored; the redelivery will find them.
                     tracing::warn!(error = %e, "ack failed");
@@ -305,7 +315,7 @@ async fn process<H: Handler>(
                 | HandleError::Contended(why),
             ) if delivered >= spec.max_deliver => {
                 let why = format!("gave up after {delivered} deliveries: {why}");
-                dead_letter(ctx, spec, &message, &why, delivered).await
+                dead_letter(ctx, spec, &message, &why, delivered, stream_seq).await
             }
             Err(HandleError::Retry(why)) => {
                 let delay = retry_delay(spec.retry_base, spec.retry_cap, delivered);
@@ -326,7 +336,7 @@ async fn process<H: Handler>(
                 Outcome::Retry
             }
             Err(HandleError::Reject(why)) => {
-                dead_letter(ctx, spec, &message, &why, delivered).await
+                dead_letter(ctx, spec, &message, &why, delivered, stream_seq).await
             }
         }
     }
@@ -447,6 +457,7 @@ async fn dead_letter(
     message: &Message,
     reason: &str,
     delivered: i64,
+    stream_seq: u64,
 ) -> Outcome {
     tracing::error!(reason, "dead-lettering message");
     let subject = events::subjects::dead_letter(ctx.service, &message.subject);
@@ -469,6 +480,7 @@ async fn dead_letter(
     match stored {
         Ok(seq) => {
             span.set_attribute("messaging.message.id", seq.to_string());
+            remove(ctx, spec, stream_seq).await;
             if let Err(e) = message.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %e, "term failed; a redelivery dead-letters it again, deduplicated");
             }
@@ -479,6 +491,25 @@ async fn dead_letter(
             nak(message, Some(spec.retry_cap)).await;
             Outcome::Retry
         }
+    }
+}
+
+/// Removes the message at `stream_seq` from the consumer's stream, if the
+/// consumer removes what it handled. Best effort: a command left behind
+/// costs only its bytes, and a redelivery of it finds its effects.
+async fn remove(ctx: &ConsumerContext, spec: &ConsumerSpec, stream_seq: u64) {
+    if !spec.remove_handled || stream_seq == 0 {
+        return;
+    }
+    let request = serde_json::json!({"seq": stream_seq, "no_erase": true});
+    let answer: Result<serde_json::Value, _> = ctx
+        .js
+        .request(format!("STREAM.MSG.DELETE.{}", spec.stream), &request)
+        .await;
+    match answer {
+        Ok(answer) if answer["success"] == true => {}
+        Ok(answer) => tracing::warn!(%answer, "could not remove a handled command"),
+        Err(e) => tracing::warn!(error = %e, "could not remove a handled command"),
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Metrics {
     duration: HistogramVec,
     dead_letters: IntCounterVec,
     streams: IntGaugeVec,
+    stored: IntGaugeVec,
+    stored_messages: IntGaugeVec,
+    limits: IntGaugeVec,
     abandoned: IntCounterVec,
     batches: BatchMetrics,
 }
@@ -187,6 +190,31 @@ impl Metrics {
             &["stream"],
         )
         .expect("valid metric");
+        let stored = IntGaugeVec::new(
+            Opts::new(
+                "jetsaga_stream_bytes",
+                "Bytes a stream the service needs holds (looked up every few seconds).",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
+        let stored_messages = IntGaugeVec::new(
+            Opts::new(
+                "jetsaga_stream_messages",
+                "Messages a stream the service needs holds.",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
+        let limits = IntGaugeVec::new(
+            Opts::new(
+                "jetsaga_stream_limit_bytes",
+                "The byte limit of a stream the service needs; absent for a \
+                 stream without one (the saga stream, whose messages expire).",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
         let abandoned = IntCounterVec::new(
             Opts::new(
                 "jetsaga_saga_steps_abandoned_total",
@@ -203,6 +231,9 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(dead_letters.clone()),
             Box::new(streams.clone()),
+            Box::new(stored.clone()),
+            Box::new(stored_messages.clone()),
+            Box::new(limits.clone()),
             Box::new(abandoned.clone()),
             Box::new(batches.messages.clone()),
             Box::new(batches.duration.clone()),
@@ -216,8 +247,28 @@ impl Metrics {
             duration,
             dead_letters,
             streams,
+            stored,
+            stored_messages,
+            limits,
             abandoned,
             batches,
+        }
+    }
+
+    /// How full a stream the service needs is.
+    pub fn stream_use(&self, stream: &str, state: crate::nats::StreamUse) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.stored
+            .with_label_values(&[stream])
+            .set(gauge(state.bytes));
+        self.stored_messages
+            .with_label_values(&[stream])
+            .set(gauge(state.messages));
+        match state.limit_bytes {
+            Some(limit) => self.limits.with_label_values(&[stream]).set(gauge(limit)),
+            None => {
+                let _ = self.limits.remove_label_values(&[stream]);
+            }
         }
     }
 

@@ -61,17 +61,38 @@ pub async fn connect(
 /// Whether stream `name` is there: `Ok(false)` only when the server says
 /// it does not exist; an error when it could not be asked.
 pub async fn stream_exists(js: &Context, name: &str) -> Result<bool, String> {
+    Ok(stream_state(js, name).await?.is_some())
+}
+
+/// How full a stream is: its messages and bytes, and its byte limit
+/// (`None`: it has none); `None` when it is not there.
+pub async fn stream_state(js: &Context, name: &str) -> Result<Option<StreamUse>, String> {
     match js.get_stream(name).await {
-        Ok(_) => Ok(true),
+        Ok(stream) => {
+            let info = stream.cached_info();
+            Ok(Some(StreamUse {
+                messages: info.state.messages,
+                bytes: info.state.bytes,
+                limit_bytes: u64::try_from(info.config.max_bytes).ok().filter(|b| *b > 0),
+            }))
+        }
         Err(e) => match e.kind() {
             GetStreamErrorKind::JetStream(ref api)
                 if api.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND =>
             {
-                Ok(false)
+                Ok(None)
             }
             _ => Err(e.to_string()),
         },
     }
+}
+
+/// What a stream holds, against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamUse {
+    pub messages: u64,
+    pub bytes: u64,
+    pub limit_bytes: Option<u64>,
 }
 
 /// The readiness check of a stream.
@@ -149,10 +170,14 @@ pub async fn watch_streams(
         }
         for name in &names {
             // An error means NATS is down, which the connection check reports.
-            let Ok(present) = stream_exists(&js, name).await else {
+            let Ok(state) = stream_state(&js, name).await else {
                 continue;
             };
+            let present = state.is_some();
             metrics.stream_present(name, present);
+            if let Some(state) = state {
+                metrics.stream_use(name, state);
+            }
             let check = stream_check(name);
             if present {
                 readiness.ready(&check);

@@ -153,8 +153,12 @@ impl Store {
         let Some(message) = self.last_message(filter).await? else {
             return Ok(None);
         };
-        let again = Append::raw(message.subject.to_string(), message.payload)
+        let mut again = Append::raw(message.subject.to_string(), message.payload)
             .expect_last_on(filter, message.sequence);
+        // A repeat expires as the original does, counted from now.
+        if let Some(ttl) = message.headers.get(append::TTL) {
+            again = again.header(append::TTL, ttl.as_str());
+        }
         match self.commit(vec![again]).await {
             Ok(seqs) => Ok(seqs.last().copied()),
             Err(StoreError::Conflict(_)) => Ok(Some(message.sequence + 1)),

@@ -90,12 +90,16 @@ pub fn config(name: &str, layout: Layout) -> Option<StreamConfig> {
         allow_direct: true,
         allow_atomic_publish: true,
         duplicate_window: Duration::from_secs(120),
+        // What a saga leaves expires (docs/design.md, "Retention"), and an
+        // aggregate's new state rolls up its last.
+        allow_message_ttl: true,
+        allow_rollup: true,
         max_bytes,
         discard: DiscardPolicy::New,
         ..Default::default()
     };
     Some(match name {
-        ORDERS => shared(&["orders.cmd.>", "orders.evt.>"]),
+        ORDERS => shared(&["orders.cmd.place", "orders.evt.>"]),
         INVENTORY => shared(&[
             "inventory.cmd.>",
             "inventory.sku.>",
@@ -109,13 +113,11 @@ pub fn config(name: &str, layout: Layout) -> Option<StreamConfig> {
             "payments.applied.>",
         ]),
         // A saga's record (its state and next command) and its entry in
-        // the list of sagas are one batch; each entry rolls up the one
-        // before, and a finished saga's expires. Its wake-ups are
-        // scheduled messages.
+        // the list of sagas are one batch; its wake-ups are scheduled
+        // messages. The requests about sagas (a client's cancel included)
+        // are here, where their consumer, the orchestrator, removes them.
         SAGA => StreamConfig {
             allow_message_schedules: true,
-            allow_rollup: true,
-            allow_message_ttl: true,
             discard: DiscardPolicy::Old,
             ..shared(&[
                 "saga.log.>",
@@ -123,6 +125,7 @@ pub fn config(name: &str, layout: Layout) -> Option<StreamConfig> {
                 "saga.timer.>",
                 "saga.timeout.>",
                 "saga.cmd.>",
+                "orders.cmd.cancel",
             ])
         },
         DLQ => StreamConfig {
@@ -152,25 +155,42 @@ mod tests {
 
     #[test]
     fn no_subject_is_held_by_two_streams() {
-        let subjects: Vec<String> = ALL
+        /// Whether some subject matches both filters.
+        fn overlap(a: &str, b: &str) -> bool {
+            let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+            for i in 0..a.len().max(b.len()) {
+                match (a.get(i), b.get(i)) {
+                    (Some(&">"), _) | (_, Some(&">")) => return true,
+                    (Some(x), Some(y)) if x == y || *x == "*" || *y == "*" => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+        assert!(overlap("orders.cmd.>", "orders.cmd.cancel"));
+        assert!(!overlap("orders.cmd.place", "orders.cmd.cancel"));
+        let held: Vec<(&str, String)> = ALL
             .iter()
-            .flat_map(|name| config(name, Layout::replicas(1)).unwrap().subjects)
+            .flat_map(|name| {
+                let subjects = config(name, Layout::replicas(1)).unwrap().subjects;
+                subjects.into_iter().map(move |s| (*name, s))
+            })
             .collect();
-        let prefixes: std::collections::BTreeSet<&str> = subjects
-            .iter()
-            .map(|s| s.split('.').next().unwrap_or_default())
-            .collect();
-        assert_eq!(prefixes.len(), ALL.len(), "{subjects:?}");
+        for (i, (one, a)) in held.iter().enumerate() {
+            for (other, b) in &held[i + 1..] {
+                assert!(one == other || !overlap(a, b), "{one} {a} and {other} {b}");
+            }
+        }
     }
 
     #[test]
-    fn every_stream_takes_batches_and_only_the_saga_stream_schedules_and_rolls_up() {
+    fn every_stream_takes_batches_expiries_and_rollups_and_only_the_saga_stream_schedules() {
         for name in ALL {
             let config = config(name, Layout::replicas(1)).unwrap();
             assert!(config.allow_atomic_publish, "{name}");
+            assert!(config.allow_message_ttl, "{name}");
+            assert!(config.allow_rollup, "{name}");
             assert_eq!(config.allow_message_schedules, name == SAGA, "{name}");
-            assert_eq!(config.allow_rollup, name == SAGA, "{name}");
-            assert_eq!(config.allow_message_ttl, name == SAGA, "{name}");
         }
     }
 

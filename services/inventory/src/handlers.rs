@@ -449,11 +449,13 @@ impl SagaSteps {
             })
             .collect();
         appends.push(
-            Append::json(
-                subjects::inventory_event(order_id, event.type_name()),
-                event,
-            )
-            .expect_last_on(&subjects::inventory_events(order_id), after),
+            self.stock.expiring(
+                Append::json(
+                    subjects::inventory_event(order_id, event.type_name()),
+                    event,
+                )
+                .expect_last_on(&subjects::inventory_events(order_id), after),
+            ),
         );
         let seqs = self.stock.write(turn, changed, appends).await?;
         if let Some(&seq) = seqs.last() {
@@ -478,7 +480,7 @@ pub fn get_stock_query(store: Store) -> Query {
             let found: Option<Versioned<StockLevel>> =
                 store.last(&subjects::stock(&request.sku)).await?;
             found
-                .map(|v| v.value)
+                .map(|v| events::inventory::StockReply::from(v.value))
                 .ok_or_else(|| QueryError::NotFound(format!("no sku {}", request.sku)))
         }
     })

@@ -50,6 +50,7 @@ impl Config {
 
 /// Runs the inventory service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let retention = config.common.retention;
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     if rt
         .require_streams(&[streams::INVENTORY, streams::SAGA, streams::DLQ])
@@ -58,12 +59,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let store = Store::with_metrics(rt.js.clone(), streams::INVENTORY, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
-        let stock = Arc::new(handlers::Stock::new(store.clone(), config.cache_capacity));
-        let commands = ConsumerSpec::new(
+        let stock = Arc::new(
+            handlers::Stock::new(store.clone(), config.cache_capacity).keeping_for(retention),
+        );
+        let mut commands = ConsumerSpec::new(
             consumers::INVENTORY_COMMANDS.0,
             consumers::INVENTORY_COMMANDS.1,
             vec!["inventory.cmd.>".to_owned()],
         );
+        commands.remove_handled = true;
         rt.consume(commands, Arc::new(handlers::Commands::new(stock.clone())));
         let mut saga = ConsumerSpec::new(
             consumers::INVENTORY_SAGA.0,

@@ -39,10 +39,10 @@ pub enum Source {
     Payments,
     /// The orchestrator's own step deadlines, fired by JetStream.
     Timeouts,
-    /// `orders.cmd.cancel`, from a client or an operator.
-    Cancels,
-    /// `saga.cmd.retry` and `saga.cmd.abort`, from an operator.
-    Operator,
+    /// The requests about sagas: `orders.cmd.cancel`, from a client or an
+    /// operator, and `saga.cmd.retry` and `saga.cmd.abort`, from an
+    /// operator.
+    Requests,
 }
 
 /// Advances sagas on the events of one participant.
@@ -65,7 +65,7 @@ impl Handler for Events {
             Source::Inventory => SagaEvent::Inventory(decode::<InventoryEvent>(message)?),
             Source::Payments => SagaEvent::Payment(decode::<PaymentEvent>(message)?),
             Source::Timeouts => SagaEvent::Timeout(decode::<StepTimer>(message)?),
-            Source::Cancels | Source::Operator => {
+            Source::Requests => {
                 let request = request(message)?;
                 return self.saga.operate(request, stream_sequence(message)).await;
             }
@@ -159,6 +159,9 @@ pub struct Saga {
     policy: Policy,
     /// The server's time: the wake-ups fire by it.
     clock: Arc<ServerClock>,
+    /// How long a record is kept (`SAGA_HISTORY_RETENTION_SECONDS`), and
+    /// with it a fired wake-up.
+    retention: std::time::Duration,
 }
 
 /// A saga's last record, and whether it was read from the store just now
@@ -175,9 +178,11 @@ impl Saga {
         metrics: SagaMetrics,
         policy: Policy,
         clock: Arc<ServerClock>,
+        retention: std::time::Duration,
     ) -> Self {
         Self {
             clock,
+            retention,
             store,
             answers,
             memory: Arc::new(Memory::new(REMEMBERED_SAGAS)),
@@ -368,7 +373,8 @@ impl Saga {
         let subject = subjects::saga_record(&order_id, next.command.name());
         let entry = list_entry(&next);
         let append = Append::json(subject.clone(), &next)
-            .expect_last_on(&subjects::saga_records(&order_id), after);
+            .expect_last_on(&subjects::saga_records(&order_id), after)
+            .expires_after(self.retention);
         match self.store.commit(vec![entry, append]).await {
             Ok(seqs) => {
                 let next = Arc::new(next);
@@ -402,19 +408,24 @@ impl Saga {
         let schedule = format!("@at {}", domain::rfc3339(arm.at));
         let order_id = &arm.timer.order_id;
         let target = subjects::step_timeout(order_id);
+        let ttl = format!("{}s", self.retention.as_secs().max(1));
         let append = Append::json(subjects::step_timer(order_id), &arm.timer)
             .header("Nats-Schedule", &schedule)
-            .header("Nats-Schedule-Target", &target);
+            .header("Nats-Schedule-Target", &target)
+            .header("Nats-Schedule-TTL", &ttl);
         self.store.commit(vec![append]).await?;
         Ok(())
     }
 
-    /// Cancels a finished saga's wake-up: a message without a schedule
-    /// replaces it. Best effort, so not acknowledged: a wake-up that fires
-    /// anyway finds the saga finished and changes nothing, at the cost of a
-    /// delivery.
+    /// Cancels a finished saga's wake-up: an empty message rolls up its
+    /// schedule (a message without a schedule on its subject would cancel
+    /// it, but leave it stored for good), then expires. Best effort, so not
+    /// acknowledged: a wake-up that fires anyway finds the saga finished
+    /// and changes nothing, at the cost of a delivery, and expires too.
     async fn disarm(&self, order_id: &OrderId) {
-        let append = Append::raw(subjects::step_timer(order_id), Bytes::new());
+        let append = Append::raw(subjects::step_timer(order_id), Bytes::new())
+            .rolls_up()
+            .expires_after(std::time::Duration::from_secs(1));
         if let Err(e) = self.store.send(append).await {
             tracing::debug!(error = %e, "cancelling a finished saga's wake-up");
         }

@@ -52,6 +52,15 @@ impl Config {
                 "must be positive",
             ));
         }
+        // A saga's last record must outlive the longest wait for its next
+        // one (eight step timeouts, jittered), or an unfinished saga would
+        // expire between two of its steps.
+        if common.retention < std::time::Duration::from_millis(step_timeout_ms) * 16 {
+            return Err(ConfigError::new(
+                "SAGA_HISTORY_RETENTION_SECONDS",
+                "must be at least 16 times SAGA_STEP_TIMEOUT_MS",
+            ));
+        }
         let max_attempts = parse_or(env, "SAGA_STEP_MAX_ATTEMPTS", 3u32)?;
         if max_attempts == 0 {
             return Err(ConfigError::new(
@@ -70,6 +79,7 @@ impl Config {
 
 /// Runs the orchestrator until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let retention = config.common.retention;
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     if rt
         .require_streams(&[
@@ -105,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 step_timeout: config.step_timeout,
             },
             rt.clock.clone(),
+            retention,
         );
         let consumers = [
             (
@@ -128,14 +139,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                 Source::Timeouts,
             ),
             (
-                consumers::SAGA_CANCELS,
-                vec![subjects::CANCEL_ORDER],
-                Source::Cancels,
-            ),
-            (
                 consumers::SAGA_OPERATOR,
-                vec![subjects::RETRY_SAGA, subjects::ABORT_SAGA],
-                Source::Operator,
+                vec![
+                    subjects::CANCEL_ORDER,
+                    subjects::RETRY_SAGA,
+                    subjects::ABORT_SAGA,
+                ],
+                Source::Requests,
             ),
         ];
         for ((stream, durable), filters, source) in consumers {
@@ -150,8 +160,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             // it; only an unreadable one is dead-lettered. A request about
             // a saga that never starts is dead-lettered after its few
             // minutes of deliveries.
-            if !matches!(source, Source::Cancels | Source::Operator) {
-                spec.max_deliver = 1_000;
+            match source {
+                Source::Requests => spec.remove_handled = true,
+                _ => spec.max_deliver = 1_000,
             }
             rt.consume(spec, Arc::new(Events::new(source, saga.clone())));
         }

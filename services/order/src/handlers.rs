@@ -1,6 +1,8 @@
 //! The order service's message handlers and query: the thin layer between
 //! JetStream and [`crate::domain`].
 
+use std::time::Duration;
+
 use async_nats::jetstream::Message;
 use events::commands::{check_msg_id, PlaceError, PlaceOrder};
 use events::order::{OrderEvent, RejectedEvent, RejectedTag};
@@ -21,19 +23,23 @@ use crate::domain::{self, OrderError};
 #[derive(Debug)]
 pub struct Place {
     store: Store,
+    /// How long a `placed` or `rejected` event is kept: an order's final
+    /// event supersedes its `placed`, and a rejection is only news.
+    retention: Duration,
 }
 
 impl Place {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, retention: Duration) -> Self {
+        Self { store, retention }
     }
 
     async fn reject(&self, message: &Message, rejected: RejectedEvent) -> Result<(), HandleError> {
         tracing::info!(errors = ?rejected.errors, "order rejected");
         // Deduplicated by the stream if this delivery is handled twice.
         let msg_id = format!("rejected:{}", stream_sequence(message));
-        let append =
-            Append::json(subjects::ORDER_REJECTED, &rejected).header("Nats-Msg-Id", &msg_id);
+        let append = Append::json(subjects::ORDER_REJECTED, &rejected)
+            .header("Nats-Msg-Id", &msg_id)
+            .expires_after(self.retention);
         self.store.commit(vec![append]).await?;
         Ok(())
     }
@@ -73,7 +79,8 @@ impl Handler for Place {
         };
         runtime::telemetry::record_order_id(order_id.as_str());
         let placed = domain::placed(order_id.clone(), command.customer_id, &command.items);
-        match self.store.commit(vec![placement(&order_id, &placed)]).await {
+        let append = placement(&order_id, &placed, self.retention);
+        match self.store.commit(vec![append]).await {
             Ok(_) => {
                 tracing::info!("order placed");
                 Ok(())
@@ -105,7 +112,7 @@ impl Place {
             command.customer_id.clone(),
             &command.items,
         );
-        let append = placement(&order_id, &placed).header(domain::PLACED_BY, key);
+        let append = placement(&order_id, &placed, self.retention).header(domain::PLACED_BY, key);
         match self.store.commit(vec![append]).await {
             Ok(_) => {
                 tracing::info!("order placed");
@@ -140,10 +147,11 @@ impl Place {
 }
 
 /// The `placed` event of a new order: stored only if the order has no
-/// event yet.
-fn placement(order_id: &OrderId, placed: &OrderEvent) -> Append {
+/// event yet, and kept for `retention` (its final event supersedes it).
+fn placement(order_id: &OrderId, placed: &OrderEvent, retention: Duration) -> Append {
     Append::json(subjects::order_event(order_id, "placed"), placed)
         .expect_last_on(&subjects::order_events(order_id), 0)
+        .expires_after(retention)
 }
 
 /// The saga's `confirm_order` and `cancel_order`.

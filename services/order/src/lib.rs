@@ -43,6 +43,7 @@ impl Config {
 
 /// Runs the order service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let retention = config.common.retention;
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     if rt
         .require_streams(&[streams::ORDERS, streams::SAGA, streams::DLQ])
@@ -57,7 +58,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             vec![subjects::PLACE_ORDER.to_owned()],
         );
         place.concurrency = config.concurrency;
-        rt.consume(place, Arc::new(handlers::Place::new(store.clone())));
+        place.remove_handled = true;
+        rt.consume(
+            place,
+            Arc::new(handlers::Place::new(store.clone(), retention)),
+        );
         let saga = ConsumerSpec::new(
             consumers::ORDER_SAGA.0,
             consumers::ORDER_SAGA.1,

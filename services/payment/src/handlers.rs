@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::Message;
 use events::commands::Deposit;
-use events::payment::{Account, PaymentEvent};
+use events::payment::{Account, AccountReply, PaymentEvent};
 use events::query::ByCustomer;
 use events::saga::{command, SagaRecord};
 use events::subjects;
@@ -407,8 +407,10 @@ impl<G: Gateway> SagaSteps<G> {
             changed.push((subject, account));
         }
         appends.push(
-            Append::json(subjects::payment_event(order_id, event.type_name()), event)
-                .expect_last_on(&subjects::payment_events(order_id), after),
+            self.accounts.expiring(
+                Append::json(subjects::payment_event(order_id, event.type_name()), event)
+                    .expect_last_on(&subjects::payment_events(order_id), after),
+            ),
         );
         self.accounts
             .write(turn, changed, appends)
@@ -427,7 +429,7 @@ pub fn get_account_query(store: Store) -> Query {
             async move {
                 let found: Option<Versioned<Account>> =
                     store.last(&subjects::account(&request.customer_id)).await?;
-                found.map(|v| v.value).ok_or_else(|| {
+                found.map(|v| AccountReply::from(v.value)).ok_or_else(|| {
                     QueryError::NotFound(format!("no account for customer {}", request.customer_id))
                 })
             }

@@ -113,6 +113,7 @@ pub async fn run_with_gateway<G: Gateway>(
         gateway,
         timeout: config.gateway_timeout,
     };
+    let retention = config.common.retention;
     let rt = ServiceRuntime::start(NAME, config.common, shutdown).await?;
     if rt
         .require_streams(&[streams::PAYMENTS, streams::SAGA, streams::DLQ])
@@ -121,15 +122,15 @@ pub async fn run_with_gateway<G: Gateway>(
         let store = Store::with_metrics(rt.js.clone(), streams::PAYMENTS, &rt.metrics)
             .await
             .expect("a stream handle needs no I/O");
-        let accounts = Arc::new(handlers::Accounts::new(
-            store.clone(),
-            config.cache_capacity,
-        ));
-        let commands = ConsumerSpec::new(
+        let accounts = Arc::new(
+            handlers::Accounts::new(store.clone(), config.cache_capacity).keeping_for(retention),
+        );
+        let mut commands = ConsumerSpec::new(
             consumers::PAYMENT_COMMANDS.0,
             consumers::PAYMENT_COMMANDS.1,
             vec!["payments.cmd.>".to_owned()],
         );
+        commands.remove_handled = true;
         rt.consume(
             commands,
             Arc::new(handlers::Commands::new(accounts.clone())),

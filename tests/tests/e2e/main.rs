@@ -2,6 +2,7 @@
 //! nats-server, checked only through the public contract (commands, events,
 //! queries, dead letters, HTTP).
 
+mod audit;
 mod bad_input;
 mod binaries;
 mod conservation;
@@ -15,6 +16,7 @@ mod operate;
 mod provisioning;
 mod queries;
 mod reads;
+mod retention;
 mod saga_paths;
 mod security;
 mod sidecar;

@@ -3,6 +3,7 @@
 //! complete on their own.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use e2e::testkit::{eventually, http_get, Identity};
@@ -327,22 +328,33 @@ async fn the_list_pages_through_thousands_of_sagas_finished_first_then_oldest_st
         .seed(&[("sku-1", 10_000, 100)], &[("c-1", 10_000_000)])
         .await;
     let finished = place_many(&suite.client, "o-done-", 1_500).await;
-    for order_id in &finished {
-        suite.settled(order_id).await;
-    }
-    suite.stop_service("payment-service").await;
-    let open = place_many(&suite.client, "o-open-", 300).await;
     let client = suite.client.clone();
     let client = &client;
-    eventually("300 sagas charging", SETTLE, || async move {
-        let running = client.all_sagas(Some(ListStatus::Running)).await.ok()?;
-        running
-            .iter()
-            .filter(|s| s.state == SagaState::Charging)
-            .count()
-            .eq(&300)
-            .then_some(())
-    })
+    // Beside the other tests, on a small machine, 1,500 sagas take a while.
+    eventually(
+        "1,500 sagas finished",
+        Duration::from_secs(180),
+        || async move {
+            let done = client.all_sagas(Some(ListStatus::Finished)).await.ok()?;
+            (done.len() == 1_500).then_some(())
+        },
+    )
+    .await;
+    suite.stop_service("payment-service").await;
+    let open = place_many(&suite.client, "o-open-", 300).await;
+    eventually(
+        "300 sagas charging",
+        Duration::from_secs(120),
+        || async move {
+            let running = client.all_sagas(Some(ListStatus::Running)).await.ok()?;
+            running
+                .iter()
+                .filter(|s| s.state == SagaState::Charging)
+                .count()
+                .eq(&300)
+                .then_some(())
+        },
+    )
     .await;
 
     let mut pages = 0;

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -16,6 +17,9 @@ use serde::Serialize;
 /// (nats-server 2.11+), rather than to the message's own subject.
 pub(super) const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
     "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// The header of a per-message TTL.
+pub const TTL: &str = "Nats-TTL";
 
 /// One message of a change, with the check that guards it.
 #[derive(Debug, Clone)]
@@ -218,6 +222,19 @@ impl Append {
             .get(EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT)
             .map_or_else(|| self.subject.clone(), |f| f.as_str().to_owned());
         Some((key, expected))
+    }
+
+    /// Expires `ttl` after it is stored, to the second (a per-message TTL,
+    /// nats-server 2.11+, on a stream that allows them).
+    pub fn expires_after(self, ttl: Duration) -> Self {
+        self.header(TTL, &format!("{}s", ttl.as_secs().max(1)))
+    }
+
+    /// Once stored, the only message on its subject: the server purges the
+    /// ones before it (a rollup), so an aggregate whose last message is
+    /// its state keeps that one alone.
+    pub fn rolls_up(self) -> Self {
+        self.header("Nats-Rollup", "sub")
     }
 
     /// Adds a header, such as a `traceparent`.

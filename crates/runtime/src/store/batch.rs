@@ -194,10 +194,38 @@ struct BatchReply {
     seq: u64,
 }
 
+/// nats-server rolls a subject up in a batch only at its first message
+/// there (`batch rollup sub invalid` otherwise): an aggregate changed twice
+/// in one batch (a hot sku) keeps the rollup on its first state alone, and
+/// holds the batch's states until its next batch rolls them up.
+fn one_rollup_per_subject(appends: &mut [Append]) {
+    let mut rolled = std::collections::HashSet::new();
+    for append in appends.iter_mut() {
+        if append.headers.get(ROLLUP).is_some() && !rolled.insert(append.subject.clone()) {
+            append.headers = append
+                .headers
+                .iter()
+                .filter(|(name, _)| AsRef::<str>::as_ref(*name) != ROLLUP)
+                .flat_map(|(name, values)| values.iter().map(move |v| (name.clone(), v.clone())))
+                .fold(
+                    async_nats::HeaderMap::new(),
+                    |mut headers, (name, value)| {
+                        headers.append(name, value);
+                        headers
+                    },
+                );
+        }
+    }
+}
+
+/// The header of a rollup ([`Append::rolls_up`]).
+const ROLLUP: &str = "Nats-Rollup";
+
 /// An atomic batch: the stream stores the messages only when the last one,
 /// carrying the commit header, arrives and every expected-sequence check of
 /// the batch holds.
-async fn commit_batch(js: &Context, batch_id: &str, appends: Vec<Append>) -> Written {
+async fn commit_batch(js: &Context, batch_id: &str, mut appends: Vec<Append>) -> Written {
+    one_rollup_per_subject(&mut appends);
     let client = js.client();
     let count = appends.len();
     let mut committed = None;
@@ -276,6 +304,31 @@ fn batch_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subject_changed_twice_in_a_batch_is_rolled_up_by_its_first_change_alone() {
+        let state =
+            |n: &str| Append::raw("inventory.sku.a", bytes::Bytes::from(n.to_owned())).rolls_up();
+        let mut appends = vec![
+            state("1").expect_last(7),
+            Append::raw("inventory.evt.o-1.reserved", bytes::Bytes::new()),
+            state("2"),
+            Append::raw("inventory.sku.b", bytes::Bytes::new()).rolls_up(),
+            state("3"),
+        ];
+        one_rollup_per_subject(&mut appends);
+        let rolls: Vec<bool> = appends
+            .iter()
+            .map(|a| a.headers.get(ROLLUP).is_some())
+            .collect();
+        assert_eq!(rolls, [true, false, false, true, false]);
+        assert_eq!(appends[4].payload, "3", "the message stays");
+        assert_eq!(
+            appends[0].check(),
+            Some(("inventory.sku.a".to_owned(), 7)),
+            "other headers stay"
+        );
+    }
 
     #[test]
     fn the_opening_acknowledgement_is_empty() {
