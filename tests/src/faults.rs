@@ -253,6 +253,7 @@ impl Run {
         let settle_seconds = settling.elapsed().as_secs_f64();
         check_conservation(&self.client, &self.catalogue, &settled).await;
         check_outcomes(&self.client, &self.orders).await;
+        crate::audit(&self.nats.url(), self.nats.security()).await;
         let mut tally = Tally::of(&settled, settle_seconds);
         tally.refusals = refusals;
         eprintln!("{label}: {tally}; faults: {windows:?}");

@@ -39,6 +39,23 @@ pub async fn sagactl(
         .expect("sagactl runs")
 }
 
+/// Runs `sagactl audit` as `operator` (guarantee 8) and fails, naming
+/// each violation, unless the books add up. Returns its report.
+pub async fn audit(url: &str, security: &Security) -> serde_json::Value {
+    let run = sagactl(url, security, Identity::Operator, &["audit"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout)
+        .unwrap_or_else(|e| panic!("sagactl audit printed no report ({e}): {run:?}"));
+    assert!(
+        run.status.success() && report["ok"] == true,
+        "sagactl audit: {report:#}"
+    );
+    eprintln!(
+        "sagactl audit: {} orders, {} skus, {} accounts read in {:.2} s; the books add up",
+        report["orders"], report["skus"], report["accounts"], report["seconds"]
+    );
+    report
+}
+
 /// A client connected as `identity`.
 pub async fn connect_as(url: &str, security: &Security, identity: Identity) -> Client {
     Client::connect(&security.connection(url, identity))

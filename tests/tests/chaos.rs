@@ -85,6 +85,7 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
 
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
     check_outcomes(&client, &orders).await;
+    e2e::audit(&nats.url(), nats.security()).await;
     check_no_unavailable(&settled);
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for order in settled

@@ -71,6 +71,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
     let settled = settle_all(&client, &orders).await;
     let confirmed = check_conservation(&client, &catalogue, &settled).await;
     check_outcomes(&client, &orders).await;
+    e2e::audit(&cluster.urls(), cluster.security()).await;
     check_no_unavailable(&settled);
     eprintln!(
         "cluster chaos: {ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \

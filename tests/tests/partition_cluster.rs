@@ -101,6 +101,7 @@ async fn a_nats_node_cut_off_from_its_cluster_loses_its_leaders_and_nothing_else
     let settled = settle_all(&client, &orders).await;
     let settle_seconds = settling.elapsed().as_secs_f64();
     check_conservation(&client, &catalogue, &settled).await;
+    e2e::audit(&cluster.urls(), cluster.security()).await;
     check_outcomes(&client, &orders).await;
     let mut tally = Tally::of(&settled, settle_seconds);
     tally.refusals = placed.refusals;

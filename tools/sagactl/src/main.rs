@@ -6,6 +6,7 @@
 //! Exit codes: 0 success, 1 failure, 2 bad usage, 3 not found.
 
 mod admin;
+mod audit;
 mod bench;
 mod connect;
 mod demo;
@@ -84,6 +85,10 @@ enum Command {
     /// Act on one saga: retry its step, or abort it (operator).
     #[command(subcommand)]
     Saga(sagas::SagaCommand),
+    /// Check from the stored state that stock and money add up and that
+    /// nothing is held or charged for a finished order (operator). Exits 1
+    /// naming each violation.
+    Audit,
     /// Dead letters: list, show, replay.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -178,6 +183,7 @@ async fn run(cli: Cli, out: &Output) -> anyhow::Result<ExitCode> {
         Command::Sagas(args) => sagas::list(&client, out, args).await,
         Command::Cancel { order_id, wait } => sagas::cancel(&client, out, &order_id, wait).await,
         Command::Saga(command) => sagas::act(&client, out, command).await,
+        Command::Audit => audit::run(&client, out).await,
         Command::Dlq(command) => dlq::run(&client, out, command).await,
         Command::Seed(args) => {
             let seeded = workload::seed::seed(&client, &args.plan()?, !out.json).await?;
