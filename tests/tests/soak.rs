@@ -49,7 +49,7 @@ async fn with_a_short_window_what_sagas_leave_levels_off() {
             placed += 1;
         }
         let seconds = started.elapsed().as_secs();
-        if seconds % 10 == 0 && curve.last().is_none_or(|p| p.0 != seconds) {
+        if seconds.is_multiple_of(10) && curve.last().is_none_or(|p| p.0 != seconds) {
             let mut sagas = (0, 0);
             for stream in [streams::SAGA, streams::INVENTORY, streams::PAYMENTS] {
                 let (messages, bytes) = held(&js, stream).await;

@@ -16,10 +16,7 @@
 //! than its store. The saga stream has no byte limit: a stream with
 //! scheduled messages cannot refuse new ones (nats-server allows it only
 //! to drop old ones, which would lose sagas); it has the rest of the
-//! store ([`SAGA_SHARE_PERCENT`]) to itself. Its batches are a record and
-//! the saga's entry in the list of sagas, the entry first: one stored in
-//! part by a full server leaves the entry ahead of a record that the
-//! orchestrator writes again, with the entry, once it can.
+//! store ([`SAGA_SHARE_PERCENT`]) to itself, and takes no batches.
 
 use std::time::Duration;
 
@@ -112,9 +109,8 @@ pub fn config(name: &str, layout: Layout) -> Option<StreamConfig> {
             "payments.evt.>",
             "payments.applied.>",
         ]),
-        // A saga's record (its state and next command) and its entry in
-        // the list of sagas are one batch; its wake-ups are scheduled
-        // messages. The requests about sagas (a client's cancel included)
+        // A saga's record (its state and next command) is one publish; its
+        // wake-ups are scheduled messages. The requests about sagas (a client's cancel included)
         // are here, where their consumer, the orchestrator, removes them.
         SAGA => StreamConfig {
             allow_message_schedules: true,

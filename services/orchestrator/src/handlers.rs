@@ -371,17 +371,17 @@ impl Saga {
         }
         let order_id = next.order_id.clone();
         let subject = subjects::saga_record(&order_id, next.command.name());
-        let entry = list_entry(&next);
         let append = Append::json(subject.clone(), &next)
             .expect_last_on(&subjects::saga_records(&order_id), after)
             .expires_after(self.retention);
-        match self.store.commit(vec![entry, append]).await {
+        match self.store.commit(vec![append]).await {
             Ok(seqs) => {
+                self.list(&next).await;
                 let next = Arc::new(next);
                 self.memory.remember(
                     order_id.as_str(),
                     Versioned {
-                        seq: seqs[1],
+                        seq: seqs[0],
                         subject,
                         value: next.clone(),
                     },
@@ -397,6 +397,33 @@ impl Saga {
                 Err(e)
             }
         }
+    }
+
+    /// Writes the saga's entry in the list of sagas (`crate::list`), once
+    /// its record `saga` is stored: its summary while it is unfinished,
+    /// kept for [`Saga::entry_kept`]; once finished, an empty entry that
+    /// expires at once. Each rolls up the entry before it, so a saga has
+    /// one at most. Not acknowledged, and not in the record's write: an
+    /// entry lost with a crash is put right by the saga's next record,
+    /// which comes within eight step timeouts while it is unfinished, or
+    /// expires on its own.
+    async fn list(&self, saga: &SagaRecord) {
+        let subject = subjects::open_saga(&saga.order_id);
+        let entry = if saga.state.is_terminal() {
+            Append::raw(subject, Bytes::new()).expires_after(std::time::Duration::from_secs(1))
+        } else {
+            Append::json(subject, &saga.summary()).expires_after(self.entry_kept())
+        };
+        if let Err(e) = self.store.send(entry.rolls_up()).await {
+            tracing::debug!(error = %e, "writing the saga's entry in the list");
+        }
+    }
+
+    /// How long an unfinished saga's entry in the list is kept: twice the
+    /// longest wait for its next record (eight step timeouts), which
+    /// writes it again.
+    fn entry_kept(&self) -> std::time::Duration {
+        self.policy.step_timeout * 16
     }
 
     /// Arms a saga's wake-up, as a JetStream scheduled message on
@@ -447,20 +474,6 @@ impl Saga {
             .map(|start| (self.clock.now() - start).as_seconds_f64());
         self.metrics.saga_completed(outcome, seconds);
     }
-}
-
-/// The saga's entry in the list of sagas (`crate::list`), written in the
-/// same batch as its record `saga`: its summary while it is unfinished;
-/// once finished, an empty entry that expires at once. Each rolls up the
-/// entry before it, so a saga has one at most.
-fn list_entry(saga: &SagaRecord) -> Append {
-    let subject = subjects::open_saga(&saga.order_id);
-    let entry = if saga.state.is_terminal() {
-        Append::raw(subject, Bytes::new()).header("Nats-TTL", "1s")
-    } else {
-        Append::json(subject, &saga.summary())
-    };
-    entry.header("Nats-Rollup", "sub")
 }
 
 /// `saga.query.get`.

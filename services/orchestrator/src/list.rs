@@ -3,9 +3,8 @@
 //! answer.
 //!
 //! An unfinished saga has one entry, `saga.open.<order_id>` (its
-//! [`SagaSummary`]), written in the same atomic batch as each of its
-//! records, each rolling up the one before; the record that finishes the
-//! saga removes it. Unfinished sagas are listed from those entries, oldest
+//! [`SagaSummary`]), written after each of its records, each rolling up the
+//! one before; the record that finishes the saga removes it. Unfinished sagas are listed from those entries, oldest
 //! started first. Finished ones are listed from their last records,
 //! `saga.log.<order_id>.finish`, in the order they finished. A list of
 //! every saga gives the finished ones, then the unfinished.
