@@ -342,6 +342,19 @@ impl Suite {
             .0
     }
 
+    /// Waits until the saga of `order_id` is in `state`.
+    pub async fn saga_reaches(&self, order_id: &str, state: events::saga::SagaState) {
+        eventually(
+            &format!("saga {order_id} to reach {state:?}"),
+            SETTLE,
+            || async move {
+                let saga = self.client.saga(order_id).await.ok().flatten()?;
+                (saga.state == state).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Waits until the order is `CONFIRMED` or `CANCELLED`.
     pub async fn settled(&self, order_id: &str) -> Order {
         eventually(

@@ -11,18 +11,6 @@ const FAST_DEADLINES: [(&str, &str); 2] = [
     ("SAGA_STEP_MAX_ATTEMPTS", "2"),
 ];
 
-async fn saga_reaches(suite: &Suite, order_id: &str, state: SagaState) {
-    eventually(
-        &format!("saga {order_id} to reach {state:?}"),
-        SETTLE,
-        || async move {
-            let saga = suite.client.saga(order_id).await.ok().flatten()?;
-            (saga.state == state).then_some(())
-        },
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn an_unanswered_charge_is_compensated_and_a_late_charge_given_back() {
     let mut suite = Suite::start_with(&FAST_DEADLINES).await;
@@ -34,7 +22,7 @@ async fn an_unanswered_charge_is_compensated_and_a_late_charge_given_back() {
         .place("o-1", "c-1", &[("sku-1", 2)])
         .await
         .unwrap();
-    saga_reaches(&suite, "o-1", SagaState::Refunding).await;
+    suite.saga_reaches("o-1", SagaState::Refunding).await;
     // The payment service comes back to two charges and a refund waiting:
     // whatever it takes, it gives back.
     suite.start_service("payment-service").await;
@@ -65,7 +53,7 @@ async fn an_unanswered_reservation_is_compensated_and_a_late_hold_released() {
         .place("o-1", "c-1", &[("sku-1", 2)])
         .await
         .unwrap();
-    saga_reaches(&suite, "o-1", SagaState::Releasing).await;
+    suite.saga_reaches("o-1", SagaState::Releasing).await;
     suite.start_service("inventory-service").await;
     let order = suite.settled("o-1").await;
 
@@ -86,7 +74,7 @@ async fn deadlines_fire_while_the_orchestrator_is_down() {
         .place("o-1", "c-1", &[("sku-1", 1)])
         .await
         .unwrap();
-    saga_reaches(&suite, "o-1", SagaState::Charging).await;
+    suite.saga_reaches("o-1", SagaState::Charging).await;
 
     suite.stop_service("saga-orchestrator").await;
     // The deadline is a scheduled message in the stream: it fires with no
@@ -138,7 +126,7 @@ async fn a_finished_saga_leaves_no_wake_up_behind() {
         .await
         .unwrap();
     assert_eq!(suite.settled("o-1").await.status, OrderStatus::Confirmed);
-    saga_reaches(&suite, "o-1", SagaState::Confirmed).await;
+    suite.saga_reaches("o-1", SagaState::Confirmed).await;
     // The saga armed a wake-up when it started; once it is finished, the
     // last message on its timer subject is one without a schedule, which
     // cancels it (sent without waiting for an acknowledgement, so it may

@@ -12,18 +12,6 @@ use events::saga::{ListSagas, ListStatus, SagaState, SagaSummary, StepStatus};
 use events::{subjects, CancelReason, OrderStatus};
 use jetsaga_client::{place_body, service_error_code, Client};
 
-async fn saga_reaches(suite: &Suite, order_id: &str, state: SagaState) {
-    eventually(
-        &format!("saga {order_id} to reach {state:?}"),
-        SETTLE,
-        || async move {
-            let saga = suite.client.saga(order_id).await.ok().flatten()?;
-            (saga.state == state).then_some(())
-        },
-    )
-    .await;
-}
-
 fn ids(sagas: &[SagaSummary]) -> Vec<String> {
     sagas.iter().map(|s| s.order_id.to_string()).collect()
 }
@@ -175,7 +163,7 @@ async fn a_client_cancels_its_pending_order_and_a_confirmed_one_stays_confirmed(
     // Held, not yet paid: the cancel releases the stock.
     suite.stop_service("payment-service").await;
     client.place("o-1", "c-1", &[("sku-1", 3)]).await.unwrap();
-    saga_reaches(&suite, "o-1", SagaState::Charging).await;
+    suite.saga_reaches("o-1", SagaState::Charging).await;
     client.ask(subjects::CANCEL_ORDER, "o-1").await.unwrap();
     // Delivered twice: changes nothing more.
     client.ask(subjects::CANCEL_ORDER, "o-1").await.unwrap();
@@ -239,11 +227,11 @@ async fn an_operator_aborts_a_saga_and_the_order_ends_aborted() {
         .place("o-1", "c-1", &[("sku-1", 4)])
         .await
         .unwrap();
-    saga_reaches(&suite, "o-1", SagaState::Reserving).await;
+    suite.saga_reaches("o-1", SagaState::Reserving).await;
 
     let abort = suite.sagactl(&["saga", "abort", "o-1"]).await;
     assert!(abort.status.success(), "{abort:?}");
-    saga_reaches(&suite, "o-1", SagaState::Releasing).await;
+    suite.saga_reaches("o-1", SagaState::Releasing).await;
     // The inventory comes back to the reservation and its release: the
     // late reservation holds nothing.
     suite.start_service("inventory-service").await;
