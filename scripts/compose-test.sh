@@ -258,9 +258,11 @@ contract = {"jetsaga_messages_handled_total", "jetsaga_message_handle_duration_s
             "jetsaga_dead_letters_total", "jetsaga_sagas_started_total",
             "jetsaga_sagas_completed_total", "jetsaga_saga_duration_seconds",
             "jetsaga_sagas_in_flight", "jetsaga_circuit_breaker_state",
+            "jetsaga_sagas_stuck", "jetsaga_saga_operator_actions_total",
             # beyond the contract: the orchestrator's step deadlines that fired,
-            # the store's atomic batches, and each process's clock offset
-            # from the server's
+            # the store's atomic batches, each process's clock offset from the
+            # server's, and what each stream holds against its limit
+            "jetsaga_stream_bytes", "jetsaga_stream_limit_bytes",
             "jetsaga_saga_step_timeouts_total", "jetsaga_store_batch_messages",
             "jetsaga_store_batch_duration_seconds", "jetsaga_store_batches_total",
             "jetsaga_clock_offset_seconds"}
