@@ -379,16 +379,19 @@ impl std::fmt::Display for Tally {
 }
 
 /// The atomic batches of `stream` stored in part: the id of each batch
-/// that has no commit among its stored messages. Reads the stream from its first message to its
-/// last, with an ordered consumer.
+/// that has no commit among its stored messages. Reads the stream from its
+/// first message to its end with an ordered consumer: the end is the
+/// message after which none is pending, or, when the stream's last
+/// messages are removed while it reads (handled commands, expired facts),
+/// a consumer that has nothing more to deliver.
 pub async fn torn_batches(js: &async_nats::jetstream::Context, stream: &str) -> Vec<String> {
     use async_nats::jetstream::consumer::pull::OrderedConfig;
     use futures::StreamExt;
 
     let mut handle = js.get_stream(stream).await.expect("the stream is there");
-    let last = handle.info().await.expect("its info").state.last_sequence;
+    let stored = handle.info().await.expect("its info").state.messages;
     let mut batches: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
-    if last > 0 {
+    if stored > 0 {
         let mut messages = handle
             .create_consumer(OrderedConfig::default())
             .await
@@ -396,12 +399,10 @@ pub async fn torn_batches(js: &async_nats::jetstream::Context, stream: &str) -> 
             .messages()
             .await
             .expect("its messages");
-        loop {
-            let message = messages
-                .next()
-                .await
-                .expect("the stream goes on to its last message")
-                .expect("a message");
+        // An ordered consumer pushes what the stream holds without being
+        // asked; silence this long means there is nothing left to push.
+        while let Ok(next) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await {
+            let message = next.expect("the consumer goes on").expect("a message");
             let header = |name: &str| {
                 message
                     .headers
@@ -416,8 +417,7 @@ pub async fn torn_batches(js: &async_nats::jetstream::Context, stream: &str) -> 
                     *commit = header("Nats-Batch-Sequence").and_then(|s| s.parse().ok());
                 }
             }
-            let seq = message.info().expect("a JetStream message").stream_sequence;
-            if seq >= last {
+            if message.info().expect("a JetStream message").pending == 0 {
                 break;
             }
         }
