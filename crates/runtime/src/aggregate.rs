@@ -8,6 +8,13 @@
 //! write makes ours fail, we forget what we remembered, and read again.
 //! The cache is only ever a guess that the store confirms.
 //!
+//! With replicas, that guess is wrong about as often as another replica
+//! wrote the aggregate last, and each wrong guess costs the batch it was
+//! queued in, a nak and a redelivery. So an aggregate whose change lost a
+//! conflict is contended for a while ([`CONTENDED_FOR`]): its remembered
+//! state is not trusted, and each writer reads the store first, which
+//! narrows the race to the time between that read and the write.
+//!
 //! A turn need not last until the write is stored, only until it is
 //! queued ([`crate::store::Store::queue`]): the next writer decides on the
 //! state just queued ([`Version::Queued`]), and its write is stored right
@@ -16,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -31,6 +38,10 @@ use crate::turns::Turns;
 /// Turn stripes: aggregates that share one take turns needlessly.
 const STRIPES: usize = 1024;
 
+/// How long an aggregate stays contended after one of our changes to it
+/// lost a conflict: its state is read from the store before each change.
+pub const CONTENDED_FOR: Duration = Duration::from_secs(30);
+
 /// The aggregates of one kind (skus, accounts) in one stream.
 #[derive(Debug)]
 pub struct Aggregates<T> {
@@ -44,6 +55,9 @@ pub struct Aggregates<T> {
     /// of an applied command ([`Aggregates::apply_once`]) and the facts
     /// about an order ([`Aggregates::expiring`]); for ever when `None`.
     kept: Option<Duration>,
+    /// Aggregates another writer (a replica) changed under us lately, and
+    /// when we last lost a conflict on each.
+    contended: Mutex<HashMap<String, Instant>>,
 }
 
 /// What this process knows of an aggregate without reading the store.
@@ -92,6 +106,7 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             memory: Memory::new(capacity),
             queued: Mutex::default(),
             kept: None,
+            contended: Mutex::default(),
         }
     }
 
@@ -203,6 +218,9 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
             }
         }
         drop(queued);
+        if self.is_contended(subject) {
+            return Recalled::Unknown;
+        }
         match self.memory.get(subject) {
             Some(v) => Recalled::Known(Known {
                 value: v.value,
@@ -243,12 +261,36 @@ impl<T: Clone + DeserializeOwned> Aggregates<T> {
         }
         drop(turn);
         let written = queued.stored().await;
-        if written.is_err() {
+        if let Err(e) = &written {
+            let conflict = matches!(e, StoreError::Conflict(_));
             for (subject, message) in subjects.iter().zip(&messages) {
                 self.drop_failed(subject, message);
+                if conflict {
+                    self.contend(subject);
+                }
             }
         }
         written
+    }
+
+    /// Marks `subject` contended ([`CONTENDED_FOR`]) from now.
+    fn contend(&self, subject: &str) {
+        let mut contended = self.lock_contended();
+        if contended.len() >= self.memory.capacity() {
+            contended.retain(|_, since| since.elapsed() < CONTENDED_FOR);
+        }
+        contended.insert(subject.to_owned(), Instant::now());
+    }
+
+    /// Whether a change of ours to `subject` lost a conflict lately.
+    fn is_contended(&self, subject: &str) -> bool {
+        self.lock_contended()
+            .get(subject)
+            .is_some_and(|since| since.elapsed() < CONTENDED_FOR)
+    }
+
+    fn lock_contended(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.contended.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets `subject`'s state after `message`, a change of ours to it,
@@ -369,6 +411,7 @@ impl<T: Clone + DeserializeOwned + Serialize> Aggregates<T> {
             }
             Err(StoreError::Conflict(why)) => {
                 self.forget(subject);
+                self.contend(subject);
                 if self.store.last_seq(marker).await? > 0 {
                     return Ok(Outcome::Done(Applied::Before));
                 }
