@@ -140,21 +140,35 @@ async fn commit_group(batches: &Batches, mut group: Vec<Change>, chained: bool) 
             // on them, and the rest are stored together again at once. A
             // group is not retried change by change while everything else
             // waits: that made one stale change cost a round trip for each
-            // change queued beside it.
-            let (rest, lost) = match weed_out(batches, group).await {
-                Ok(weeded) => weeded,
-                Err(group) => return one_by_one(batches, group, chained).await,
-            };
-            match rest.len() {
-                0 => {}
-                1 => commit_alone(batches, rest.into_iter().next().expect("one")).await,
-                _ => match store_together(batches, &rest).await {
-                    Ok(last) => finish_together(rest, last),
-                    // Another writer raced in between (a replica): each on
-                    // its own now.
-                    Err(StoreError::Conflict(_)) => one_by_one(batches, rest, chained).await,
-                    Err(e) => fail_together(rest, &e),
-                },
+            // change queued beside it, and, with a replica writing the same
+            // aggregates, the next group grew while this one crawled, until
+            // steps waited longer than their deadlines.
+            let mut lost = Vec::new();
+            let mut rest = group;
+            loop {
+                let (kept, losers) = match weed_out(batches, rest).await {
+                    Ok(weeded) => weeded,
+                    Err(group) => break one_by_one(batches, group, chained).await,
+                };
+                if losers.is_empty() {
+                    // The store read shows every check holding (a read
+                    // from a replica behind its leader): only the checks
+                    // of each change alone can tell the loser.
+                    break one_by_one(batches, kept, chained).await;
+                }
+                lost.extend(losers);
+                match kept.len() {
+                    0 => break,
+                    1 => break commit_alone(batches, kept.into_iter().next().expect("one")).await,
+                    _ => match store_together(batches, &kept).await {
+                        Ok(last) => break finish_together(kept, last),
+                        // Another writer raced in between (a replica): weed
+                        // again. Each round loses at least one change, so
+                        // this ends.
+                        Err(StoreError::Conflict(_)) => rest = kept,
+                        Err(e) => break fail_together(kept, &e),
+                    },
+                }
             }
             // The losers hear of it only now that the rest is settled. A
             // loser's writer forgets the state it queued and reads the
