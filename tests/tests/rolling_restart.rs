@@ -11,13 +11,17 @@ use e2e::SERVICES;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_restarted_one_replica_at_a_time_under_load_twice() {
-    let mut run = Run::start(&[], 3000, 0x0f_0005).await;
+    let mut run = Run::start(&[], 1500, 0x0f_0005).await;
     for name in SERVICES {
         run.add_replica(name).await;
     }
-    // Eight service processes on the machine: half the rate of the
-    // single-replica tests, as in the cluster chaos test.
-    let load = run.load(50.0);
+    // Eight service processes on the machine, and two writers of every
+    // sku and account, which lose races to each other: a quarter of the
+    // rate of the single-replica tests, well under what this topology
+    // carries, so that what the test measures is the restarts, not the
+    // machine's capacity (that is the benchmark's). 60 s of load cover
+    // the 16 restarts.
+    let load = run.load(25.0);
     let from = Instant::now();
     let mut restarts = 0;
     for _round in 0..2 {
