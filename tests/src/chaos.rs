@@ -287,6 +287,64 @@ pub fn check_no_unavailable(settled: &[Order]) {
     );
 }
 
+/// How many of `orders` a fault-free suite would confirm taking them one
+/// at a time, in order, from `catalogue` as seeded: an order confirms if
+/// every sku has its quantity left and its customer the total, and only
+/// then takes both.
+pub fn confirmed_without_faults(catalogue: &Catalogue, orders: &[RandomOrder]) -> usize {
+    let mut stock: HashMap<&str, (u64, u64)> = catalogue
+        .skus
+        .iter()
+        .map(|(sku, quantity, price)| (sku.as_str(), (*quantity, *price)))
+        .collect();
+    let mut balances: HashMap<&str, u64> = catalogue
+        .customers
+        .iter()
+        .map(|(customer, cents)| (customer.as_str(), *cents))
+        .collect();
+    let mut confirmed = 0;
+    for (_, customer, lines) in orders {
+        let in_stock = lines
+            .iter()
+            .all(|(sku, quantity)| stock[sku.as_str()].0 >= u64::from(*quantity));
+        let total: u64 = lines
+            .iter()
+            .map(|(sku, quantity)| stock[sku.as_str()].1 * u64::from(*quantity))
+            .sum();
+        let balance = balances
+            .get_mut(customer.as_str())
+            .expect("a seeded customer");
+        if in_stock && *balance >= total {
+            *balance -= total;
+            for (sku, quantity) in lines {
+                stock.get_mut(sku.as_str()).expect("a seeded sku").0 -= u64::from(*quantity);
+            }
+            confirmed += 1;
+        }
+    }
+    confirmed
+}
+
+/// The faults cost no order that a fault-free suite would confirm: the
+/// orders are such that most confirm without faults, and the run
+/// confirmed nearly as many (orders in flight together take stock in
+/// another order than one at a time, so not exactly as many). A run whose
+/// faults turned orders into refusals of another name would otherwise
+/// pass on its books alone.
+pub fn check_confirms_most(catalogue: &Catalogue, orders: &[RandomOrder], confirmed: usize) {
+    let model = confirmed_without_faults(catalogue, orders);
+    assert!(
+        model * 2 > orders.len(),
+        "most orders confirm without faults ({model} of {})",
+        orders.len()
+    );
+    assert!(
+        confirmed * 10 >= model * 9,
+        "{confirmed} confirmed, where {model} would without faults"
+    );
+    eprintln!("{confirmed} confirmed; without faults, one at a time: {model}");
+}
+
 /// Beyond the books: every saga of `orders` finished (none left
 /// compensating or waiting on a step), and no message was dead-lettered
 /// (a crash or a restart must cost a redelivery, never a message).

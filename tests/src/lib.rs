@@ -120,6 +120,8 @@ pub struct Suite {
     extra: Vec<(String, String)>,
     shutdown: CancellationToken,
     running: HashMap<&'static str, (CancellationToken, JoinHandle<()>)>,
+    /// Second replicas ([`Suite::start_replica`]), stopped with the rest.
+    replicas: Vec<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Suite {
@@ -174,6 +176,7 @@ impl Suite {
                 .collect(),
             shutdown: CancellationToken::new(),
             running: HashMap::new(),
+            replicas: Vec::new(),
         };
         // All at once: they start in any order.
         for service in services {
@@ -204,7 +207,29 @@ impl Suite {
 
     /// Starts one service without waiting for it to be ready.
     pub fn launch(&mut self, name: &'static str, extra: &[(&str, &str)]) {
-        let addr = self.http_of(name);
+        let running = self.spawn(name, self.http_of(name), extra);
+        self.running.insert(name, running);
+    }
+
+    /// Starts another replica of the service `name` beside the running
+    /// one, with a sidecar of its own (returned), and waits until it is
+    /// ready. It runs until [`Suite::stop`].
+    pub async fn start_replica(&mut self, name: &'static str) -> SocketAddr {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let running = self.spawn(name, addr, &[]);
+        self.replicas.push(running);
+        wait_ready(addr).await;
+        addr
+    }
+
+    /// Runs the service `name` in-process, as its binary would, with its
+    /// sidecar on `addr`.
+    fn spawn(
+        &self,
+        name: &'static str,
+        addr: SocketAddr,
+        extra: &[(&str, &str)],
+    ) -> (CancellationToken, JoinHandle<()>) {
         let mut vars: HashMap<String, String> = [
             ("NATS_URL", self.nats.url()),
             ("HTTP_ADDR", addr.to_string()),
@@ -242,7 +267,7 @@ impl Suite {
             }
             other => panic!("no service {other}"),
         };
-        self.running.insert(name, (token, task));
+        (token, task)
     }
 
     /// A client connected as `identity`.
@@ -373,6 +398,13 @@ impl Suite {
         let names: Vec<&'static str> = self.running.keys().copied().collect();
         for name in names {
             self.stop_service(name).await;
+        }
+        for (token, task) in std::mem::take(&mut self.replicas) {
+            token.cancel();
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("a replica stops within its grace period")
+                .expect("no replica panicked");
         }
     }
 }

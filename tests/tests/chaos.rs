@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{
-    check_conservation, check_no_unavailable, check_outcomes, place_all, random_orders, seed,
-    settle_all,
+    check_confirms_most, check_conservation, check_no_unavailable, check_outcomes, place_all,
+    random_orders, seed, settle_all,
 };
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsServer};
@@ -87,6 +87,7 @@ async fn every_order_settles_and_nothing_is_lost_or_doubled_through_crashes() {
     check_outcomes(&client, &orders).await;
     e2e::audit(&nats.url(), nats.security()).await;
     check_no_unavailable(&settled);
+    check_confirms_most(&catalogue, &orders, confirmed);
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for order in settled
         .iter()

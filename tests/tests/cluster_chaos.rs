@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use e2e::chaos::{
-    check_conservation, check_no_unavailable, check_outcomes, place_all, random_orders, seed,
-    settle_all,
+    check_confirms_most, check_conservation, check_no_unavailable, check_outcomes, place_all,
+    random_orders, seed, settle_all,
 };
 use e2e::testkit::ServiceProcess;
 use e2e::testkit::{Identity, NatsCluster};
@@ -73,6 +73,7 @@ async fn a_cluster_loses_a_node_and_a_replica_of_each_service() {
     check_outcomes(&client, &orders).await;
     e2e::audit(&cluster.urls(), cluster.security()).await;
     check_no_unavailable(&settled);
+    check_confirms_most(&catalogue, &orders, confirmed);
     eprintln!(
         "cluster chaos: {ORDERS} orders on 3 NATS nodes (R3), 2 replicas of each service; \
          one node and one replica of each killed; {confirmed} confirmed; settled {:.1} s after the load",

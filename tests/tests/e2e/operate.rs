@@ -39,7 +39,7 @@ async fn place_many(client: &Client, prefix: &str, count: usize) -> Vec<String> 
 }
 
 #[tokio::test]
-async fn stuck_sagas_are_found_counted_and_retried_and_the_list_outlives_a_restart() {
+async fn stuck_sagas_are_found_counted_and_retried_and_listed_alike_by_every_replica() {
     // Charges are asked again every second or two, and given up on only
     // after many attempts: with the payment service down, they are stuck.
     let mut suite = Suite::start_with(&[
@@ -103,14 +103,29 @@ async fn stuck_sagas_are_found_counted_and_retried_and_the_list_outlives_a_resta
         []
     );
 
-    // Whichever orchestrator answers, restarted or not, the list is the same.
+    // Whichever orchestrator answers, restarted or not, one of two
+    // replicas or the other, the list is the same, and so is the count.
     suite.stop_service("saga-orchestrator").await;
     suite.start_service("saga-orchestrator").await;
-    let again = client.all_sagas(Some(ListStatus::Stuck)).await.unwrap();
-    assert_eq!(
-        ids(&again).into_iter().collect::<BTreeSet<_>>(),
-        stuck.iter().cloned().collect()
-    );
+    let second = suite.start_replica("saga-orchestrator").await;
+    for _ in 0..10 {
+        let again = client.all_sagas(Some(ListStatus::Stuck)).await.unwrap();
+        assert_eq!(
+            ids(&again).into_iter().collect::<BTreeSet<_>>(),
+            stuck.iter().cloned().collect()
+        );
+    }
+    for replica in [orchestrator, second] {
+        eventually(
+            "each replica counts the stuck sagas",
+            SETTLE,
+            || async move {
+                let (_, text) = http_get(replica, "/metrics").await?;
+                text.contains("jetsaga_sagas_stuck 3").then_some(())
+            },
+        )
+        .await;
+    }
 
     // A retry asks at once, recorded with who asked.
     let before = client.saga(&stuck[0]).await.unwrap().unwrap();
@@ -265,36 +280,43 @@ async fn an_operator_aborts_a_saga_and_the_order_ends_aborted() {
 }
 
 #[tokio::test]
-async fn cancels_and_aborts_racing_sagas_that_complete_keep_the_books() {
+async fn cancels_aborts_and_retries_racing_sagas_that_complete_keep_the_books() {
     let suite = Suite::start().await;
     suite
         .seed(&[("sku-1", 1_000, 100)], &[("c-1", 1_000_000)])
         .await;
-    let orders = place_many(&suite.client, "o-race-", 200).await;
+    let orders = place_many(&suite.client, "o-race-", 300).await;
+    let subject = |i: usize| match i % 3 {
+        0 => subjects::CANCEL_ORDER,
+        1 => subjects::ABORT_SAGA,
+        _ => subjects::RETRY_SAGA,
+    };
     for (i, order_id) in orders.iter().enumerate() {
-        let subject = if i % 2 == 0 {
-            subjects::CANCEL_ORDER
-        } else {
-            subjects::ABORT_SAGA
-        };
-        suite.client.ask(subject, order_id).await.unwrap();
+        suite.client.ask(subject(i), order_id).await.unwrap();
     }
     let mut confirmed = 0u64;
+    let mut won = 0;
     for (i, order_id) in orders.iter().enumerate() {
         let order = suite.settled(order_id).await;
-        let reason = if i % 2 == 0 {
-            CancelReason::CancelledByRequest
-        } else {
-            CancelReason::AbortedByOperator
+        let reason = match subject(i) {
+            subjects::CANCEL_ORDER => Some(CancelReason::CancelledByRequest),
+            subjects::ABORT_SAGA => Some(CancelReason::AbortedByOperator),
+            // A retry asks a step again, whose answer it was racing: the
+            // saga goes on as if it had not been asked twice.
+            _ => None,
         };
-        match order.status {
-            OrderStatus::Confirmed => confirmed += 1,
-            _ => assert_eq!(order.reason, Some(reason), "{order:?}"),
+        match (order.status, reason) {
+            (OrderStatus::Confirmed, reason) => {
+                confirmed += 1;
+                won += usize::from(reason.is_some());
+            }
+            (_, Some(reason)) => assert_eq!(order.reason, Some(reason), "{order:?}"),
+            (_, None) => panic!("a retry cancelled its order: {order:?}"),
         }
     }
     eprintln!(
-        "{confirmed} of {} confirmed before their cancel or abort",
-        orders.len()
+        "{won} of {} confirmed before their cancel or abort",
+        orders.len() * 2 / 3
     );
     // Whichever won, nobody paid for a cancelled order and no stock is held.
     assert_eq!(suite.stock_of("sku-1").await, (1_000 - confirmed, 0));
@@ -303,7 +325,7 @@ async fn cancels_and_aborts_racing_sagas_that_complete_keep_the_books() {
     eventually("every saga finished", SETTLE, || async move {
         let finished = client.all_sagas(Some(ListStatus::Finished)).await.ok()?;
         let open = client.all_sagas(None).await.ok()?;
-        (finished.len() == 200 && open.len() == 200).then_some(())
+        (finished.len() == 300 && open.len() == 300).then_some(())
     })
     .await;
     suite.stop().await;
