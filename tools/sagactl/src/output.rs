@@ -119,7 +119,6 @@ impl Output {
 /// A saga's history as an aligned table: when (UTC, to the millisecond),
 /// how long after the saga's first step, the step and what became of it.
 fn history(steps: &[Step]) -> String {
-    use std::fmt::Write;
     let parsed: Vec<Option<OffsetDateTime>> = steps
         .iter()
         .map(|s| OffsetDateTime::parse(&s.at, &Rfc3339).ok())
@@ -157,22 +156,50 @@ fn history(steps: &[Step]) -> String {
             [when, since, step.name.clone(), status]
         })
         .collect();
-    let header = ["time (UTC)", "since start", "step", "status"].map(str::to_owned);
-    let width = |i: usize| {
+    columns(
+        "  ",
+        ["time (UTC)", "since start", "step", "status"],
+        [Align::Left, Align::Right, Align::Left, Align::Left],
+        &rows,
+    )
+}
+
+/// How a column of [`columns`] is aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// `header` over `rows` in aligned columns two spaces apart, each line
+/// after `indent`. A last column aligned left is not padded, so that no
+/// line ends in spaces.
+pub fn columns<const N: usize>(
+    indent: &str,
+    header: [&str; N],
+    align: [Align; N],
+    rows: &[[String; N]],
+) -> String {
+    let header = header.map(str::to_owned);
+    let widths: [usize; N] = std::array::from_fn(|i| {
         rows.iter()
             .chain([&header])
-            .map(|r| r[i].len())
+            .map(|r| r[i].chars().count())
             .max()
             .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
+    });
     let mut table = String::new();
-    for row in [&header].into_iter().chain(&rows) {
-        let _ = writeln!(
-            table,
-            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
-            row[0], row[1], row[2], row[3]
-        );
+    for row in [&header].into_iter().chain(rows) {
+        let cells: Vec<String> = (0..N)
+            .map(|i| match align[i] {
+                Align::Right => format!("{:>w$}", row[i], w = widths[i]),
+                Align::Left if i + 1 == N => row[i].clone(),
+                Align::Left => format!("{:<w$}", row[i], w = widths[i]),
+            })
+            .collect();
+        table.push_str(indent);
+        table.push_str(&cells.join("  "));
+        table.push('\n');
     }
     table
 }

@@ -12,7 +12,8 @@ use jetsaga_client::Client;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::output::Output;
+use crate::output::Align::{Left, Right};
+use crate::output::{columns, Output};
 use crate::NOT_FOUND;
 
 #[derive(Debug, Args)]
@@ -143,7 +144,6 @@ fn table(sagas: &[SagaSummary], now: OffsetDateTime) -> String {
         Ok(at) => human((now - at).whole_seconds()),
         Err(_) => at.to_owned(),
     };
-    let header = ["order", "state", "waiting on", "attempt", "age", "idle"].map(str::to_owned);
     let rows: Vec<[String; 6]> = sagas
         .iter()
         .map(|s| {
@@ -157,33 +157,12 @@ fn table(sagas: &[SagaSummary], now: OffsetDateTime) -> String {
             ]
         })
         .collect();
-    let width = |i: usize| {
-        rows.iter()
-            .chain([&header])
-            .map(|r| r[i].len())
-            .max()
-            .unwrap_or(0)
-    };
-    let w: Vec<usize> = (0..6).map(width).collect();
-    let mut out = String::new();
-    for row in [&header].into_iter().chain(&rows) {
-        let _ = writeln!(
-            out,
-            "{:<a$}  {:<b$}  {:<c$}  {:>d$}  {:>e$}  {:>f$}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3],
-            e = w[4],
-            f = w[5]
-        );
-    }
+    let mut out = columns(
+        "",
+        ["order", "state", "waiting on", "attempt", "age", "idle"],
+        [Left, Left, Left, Right, Right, Right],
+        &rows,
+    );
     let _ = write!(
         out,
         "{} saga{}",
