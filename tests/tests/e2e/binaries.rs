@@ -260,3 +260,98 @@ async fn sagactl_seeds_from_a_file_and_loads_for_a_duration() {
     assert_eq!(report["unsettled"], 0);
     suite.stop().await;
 }
+
+/// The README's first command: `sagactl demo` runs the suite on a
+/// nats-server of its own, places its orders, and keeps running; SIGTERM
+/// (as from a supervisor, or `timeout`), like Ctrl-C, stops it with exit 0
+/// and stops the nats-server and services it started, whose ports are free
+/// again.
+#[tokio::test]
+async fn the_demo_runs_orders_and_stops_what_it_started_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    // Its `nats` contexts go here, not into the user's configuration.
+    let config = tempfile::tempdir().unwrap();
+    let mut demo = Stopped(
+        Command::new(binary("sagactl"))
+            .args(["demo", "--orders", "20"])
+            .env("XDG_CONFIG_HOME", config.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read to its end, as a terminal would: a closed stderr would fail the
+    // demo's last words.
+    let stderr = demo.0.stderr.take().unwrap();
+    let (up, said) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut up = Some(up);
+        let mut said = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Ctrl-C stops everything");
+            said.push(line);
+            if done {
+                let _ = up.take().map(|up| up.send(said.clone()));
+            }
+        }
+    });
+    let said = tokio::time::timeout(Duration::from_secs(120), said)
+        .await
+        .expect("the demo is up and its orders through within 2 minutes")
+        .expect("the demo said it keeps running");
+    // Everything it started listens on an address it printed.
+    let addresses: Vec<std::net::SocketAddr> = said
+        .iter()
+        .filter_map(|l| {
+            let url = l.split_whitespace().nth(1)?;
+            let addr = url
+                .strip_prefix("http://")
+                .or(url.strip_prefix("nats://"))?;
+            addr.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        addresses.len(),
+        5,
+        "nats-server and four services: {said:?}"
+    );
+    for addr in &addresses {
+        assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr} listens");
+    }
+
+    let status = e2e::testkit::terminate(&mut demo.0, Duration::from_secs(30))
+        .await
+        .expect("the demo stops within 30 s of SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut demo.0.stdout.take().unwrap(), &mut report).unwrap();
+    assert!(
+        report.contains("placed 20 orders") && report.contains("confirmed"),
+        "the demo's orders settled: {report}"
+    );
+    for addr in &addresses {
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still listens after the demo stopped"
+        );
+    }
+}
+
+/// A child process asked to stop with SIGTERM when the test ends early,
+/// so that a failed test leaves nothing behind (a demo stops what it
+/// started only when asked).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -37,6 +37,10 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
+    // From here on, SIGINT (Ctrl-C) or SIGTERM stops what the demo started:
+    // a signal's default action would end this process and leave its
+    // nats-server and services running, holding their ports.
+    let stop = runtime::service::shutdown_on_signals();
     let monitor = preferred_port(8222).to_string();
     let nats = NatsServer::launch(preferred_port(4222), &["-m", &monitor], Access::Secured)?;
     let logs = std::env::temp_dir().join(format!("jetsaga-demo-{}", std::process::id()));
@@ -82,7 +86,13 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
         }
     }
     if outcome.is_ok() {
-        outcome = drive(&args, &nats, &services, &logs, out).await;
+        outcome = tokio::select! {
+            outcome = drive(&args, &nats, &services, &logs, out) => outcome,
+            () = stop.cancelled() => {
+                eprintln!("\nstopping");
+                Ok(())
+            }
+        };
     }
     for service in &mut services {
         service.stop(STOP_WITHIN).await;
@@ -149,9 +159,8 @@ async fn drive(
          sagactl --context jetsaga-operator get o-1001\n\
          Ctrl-C stops everything."
     );
-    tokio::signal::ctrl_c().await?;
-    eprintln!("\nstopping");
-    Ok(())
+    // Until a signal stops the demo (`run`).
+    std::future::pending().await
 }
 
 /// A client of the demo's server, as `identity`.
