@@ -288,12 +288,8 @@ impl Suite {
 
     /// Stops one service, as SIGTERM would, and waits until it has.
     pub async fn stop_service(&mut self, name: &str) {
-        let (token, task) = self.running.remove(name).expect("the service runs");
-        token.cancel();
-        tokio::time::timeout(Duration::from_secs(15), task)
-            .await
-            .expect("a service stops within its grace period")
-            .expect("no service panicked");
+        let running = self.running.remove(name).expect("the service runs");
+        stop_running(running).await;
     }
 
     /// Waits until every running service answers `/readyz` with 200.
@@ -399,14 +395,19 @@ impl Suite {
         for name in names {
             self.stop_service(name).await;
         }
-        for (token, task) in std::mem::take(&mut self.replicas) {
-            token.cancel();
-            tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("a replica stops within its grace period")
-                .expect("no replica panicked");
+        for running in std::mem::take(&mut self.replicas) {
+            stop_running(running).await;
         }
     }
+}
+
+/// Stops a service run in-process, as SIGTERM would its binary.
+async fn stop_running((token, task): (CancellationToken, JoinHandle<()>)) {
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("a service stops within its grace period")
+        .expect("no service panicked");
 }
 
 async fn wait_ready(addr: SocketAddr) {
