@@ -28,7 +28,10 @@ in the environment (secretKeyRef, envFrom secretRef), no credential
 material (a NATS JWT or seed, a private key) in an environment value or a
 ConfigMap, no user/password/token/nkey variables, every Secret volume
 mounted read-only; no operator or account seed, nor the CA's key, in any
-Secret. No NodePort or LoadBalancer Service.
+Secret. No NodePort or LoadBalancer Service. One exception: the console's
+sign-in token, CONSOLE_OPERATOR_TOKEN, on the saga-console Deployment
+only, from an optional secretKeyRef (without the Secret the console only
+shows) to a Secret that holds no NATS credential.
 
 For each of the four services (docs/contract.md section 1), a Deployment whose
 container probes /healthz (liveness) and /readyz (readiness) on the port of
@@ -39,9 +42,11 @@ for it; Prometheus scrape annotations on that port (or a ServiceMonitor).
 Its NATS identity: NATS_CREDS is a path into a Secret mounted read-only,
 holding the credentials of that service's own identity (the name in the
 user JWT) and of no other; in prod NATS_TLS_CA, NATS_TLS_CERT and
-NATS_TLS_KEY likewise. A provisioning Job runs `sagactl provision` as
-`admin`, the same way, with STREAM_STORE_BYTES the NATS store's
-max_file_store.
+NATS_TLS_KEY likewise. The console (saga-console, section 8) the same
+way, on port 8085, as the `operator` identity, but neither budgeted nor
+scaled: one pod, which no saga step waits on. A provisioning Job runs
+`sagactl provision` as `admin`, the same way, with STREAM_STORE_BYTES the
+NATS store's max_file_store.
 
 For NATS: JetStream's store_dir on a persistent volume claim template, a
 grace period above the lame-duck time; nats.conf includes auth.conf, which
@@ -57,12 +62,13 @@ maxSkew 1, DoNotSchedule), each rule selecting the NATS pods.
 
 The network: a default-deny NetworkPolicy (ingress and egress, every pod),
 and, evaluated path by path over the policies, what must be open (each
-service, the provisioning Job and the tool pods to NATS 4222 and to DNS;
-NATS to NATS 6222 in prod; Prometheus, in the namespace `monitoring` with
-app.kubernetes.io/name=prometheus, to each service's HTTP port and to NATS
-8222) and what must not (another pod of the namespace, or any pod of
-another namespace, to NATS or to a service; a service to the routes port,
-to another service or to the internet).
+service, the console, the provisioning Job and the tool pods to NATS 4222
+and to DNS; NATS to NATS 6222 in prod; Prometheus, in the namespace
+`monitoring` with app.kubernetes.io/name=prometheus, to each service's and
+the console's HTTP port and to NATS 8222) and what must not (another pod of
+the namespace, or any pod of another namespace, to NATS, to a service or to
+the console; a service or the console to the routes port, to another
+service or to the internet).
 """
 
 from __future__ import annotations
@@ -85,6 +91,15 @@ SERVICES = {
     "payment-service": 8083,
     "saga-orchestrator": 8084,
 }
+# The web console (docs/contract.md section 8): deployed like a service,
+# but as the `operator` identity and as one pod, neither budgeted nor
+# scaled (no saga step waits on it).
+CONSOLE = "saga-console"
+CONSOLE_PORT = 8085
+CONSOLE_IDENTITY = "operator"
+# Its sign-in token: the one variable a Secret may give, on the console
+# only (the console takes it from the environment).
+CONSOLE_TOKEN_VAR = "CONSOLE_OPERATOR_TOKEN"
 DEFAULT_SHUTDOWN_GRACE = 25
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
 # The identity the provisioning Job connects as (docs/contract.md section 7).
@@ -346,6 +361,9 @@ def check_secret_handling(r: Report, docs: list[dict], w: dict) -> None:
                 r.check(m.get("readOnly") is True, where, f"Secret volume {m['name']} is mounted writable (readOnly is not true)")
         for var in c.get("env", []):
             source = var.get("valueFrom", {})
+            if console_token(w, var):
+                check_console_token(r, docs, where, source["secretKeyRef"])
+                continue
             r.check("secretKeyRef" not in source, where,
                     f"{var['name']} takes a Secret's value into the environment: mount it as a file")
         r.check(not any("secretRef" in s for s in c.get("envFrom", [])), where,
@@ -353,6 +371,25 @@ def check_secret_handling(r: Report, docs: list[dict], w: dict) -> None:
         for var, value in container_env(c, cms).items():
             r.check(not CREDENTIAL.search(str(value)), where, f"{var} holds credential material (a JWT, seed or key)")
             r.check(var not in INLINE_IDENTITY_VARS, where, f"{var} is set: identities come from a credentials file (NATS_CREDS)")
+
+
+def console_token(w: dict, var: dict) -> bool:
+    """The console's sign-in token from a Secret: the exception to "no
+    Secret in the environment", for that variable of that Deployment only."""
+    return w["kind"] == "Deployment" and w["metadata"]["name"] == CONSOLE \
+        and var.get("name") == CONSOLE_TOKEN_VAR and "secretKeyRef" in var.get("valueFrom", {})
+
+
+def check_console_token(r: Report, docs: list[dict], where: str, ref: dict) -> None:
+    """Optional, so that without the Secret the console starts and only
+    shows; from a Secret of its own, never one holding NATS credentials,
+    keys or certificates (those reach a pod only as files)."""
+    r.check(ref.get("optional") is True, where,
+            f"{CONSOLE_TOKEN_VAR} from Secret {ref.get('name')} is not optional: without it the console would not "
+            "start, rather than only show")
+    held = secrets(docs).get(ref.get("name"), {})
+    r.check(not any(CREDENTIAL.search(v) or creds_identity(v) or "BEGIN CERTIFICATE" in v for v in held.values()), where,
+            f"{CONSOLE_TOKEN_VAR} comes from Secret {ref.get('name')}, which holds NATS credentials or TLS material")
 
 
 def check_workloads(r: Report, docs: list[dict], probes: bool = True) -> None:
@@ -426,7 +463,11 @@ def check_identity(r: Report, docs: list[dict], where: str, pod: dict, c: dict, 
     r.check(not others, where, f"also mounts the credentials of {sorted(others)}")
 
 
-def check_service(r: Report, docs: list[dict], name: str, port: int, overlay: str) -> None:
+def check_service(r: Report, docs: list[dict], name: str, port: int, overlay: str,
+                  identity: str | None = None, scaled: bool = True) -> None:
+    """A service's Deployment; `identity` when it connects as another
+    identity than its own name (the console); `scaled` for the PDB and the
+    HPA a service needs and the console does not."""
     objs = index(docs)
     cms = config_maps(docs)
     d = objs.get(("Deployment", name))
@@ -451,7 +492,7 @@ def check_service(r: Report, docs: list[dict], name: str, port: int, overlay: st
             f"container does not declare port {http_port}")
 
     # its NATS identity
-    check_identity(r, docs, where, pod, c, name, tls=overlay == "prod")
+    check_identity(r, docs, where, pod, c, identity or name, tls=overlay == "prod")
 
     # probes: /healthz liveness, /readyz readiness, on the HTTP port
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -470,12 +511,13 @@ def check_service(r: Report, docs: list[dict], name: str, port: int, overlay: st
             where, f"no Service routes to port {http_port}")
 
     # disruption budget and autoscaling
-    r.check(any(p["kind"] == "PodDisruptionBudget" and selects(p["spec"].get("selector"), labels) for p in docs),
-            where, "no PodDisruptionBudget selects its pods")
-    hpas = [h for h in docs if h["kind"] == "HorizontalPodAutoscaler"
-            and h["spec"]["scaleTargetRef"]["kind"] == "Deployment" and h["spec"]["scaleTargetRef"]["name"] == name]
-    keda = [k for k in docs if k["kind"] == "ScaledObject" and k["spec"]["scaleTargetRef"]["name"] == name]
-    r.check(bool(hpas or keda), where, "no HorizontalPodAutoscaler (or KEDA ScaledObject) scales it")
+    if scaled:
+        r.check(any(p["kind"] == "PodDisruptionBudget" and selects(p["spec"].get("selector"), labels) for p in docs),
+                where, "no PodDisruptionBudget selects its pods")
+        hpas = [h for h in docs if h["kind"] == "HorizontalPodAutoscaler"
+                and h["spec"]["scaleTargetRef"]["kind"] == "Deployment" and h["spec"]["scaleTargetRef"]["name"] == name]
+        keda = [k for k in docs if k["kind"] == "ScaledObject" and k["spec"]["scaleTargetRef"]["name"] == name]
+        r.check(bool(hpas or keda), where, "no HorizontalPodAutoscaler (or KEDA ScaledObject) scales it")
 
     # metrics: scrape annotations on the HTTP port, or a ServiceMonitor
     ann = d["spec"]["template"]["metadata"].get("annotations", {})
@@ -817,14 +859,15 @@ def check_network(r: Report, docs: list[dict], overlay: str, tools: list[dict]) 
                     {"app.kubernetes.io/name": "intruder", "jetsaga.io/nats-client": "true"})
     client = 4222
     paths: list[tuple[Peer, Peer, int, str, bool]] = []
-    services = [workload_peer(objs[("Deployment", n)], namespace) for n in SERVICES if ("Deployment", n) in objs]
+    services = [workload_peer(objs[("Deployment", n)], namespace) for n in [*SERVICES, CONSOLE]
+                if ("Deployment", n) in objs]
     jobs = [workload_peer(j, namespace) for j in provision_jobs(docs)]
     tool_pods = [workload_peer(t, namespace) for t in tools if t["kind"] in WORKLOAD_KINDS]
     for p in services + jobs + tool_pods:
         paths += [(p, nats, client, "TCP", True), (p, DNS, 53, "UDP", True), (p, DNS, 53, "TCP", True),
                   (p, INTERNET, 443, "TCP", False), (p, nats, 6222, "TCP", False)]
     for i, s in enumerate(services):
-        http = s.ports.get("http", SERVICES.get(s.labels.get("app.kubernetes.io/name"), 0))
+        http = s.ports.get("http", {**SERVICES, CONSOLE: CONSOLE_PORT}.get(s.labels.get("app.kubernetes.io/name"), 0))
         paths += [(PROMETHEUS, s, http, "TCP", True), (stranger, s, http, "TCP", False),
                   (outsider, s, http, "TCP", False), (services[i - 1], s, http, "TCP", False)]
     paths += [(PROMETHEUS, nats, 8222, "TCP", True), (nats, INTERNET, 443, "TCP", False),
@@ -888,6 +931,7 @@ def check(docs: list[dict], overlay: str, tools: list[dict] | None = None,
     check_stored_material(r, docs)
     for name, port in SERVICES.items():
         check_service(r, docs, name, port, overlay)
+    check_service(r, docs, CONSOLE, CONSOLE_PORT, overlay, identity=CONSOLE_IDENTITY, scaled=False)
     check_provisioning(r, docs, overlay)
     check_nats(r, docs, overlay)
     if durable:
@@ -929,6 +973,10 @@ def volume(docs, kind, name, volume_name):
 def creds_of(docs, identity):
     secret = find(docs, "Secret", f"nats-identity-{identity}")
     return base64.b64decode(secret["data"]["nats.creds"]).decode()
+
+
+def console_token_ref(docs):
+    return next(v for v in container(docs, "saga-console")["env"] if v["name"] == CONSOLE_TOKEN_VAR)["valueFrom"]["secretKeyRef"]
 
 
 def creds_in_env(docs):
@@ -1053,6 +1101,16 @@ BREAKAGES = {
     "metrics closed to Prometheus": lambda docs: docs.remove(policy(docs, "metrics")),
     "egress anywhere": lambda docs: policy(docs, "nats-clients")["spec"]["egress"].append({}),
     "monitoring open to the namespace": lambda docs: policy(docs, "nats")["spec"]["ingress"][2]["from"].append({"podSelector": {}}),
+    # the console
+    "the console missing": lambda docs: drop(docs, "Deployment", "saga-console"),
+    "the console as another identity": lambda docs: volume(docs, "Deployment", "saga-console", "nats-identity")["secret"].update(
+        secretName=find(docs, "Secret", "nats-identity-saga-orchestrator")["metadata"]["name"]),
+    "the console's token required": lambda docs: console_token_ref(docs).update(optional=False),
+    "the console's token from an identity's Secret": lambda docs: console_token_ref(docs).update(
+        name=find(docs, "Secret", "nats-identity-operator")["metadata"]["name"], key="nats.creds"),
+    "another Secret value in the console's environment": lambda docs: container(docs, "saga-console")["env"].append(
+        {"name": "CONSOLE_SESSION_KEY", "valueFrom": {"secretKeyRef": {"name": "saga-console", "key": "session-key"}}}),
+    "the console as a LoadBalancer": lambda docs: find(docs, "Service", "saga-console")["spec"].update(type="LoadBalancer"),
 }
 PROD_BREAKAGES = {
     "one replica in prod": lambda docs: find(docs, "Deployment", "order-service")["spec"].update(replicas=1),
