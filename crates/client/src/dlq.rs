@@ -49,19 +49,43 @@ impl Client {
     /// Every dead letter on subjects matching `filter` (`dlq.>` for all,
     /// `dlq.payment-service.>` for one service), oldest first.
     pub async fn dead_letters(&self, filter: &str) -> Result<Vec<DeadLetter>, ClientError> {
+        let mut letters = Vec::new();
+        let mut from = 1;
+        loop {
+            let (page, next) = self.dead_letters_page(filter, from, 1000).await?;
+            letters.extend(page);
+            match next {
+                Some(next) => from = next,
+                None => return Ok(letters),
+            }
+        }
+    }
+
+    /// At most `limit` dead letters on subjects matching `filter`, from
+    /// sequence `from` on, oldest first; and the sequence the next page
+    /// starts from, when there may be one.
+    pub async fn dead_letters_page(
+        &self,
+        filter: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, Option<u64>), ClientError> {
         let stream = self.dlq().await?;
         let mut letters = Vec::new();
-        let mut next = 1;
-        loop {
+        let mut next = from.max(1);
+        while letters.len() < limit {
             match stream.direct_get_next_for_subject(filter, Some(next)).await {
                 Ok(message) => {
                     next = message.sequence + 1;
                     letters.push(letter(message));
                 }
-                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => return Ok(letters),
+                Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => {
+                    return Ok((letters, None))
+                }
                 Err(e) => return Err(query_error(e)),
             }
         }
+        Ok((letters, Some(next)))
     }
 
     /// One dead letter by its sequence.

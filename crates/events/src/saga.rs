@@ -363,6 +363,13 @@ pub struct SagaView {
     pub waiting_on: Option<String>,
     #[serde(default)]
     pub attempt: u32,
+    /// When the step waited on is overdue (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// The W3C trace id of the saga's last record: the order's trace, in
+    /// any OpenTelemetry backend the services export to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl From<SagaRecord> for SagaView {
@@ -375,6 +382,19 @@ impl From<SagaRecord> for SagaView {
             total_cents: r.total_cents,
             waiting_on: (!r.state.is_terminal()).then(|| r.command.name().to_owned()),
             attempt: r.attempt,
+            deadline: r.deadline.filter(|_| !r.state.is_terminal()),
+            trace_id: None,
         }
     }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),
+/// when it is one.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    let valid = trace_id.len() == 32
+        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_ascii_lowercase())
 }

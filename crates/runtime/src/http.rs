@@ -64,12 +64,14 @@ struct Sidecar {
 }
 
 /// Binds `addr` now (so a port in use fails the start) and serves until
-/// `shutdown` is cancelled.
+/// `shutdown` is cancelled: the sidecar's three paths, and the service's
+/// own `routes` beside them (none but the console's has any).
 pub async fn serve(
     addr: SocketAddr,
     client: async_nats::Client,
     readiness: Readiness,
     metrics: Metrics,
+    routes: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -81,7 +83,8 @@ pub async fn serve(
             client,
             readiness,
             metrics,
-        });
+        })
+        .merge(routes);
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -57,15 +57,31 @@ impl ServiceRuntime {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let metrics = Metrics::new();
+        Self::start_with(name, name, config, metrics, |_| axum::Router::new(), shutdown).await
+    }
+
+    /// [`Self::start`] for a program that connects as another identity
+    /// than its name (the console: `client` or `operator`) and serves
+    /// routes of its own beside the sidecar's: those `routes` makes of the
+    /// connection.
+    pub async fn start_with(
+        name: &'static str,
+        identity: &str,
+        config: CommonConfig,
+        metrics: Metrics,
+        routes: impl FnOnce(&Client) -> axum::Router,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
         let clock = Arc::new(ServerClock::new(metrics.registry()));
         let readiness = Readiness::default();
-        let client = nats::connect(&config, name).await?;
+        let client = nats::connect(&config, identity).await?;
         let js = async_nats::jetstream::new(client.clone());
         let sidecar = http::serve(
             config.http_addr,
             client.clone(),
             readiness.clone(),
             metrics.clone(),
+            routes(&client),
             shutdown.clone(),
         )
         .await

@@ -481,11 +481,23 @@ pub fn get_saga_query(store: Store) -> Query {
     Query::json("get", subjects::GET_SAGA, move |request: ByOrder| {
         let store = store.clone();
         async move {
-            let found: Option<Versioned<SagaRecord>> = store
-                .last(&subjects::saga_records(&request.order_id))
-                .await?;
-            found.map(|v| SagaView::from(v.value)).ok_or_else(|| {
+            let subject = subjects::saga_records(&request.order_id);
+            let message = store.last_message(&subject).await?.ok_or_else(|| {
                 QueryError::NotFound(format!("no saga for order {}", request.order_id))
+            })?;
+            let record: SagaRecord = serde_json::from_slice(&message.payload).map_err(|source| {
+                StoreError::Corrupt {
+                    subject: message.subject.to_string(),
+                    source,
+                }
+            })?;
+            let trace_id = message
+                .headers
+                .get("traceparent")
+                .and_then(|v| events::saga::trace_id_of(v.as_str()));
+            Ok(SagaView {
+                trace_id,
+                ..SagaView::from(record)
             })
         }
     })
