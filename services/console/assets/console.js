@@ -11,6 +11,12 @@
   const state = document.getElementById("live-state");
   const slot = (name) => document.querySelector(`[data-live="${name}"]`);
   const number = (n) => Number(n).toLocaleString("en-US");
+  // As the server renders times: to the millisecond, in UTC.
+  const when = (at) => {
+    const [date, time = ""] = at.replace(/Z$/, "").split("T");
+    const [seconds, fraction = ""] = time.split(".");
+    return `${date} ${seconds}.${(fraction + "000").slice(0, 3)} UTC`;
+  };
   const ms = (n) => (n === undefined || n === null ? "–" : `${number(n)} ms`);
 
   function cell(tag, text, className) {
@@ -65,7 +71,7 @@
         const status = cell("td");
         status.append(cell("span", order.status, `status ${order.status.toLowerCase()}`));
         const seen = cell("td");
-        const time = cell("time", order.at);
+        const time = cell("time", when(order.at));
         time.dateTime = order.at;
         seen.append(time);
         row.append(id, status, code(order.reason), seen);

@@ -125,21 +125,21 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Why a form post is refused before it is read: it came from another
-/// site. Browsers send `Sec-Fetch-Site` and `Origin` with every POST; a
-/// request with neither (a script, curl) is judged by its CSRF token alone.
+/// site. Browsers send `Sec-Fetch-Site` with every request, and it decides;
+/// an older browser's `Origin` must name this host (an opaque origin,
+/// `null`, is refused). A request with neither (a script, curl) is judged
+/// by its CSRF token alone.
 pub fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return Some("the form was sent from another site");
-        }
+        return (!matches!(site, "same-origin" | "none"))
+            .then_some("the form was sent from another site");
     }
-    if let (Some(origin), Some(host)) = (header("origin"), header("host")) {
+    if let Some(origin) = header("origin") {
         let origin_host = origin
             .split_once("://")
-            .map_or(origin, |(_, rest)| rest)
-            .trim_end_matches('/');
-        if origin_host != host {
+            .map(|(_, rest)| rest.trim_end_matches('/'));
+        if origin_host.is_none() || origin_host != header("host") {
             return Some("the form was sent from another origin");
         }
     }
@@ -195,9 +195,17 @@ mod tests {
         headers.insert("sec-fetch-site", "same-origin".parse().unwrap());
         assert_eq!(cross_site(&headers), None);
         headers.insert("origin", "http://evil.example".parse().unwrap());
+        headers.remove("sec-fetch-site");
         assert!(cross_site(&headers).is_some());
         headers.insert("origin", "http://console.example:8085".parse().unwrap());
         headers.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(cross_site(&headers).is_some());
+        // A browser that says where the form came from is believed; one
+        // that does not must name this origin.
+        headers.insert("origin", "null".parse().unwrap());
+        headers.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert_eq!(cross_site(&headers), None);
+        headers.remove("sec-fetch-site");
         assert!(cross_site(&headers).is_some());
     }
 

@@ -105,6 +105,21 @@ pub fn message(title: &str, text: &str, who: &Who) -> Markup {
     )
 }
 
+/// An RFC 3339 time as people read it: to the millisecond, in UTC.
+fn when(at: &str) -> String {
+    let Some((date, time)) = at.split_once('T') else {
+        return at.to_owned();
+    };
+    let time = time.trim_end_matches('Z');
+    let (seconds, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let millis: String = fraction
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(3)
+        .collect();
+    format!("{date} {seconds}.{millis} UTC")
+}
+
 fn number(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
@@ -139,7 +154,7 @@ pub fn overview(snapshot: &Snapshot, who: &Who) -> Markup {
         html! {
             h1 { "Overview" }
             p class="muted" {
-                "Orders this console has seen since " time datetime=(snapshot.since) { (snapshot.since) }
+                "Orders this console has seen since " time datetime=(snapshot.since) { (when(&snapshot.since)) }
                 ". " span id="live-state" aria-live="polite" { "Live updates start when the page has loaded." }
             }
             section aria-labelledby="funnel-title" {
@@ -182,18 +197,20 @@ pub fn overview(snapshot: &Snapshot, who: &Who) -> Markup {
             }
             section aria-labelledby="recent-title" {
                 h2 id="recent-title" { "Latest orders" }
-                table id="recent" {
-                    thead { tr {
-                        th scope="col" { "Order" } th scope="col" { "Status" }
-                        th scope="col" { "Reason" } th scope="col" { "Seen" }
-                    } }
-                    tbody data-live="recent" {
-                        @for order in &snapshot.recent {
-                            tr data-order=(order.order_id) {
-                                td { a href=(format!("/sagas/{}", order.order_id)) { (order.order_id) } }
-                                td { span class=(format!("status {}", order.status.to_lowercase())) { (order.status) } }
-                                td { @if let Some(reason) = &order.reason { code { (reason) } } }
-                                td { time datetime=(order.at) { (order.at) } }
+                div class="scroll" {
+                    table id="recent" {
+                        thead { tr {
+                            th scope="col" { "Order" } th scope="col" { "Status" }
+                            th scope="col" { "Reason" } th scope="col" { "Seen" }
+                        } }
+                        tbody data-live="recent" {
+                            @for order in &snapshot.recent {
+                                tr data-order=(order.order_id) {
+                                    td { a href=(format!("/sagas/{}", order.order_id)) { (order.order_id) } }
+                                    td { span class=(format!("status {}", order.status.to_lowercase())) { (order.status) } }
+                                    td { @if let Some(reason) = &order.reason { code { (reason) } } }
+                                    td { time datetime=(order.at) { (when(&order.at)) } }
+                                }
                             }
                         }
                     }
@@ -276,11 +293,11 @@ pub fn sagas(list: &SagaPage<'_>, who: &Who) -> Markup {
                             @for saga in list.sagas {
                                 tr class=[saga.is_stuck().then_some("stuck")] {
                                     td { a href=(format!("/sagas/{}", saga.order_id)) { (saga.order_id) } }
-                                    td { span class=(format!("state {}", state_class(&saga.state))) { (state_name(&saga.state)) } }
+                                    td { span class=(format!("state {}", state_class(&saga.state))) { (wire_name(&saga.state)) } }
                                     td { @if let Some(step) = &saga.waiting_on { code { (step) } } }
                                     td class="num" { (saga.attempt) }
-                                    td { time datetime=(saga.started_at) { (saga.started_at) } }
-                                    td { time datetime=(saga.updated_at) { (saga.updated_at) } }
+                                    td { time datetime=(saga.started_at) { (when(&saga.started_at)) } }
+                                    td { time datetime=(saga.updated_at) { (when(&saga.updated_at)) } }
                                 }
                             }
                         }
@@ -316,19 +333,19 @@ pub fn saga(detail: &SagaDetail<'_>, who: &Who) -> Markup {
             @if let Some(notice) = &detail.notice { p class="notice" role="status" { (notice) } }
             dl class="facts" {
                 @if let Some(saga) = detail.saga {
-                    dt { "Saga" } dd { span class=(format!("state {}", state_class(&saga.state))) { (state_name(&saga.state)) } }
+                    dt { "Saga" } dd { span class=(format!("state {}", state_class(&saga.state))) { (wire_name(&saga.state)) } }
                     @if let Some(step) = &saga.waiting_on {
                         dt { "Waiting on" } dd { code { (step) } " (" (participant(step)) "), attempt " (saga.attempt) }
                     }
                     @if let Some(deadline) = &saga.deadline {
-                        dt { "Deadline" } dd { time datetime=(deadline) { (deadline) } }
+                        dt { "Deadline" } dd { time datetime=(deadline) { (when(deadline)) } }
                     }
                     @if let Some(reason) = &saga.reason {
                         dt { "Reason" } dd { code { (reason.as_str()) } }
                     }
                 }
                 @if let Some(order) = detail.order {
-                    dt { "Order" } dd { (format!("{:?}", order.status).to_uppercase()) }
+                    dt { "Order" } dd { (wire_name(&order.status)) }
                     dt { "Customer" } dd { code { (order.customer_id) } }
                     @if let Some(total) = order.total_cents { dt { "Total" } dd { (cents(total.0)) } }
                 }
@@ -395,7 +412,7 @@ pub fn saga(detail: &SagaDetail<'_>, who: &Who) -> Markup {
                             tbody {
                                 @for step in &saga.steps {
                                     tr {
-                                        td { time datetime=(step.at) { (step.at) } }
+                                        td { time datetime=(step.at) { (when(&step.at)) } }
                                         td { code { (step.name) } @if crate::timeline::is_compensation(&step.name) { " (compensation)" } }
                                         td { span class=(format!("step {}", status_name(step.status))) { (status_name(step.status)) } }
                                         td { (who_did(step)) }
@@ -500,7 +517,7 @@ pub fn dead_letters(list: &LetterPage<'_>, who: &Who) -> Markup {
                             @for letter in list.letters {
                                 tr {
                                     td class="num" { a href=(format!("/dead-letters/{}", letter.seq)) { (letter.seq) } }
-                                    td { time datetime=(letter.time) { (letter.time) } }
+                                    td { time datetime=(letter.time) { (when(&letter.time)) } }
                                     td { code { (letter.original_subject) } br; span class="muted" { (letter.subject) } }
                                     td { (letter.reason) }
                                     td class="num" { (letter.deliveries) }
@@ -535,7 +552,7 @@ pub fn dead_letter(letter: &DeadLetter, who: &Who) -> Markup {
                 dt { "Original subject" } dd { code { (letter.original_subject) } }
                 dt { "Reason" } dd { (letter.reason) }
                 dt { "Deliveries" } dd { (letter.deliveries) }
-                dt { "When" } dd { time datetime=(letter.time) { (letter.time) } }
+                dt { "When" } dd { time datetime=(letter.time) { (when(&letter.time)) } }
             }
             section aria-labelledby="headers-title" {
                 h2 id="headers-title" { "Headers" }
@@ -568,8 +585,9 @@ pub fn dead_letter(letter: &DeadLetter, who: &Who) -> Markup {
     )
 }
 
-pub fn state_name(state: &events::saga::SagaState) -> String {
-    serde_json::to_value(state)
+/// A state's name as the contract spells it (`CONFIRMED`, `REFUNDING`).
+fn wire_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
@@ -618,6 +636,16 @@ pub fn trace_link(template: &str, order_id: &str, trace_id: Option<&str>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_to_the_millisecond() {
+        assert_eq!(
+            when("2026-12-02T16:29:46.552713654Z"),
+            "2026-12-02 16:29:46.552 UTC"
+        );
+        assert_eq!(when("2026-12-02T16:29:46Z"), "2026-12-02 16:29:46.000 UTC");
+        assert_eq!(when("yesterday"), "yesterday");
+    }
 
     #[test]
     fn numbers_and_money_read_well() {
