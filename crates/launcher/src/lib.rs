@@ -45,6 +45,10 @@ pub const SERVICES: [(&str, u16); 4] = [
     ("saga-orchestrator", 8084),
 ];
 
+/// The web console (docs/contract.md section 8): not a service of the
+/// saga, a client of it, with the same sidecar.
+pub const CONSOLE: (&str, u16) = ("saga-console", 8085);
+
 /// The names of [`SERVICES`].
 pub const SERVICE_NAMES: [&str; 4] = [SERVICES[0].0, SERVICES[1].0, SERVICES[2].0, SERVICES[3].0];
 

@@ -315,12 +315,27 @@ async fn the_demo_runs_orders_and_stops_what_it_started_on_sigterm() {
         .collect();
     assert_eq!(
         addresses.len(),
-        5,
-        "nats-server and four services: {said:?}"
+        6,
+        "nats-server, four services and the console: {said:?}"
     );
     for addr in &addresses {
         assert!(std::net::TcpStream::connect(addr).is_ok(), "{addr} listens");
     }
+    // The console's address, and the token to act through it.
+    let console = said
+        .iter()
+        .find(|l| l.starts_with("console "))
+        .expect("the demo tells where its console is");
+    assert!(
+        console.contains("http://127.0.0.1:") && console.contains("operator token "),
+        "{console}"
+    );
+    let console_addr = addresses[5];
+    let (status, page) = e2e::testkit::http_get(console_addr, "/")
+        .await
+        .expect("the console answers");
+    assert_eq!(status, 200);
+    assert!(page.contains("Overview"), "{page}");
 
     let status = e2e::testkit::terminate(&mut demo.0, Duration::from_secs(30))
         .await

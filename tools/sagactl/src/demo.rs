@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use jetsaga_client::Client;
-use launcher::{preferred_port, Access, Identity, NatsServer, Security, ServiceProcess, SERVICES};
+use launcher::{
+    preferred_port, Access, Identity, NatsServer, Security, ServiceProcess, CONSOLE, SERVICES,
+};
 use rand::Rng;
 use workload::{customer_name, sku_name, Plan, Spec};
 
@@ -85,9 +87,31 @@ pub async fn run(args: DemoArgs, out: &Output) -> anyhow::Result<()> {
             }
         }
     }
+    // The console, as operator: whoever has the token it prints may act
+    // through it (the user's own CONSOLE_OPERATOR_TOKEN, else a new one).
+    let token = std::env::var("CONSOLE_OPERATOR_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+    let trace_url = std::env::var("CONSOLE_TRACE_URL").ok();
+    if outcome.is_ok() {
+        let operator = nats.security().env(Identity::Operator);
+        let mut env: Vec<(&str, &str)> = vec![
+            ("LOG_FORMAT", "json"),
+            ("CONSOLE_OPERATOR_TOKEN", token.as_str()),
+        ];
+        env.extend(passed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.extend(operator.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.extend(trace_url.as_deref().map(|url| ("CONSOLE_TRACE_URL", url)));
+        let http = SocketAddr::from(([127, 0, 0, 1], preferred_port(CONSOLE.1)));
+        match ServiceProcess::launch(CONSOLE.0, &nats.url(), http, &env, &logs) {
+            Ok(console) => services.push(console),
+            Err(e) => outcome = Err(e.into()),
+        }
+    }
     if outcome.is_ok() {
         outcome = tokio::select! {
-            outcome = drive(&args, &nats, &services, &logs, out) => outcome,
+            outcome = drive(&args, &nats, &services, &token, &logs, out) => outcome,
             () = stop.cancelled() => {
                 eprintln!("\nstopping");
                 Ok(())
@@ -104,6 +128,7 @@ async fn drive(
     args: &DemoArgs,
     nats: &NatsServer,
     services: &[ServiceProcess],
+    token: &str,
     logs: &Path,
     out: &Output,
 ) -> anyhow::Result<()> {
@@ -117,6 +142,13 @@ async fn drive(
         started.elapsed().as_secs_f64(),
         logs.display()
     );
+    if let Some(console) = services.iter().find(|s| s.name == CONSOLE.0) {
+        eprintln!(
+            "console        open http://{} in a browser; to act on sagas, sign in with the \
+             operator token {token}",
+            console.http
+        );
+    }
 
     let client = connect(nats, Identity::Operator).await?;
     let plan = demo_plan();
