@@ -2,7 +2,9 @@
 # The whole test suite, then one summary line:
 #   1. every cargo test of the workspace, against real nats-servers (the
 #      binaries are built first: the end-to-end tests also run them; the
-#      clock-skew test preloads Debian's libfaketime, unpacked into .tools/);
+#      clock-skew test preloads Debian's libfaketime, unpacked into .tools/;
+#      the console's browser test drives Debian's chromium, installed with
+#      chromium-driver by scripts/install-chromium.sh);
 #   2. the monitoring configuration (scripts/check-alerts.sh): the
 #      Prometheus configs, the alert rules and their unit tests (promtool:
 #      the one on PATH, else Debian's, installed into .tools/), the Grafana
@@ -22,6 +24,7 @@ export RELEASE_DIR
 
 scripts/install-nats-server.sh
 scripts/install-faketime.sh
+scripts/install-chromium.sh
 cargo build --workspace --bins
 
 log="$(mktemp)"

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod chaos;
+pub mod console;
 pub mod faults;
 
 pub use testkit;
@@ -218,6 +219,37 @@ impl Suite {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let running = self.spawn(name, addr, &[]);
         self.replicas.push(running);
+        wait_ready(addr).await;
+        addr
+    }
+
+    /// Starts a saga-console in-process, connected as `identity`, with
+    /// extra environment of its own, and waits until it is ready; it runs
+    /// until [`Suite::stop`]. Returns its address.
+    pub async fn start_console(
+        &mut self,
+        identity: Identity,
+        extra: &[(&str, &str)],
+    ) -> SocketAddr {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut vars: HashMap<String, String> = [
+            ("NATS_URL", self.nats.url()),
+            ("HTTP_ADDR", addr.to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(self.nats.security().env(identity));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let config = saga_console::Config::from_env(&borrow(&vars)).expect("valid config");
+        let token = self.shutdown.child_token();
+        let task = tokio::spawn(expect_clean(saga_console::run(config, token.clone())));
+        self.replicas.push((token, task));
         wait_ready(addr).await;
         addr
     }

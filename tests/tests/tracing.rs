@@ -101,6 +101,9 @@ async fn one_order_is_one_trace_across_the_four_services() {
     })
     .await;
     assert_eq!(order.status, OrderStatus::Confirmed);
+    // The saga names its trace, which the console links to.
+    let saga = client.saga(order_id).await.unwrap().expect("the saga");
+    assert_eq!(saga.trace_id.as_deref(), Some(CLIENT_TRACE));
 
     // Spans arrive in batches, each service's on its own schedule: wait
     // until the trace holds the saga's last step (the order service

@@ -57,7 +57,15 @@ impl ServiceRuntime {
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
         let metrics = Metrics::new();
-        Self::start_with(name, name, config, metrics, |_| axum::Router::new(), shutdown).await
+        Self::start_with(
+            name,
+            name,
+            config,
+            metrics,
+            |_| axum::Router::new(),
+            shutdown,
+        )
+        .await
     }
 
     /// [`Self::start`] for a program that connects as another identity

@@ -485,12 +485,11 @@ pub fn get_saga_query(store: Store) -> Query {
             let message = store.last_message(&subject).await?.ok_or_else(|| {
                 QueryError::NotFound(format!("no saga for order {}", request.order_id))
             })?;
-            let record: SagaRecord = serde_json::from_slice(&message.payload).map_err(|source| {
-                StoreError::Corrupt {
+            let record: SagaRecord =
+                serde_json::from_slice(&message.payload).map_err(|source| StoreError::Corrupt {
                     subject: message.subject.to_string(),
                     source,
-                }
-            })?;
+                })?;
             let trace_id = message
                 .headers
                 .get("traceparent")

@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod binaries;
 mod conservation;
+mod console;
 mod corrupt_state;
 mod dead_letters;
 mod deadlines;
