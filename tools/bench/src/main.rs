@@ -219,7 +219,9 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
             env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
             env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"));
         }
-        let ready_ms = suite.start_services(&env).await?;
+        let mut ready_ms = suite.start_services(&env).await?;
+        let console_ready = suite.start_console(&env).await?;
+        ready_ms.insert(launcher::CONSOLE.0.to_owned(), console_ready);
         let measured = measure::measure(&suite, &workload).await?;
         anyhow::Ok((ready_ms, measured))
     };

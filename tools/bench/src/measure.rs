@@ -141,6 +141,9 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
     for service in services {
         resources.insert(service.name.to_owned(), service_usage(service)?);
     }
+    if let Some((console, _)) = &suite.console {
+        resources.insert(console.name.to_owned(), service_usage(console)?);
+    }
     resources.insert("nats-server".to_owned(), usage(nats_pid)?);
     Ok(Measured {
         saturation,

@@ -1,7 +1,9 @@
 //! The suite under measurement: its own nats-server (temporary store, the
 //! monitoring port on, secured as deployed unless asked otherwise) and the
 //! four release services beside this binary, each as its own identity,
-//! started by the same launcher as the demo and the tests.
+//! started by the same launcher as the demo and the tests; and the console,
+//! as `operator`, with a browser's live overview open on it all along, so
+//! that its cost under load is measured too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use jetsaga_client::Connection;
-use launcher::{free_port, http_get, Access, Identity, NatsServer, ServiceProcess, SERVICE_NAMES};
+use launcher::{
+    free_port, http_get, Access, Identity, NatsServer, ServiceProcess, CONSOLE, SERVICE_NAMES,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a service may take to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -24,6 +29,8 @@ pub struct Suite {
     /// nats-server's monitoring port (`/varz`).
     pub monitor: SocketAddr,
     pub services: Vec<ServiceProcess>,
+    /// The console, once started, and what reads its live stream.
+    pub console: Option<(ServiceProcess, tokio::task::JoinHandle<()>)>,
     pub logs: PathBuf,
 }
 
@@ -51,6 +58,7 @@ impl Suite {
             nats_pid,
             monitor: SocketAddr::from(([127, 0, 0, 1], monitor)),
             services: Vec::new(),
+            console: None,
             logs,
         })
     }
@@ -90,6 +98,33 @@ impl Suite {
         Ok(ready_ms)
     }
 
+    /// Starts the console as `operator` (as anyone, on an open server),
+    /// and opens its live overview as a browser would, reading every
+    /// snapshot until the run ends; how long it took to be ready, in
+    /// milliseconds.
+    pub async fn start_console(&mut self, env: &[(&str, &str)]) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let identity = self
+            .nats
+            .access()
+            .map(|security| security.env(Identity::Operator))
+            .unwrap_or_default();
+        let mut env = env.to_vec();
+        env.extend(identity.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let console = ServiceProcess::launch(CONSOLE.0, &self.nats.url(), http, &env, &self.logs)?;
+        let ready = match ready_after(http, started, READY_WITHIN).await {
+            Some(ready) => ready,
+            None => {
+                console.ready(Duration::from_secs(1)).await?;
+                started.elapsed()
+            }
+        };
+        let watcher = tokio::spawn(watch_live(http));
+        self.console = Some((console, watcher));
+        Ok(ready.as_secs_f64() * 1000.0)
+    }
+
     /// Provisions the streams (as `admin`, on a secured server).
     pub async fn provision(&self) -> anyhow::Result<()> {
         let admin = self.connect(Identity::Admin).await?;
@@ -118,10 +153,29 @@ impl Suite {
 
     /// SIGTERM to every service, then the server goes.
     pub async fn stop(mut self) {
+        if let Some((mut console, watcher)) = self.console.take() {
+            watcher.abort();
+            console.stop(STOP_WITHIN).await;
+        }
         for service in &mut self.services {
             service.stop(STOP_WITHIN).await;
         }
     }
+}
+
+/// Reads the console's live stream (`/live`) and drops it, as an open
+/// overview does, until the stream ends.
+async fn watch_live(console: SocketAddr) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(console).await else {
+        return;
+    };
+    let request =
+        format!("GET /live HTTP/1.1\r\nHost: {console}\r\nAccept: text/event-stream\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut buffer = vec![0u8; 16 * 1024];
+    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
 }
 
 /// Polls `/readyz` closely, for a start-up time worth reporting: the time
