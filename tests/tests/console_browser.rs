@@ -132,7 +132,7 @@ async fn an_operator_watches_an_order_finish_and_aborts_a_stuck_saga_in_a_browse
     suite
         .seed(
             &[("sku-1", 100, 250), ("sku-2", 40, 1200)],
-            &[("c-1", 100_000)],
+            &[("c-1", 100_000), ("c-poor", 100)],
         )
         .await;
     // A dead letter for its page: a first restock needs a price.
@@ -164,12 +164,37 @@ async fn an_operator_watches_an_order_finish_and_aborts_a_stuck_saga_in_a_browse
         (text_of(&browser, row).await == "CONFIRMED").then_some(())
     })
     .await;
+    // More of the funnel: a few more confirmed, one short of money.
+    for i in 2..=6 {
+        let id = format!("o-web-{i}");
+        suite
+            .client
+            .place(&id, "c-1", &[("sku-1", 1)])
+            .await
+            .unwrap();
+    }
+    suite
+        .client
+        .place("o-web-poor", "c-poor", &[("sku-2", 1)])
+        .await
+        .unwrap();
+    let poor = "tr[data-order=\"o-web-poor\"] .status";
+    eventually("the poor order to show cancelled", WAIT, || async {
+        (text_of(&browser, poor).await == "CANCELLED").then_some(())
+    })
+    .await;
+    eventually("every order to show finished", WAIT, || async {
+        (text_of(&browser, "[data-live=\"in_flight\"]").await == "0").then_some(())
+    })
+    .await;
     let same = browser
         .execute("return window.stillTheSamePage === true;", vec![])
         .await
         .unwrap();
     assert_eq!(same, json!(true), "the page was reloaded");
-    assert_eq!(text_of(&browser, "[data-live=\"confirmed\"]").await, "1");
+    assert_eq!(text_of(&browser, "[data-live=\"confirmed\"]").await, "6");
+    let reasons = text_of(&browser, "[data-live=\"cancelled\"]").await;
+    assert!(reasons.contains("insufficient_funds"), "{reasons}");
     screenshot(&browser, "overview").await;
 
     // Its timeline, one click away.
@@ -224,6 +249,20 @@ async fn an_operator_watches_an_order_finish_and_aborts_a_stuck_saga_in_a_browse
     let order = suite.settled("o-web-stuck").await;
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.reason, Some(CancelReason::AbortedByOperator));
+    // Its timeline: the attempts at the charge, the abort, the
+    // compensations.
+    browser.refresh().await.unwrap();
+    let marks = browser
+        .find_all(Locator::Css("svg.timeline line.mark"))
+        .await
+        .unwrap();
+    assert_eq!(marks.len(), 1, "the operator's abort");
+    let compensations = browser
+        .find_all(Locator::Css("svg.timeline rect.compensation"))
+        .await
+        .unwrap();
+    assert!(!compensations.is_empty(), "the compensations are drawn");
+    screenshot(&browser, "saga-aborted").await;
 
     // The dead letters.
     click(&browser, Locator::LinkText("Dead letters")).await;

@@ -279,7 +279,7 @@ pub fn sagas(list: &SagaPage<'_>, who: &Who) -> Markup {
                 p class="muted" { "No saga matches." }
             } @else {
                 p class="muted" {
-                    (list.sagas.len()) " sagas, oldest first"
+                    (list.sagas.len()) @if list.sagas.len() == 1 { " saga" } @else { " sagas" } ", oldest first"
                     @if !list.first_page { ", continued" } "."
                 }
                 div class="scroll" {
@@ -377,7 +377,8 @@ pub fn saga(detail: &SagaDetail<'_>, who: &Who) -> Markup {
                     h2 id="timeline-title" { "Timeline" }
                     div class="legend" aria-hidden="true" {
                         span class="key forward" { "step" } span class="key compensation" { "compensation" }
-                        span class="key failed" { "failed or timed out" } span class="key open" { "waiting" }
+                        span class="key failed" { "failed or timed out" } span class="key abandoned" { "abandoned" }
+                        span class="key open" { "waiting" }
                         span class="key deadline" { "deadline" } span class="key mark" { "operator" }
                     }
                     div class="scroll" { (timeline.svg(finished)) }
