@@ -15,6 +15,9 @@ pub struct ConsoleMetrics {
     /// `jetsaga_console_request_duration_seconds{route}`: from the request
     /// to the response's head, queries included.
     pub duration: HistogramVec,
+    /// `jetsaga_console_render_seconds{page}`: making a page's HTML, the
+    /// console's own work, apart from the queries.
+    pub render: HistogramVec,
     /// `jetsaga_console_live_streams`: browsers following the overview.
     pub live_streams: IntGauge,
     /// `jetsaga_console_order_events_total{type}`: what the funnel counts.
@@ -43,6 +46,15 @@ impl ConsoleMetrics {
             &["route"],
         )
         .expect("valid metric");
+        let render = HistogramVec::new(
+            HistogramOpts::new(
+                "jetsaga_console_render_seconds",
+                "Time to make a page's HTML once its queries have answered",
+            )
+            .buckets(RENDER_BUCKETS.to_vec()),
+            &["page"],
+        )
+        .expect("valid metric");
         let live_streams = IntGauge::new(
             "jetsaga_console_live_streams",
             "Browsers following the live overview",
@@ -67,6 +79,7 @@ impl ConsoleMetrics {
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
+            Box::new(render.clone()),
             Box::new(live_streams.clone()),
             Box::new(order_events.clone()),
             Box::new(actions.clone()),
@@ -76,6 +89,7 @@ impl ConsoleMetrics {
         Self {
             requests,
             duration,
+            render,
             live_streams,
             order_events,
             actions,

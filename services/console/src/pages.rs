@@ -122,6 +122,17 @@ fn respond(who: &Who, page: Page) -> Response {
 }
 
 impl Console {
+    /// Renders a page's HTML, timed apart from the queries it waited on.
+    fn rendered(&self, page: &str, render: impl FnOnce() -> Markup) -> Markup {
+        let started = Instant::now();
+        let markup = render();
+        self.metrics
+            .render
+            .with_label_values(&[page])
+            .observe(started.elapsed().as_secs_f64());
+        markup
+    }
+
     fn now() -> i64 {
         OffsetDateTime::now_utc().unix_timestamp()
     }
@@ -211,7 +222,10 @@ async fn measure(State(console): State<Console>, request: Request, next: Next) -
 
 async fn overview(State(console): State<Console>, headers: HeaderMap) -> Response {
     let who = console.who(&headers);
-    views::overview(&console.live.snapshot(), &who).into_response()
+    let snapshot = console.live.snapshot();
+    console
+        .rendered("overview", || views::overview(&snapshot, &who))
+        .into_response()
 }
 
 /// The overview's updates: one snapshot now, then one each time the
@@ -309,16 +323,14 @@ async fn list_page(console: &Console, query: &ListQuery, who: &Who) -> Page {
             after,
         })
         .await?;
-    Ok(views::sagas(
-        &views::SagaPage {
-            status: status.map(ListStatus::name),
-            limit,
-            sagas: &page.sagas,
-            next: page.next,
-            first_page,
-        },
-        who,
-    ))
+    let list = views::SagaPage {
+        status: status.map(ListStatus::name),
+        limit,
+        sagas: &page.sagas,
+        next: page.next,
+        first_page,
+    };
+    Ok(console.rendered("sagas", || views::sagas(&list, who)))
 }
 
 fn order_id(raw: &str) -> Result<OrderId, PageError> {
@@ -378,17 +390,15 @@ async fn saga_page(console: &Console, raw: &str, done: Done, who: &Who) -> Page 
             done.seq.unwrap_or_default()
         ))
     });
-    Ok(views::saga(
-        &views::SagaDetail {
-            order_id: id.as_str(),
-            saga: saga.as_ref(),
-            order: order.as_ref(),
-            timeline: timeline.as_ref(),
-            trace_url,
-            notice,
-        },
-        who,
-    ))
+    let detail = views::SagaDetail {
+        order_id: id.as_str(),
+        saga: saga.as_ref(),
+        order: order.as_ref(),
+        timeline: timeline.as_ref(),
+        trace_url,
+        notice,
+    };
+    Ok(console.rendered("saga", || views::saga(&detail, who)))
 }
 
 /// What an operator may do to a saga from its page.
@@ -552,15 +562,13 @@ async fn dead_letters(
                 query.to.unwrap_or_default()
             )
         });
-        Ok(views::dead_letters(
-            &views::LetterPage {
-                letters: &letters,
-                next,
-                first_page: after == 0,
-                notice,
-            },
-            &who,
-        ))
+        let list = views::LetterPage {
+            letters: &letters,
+            next,
+            first_page: after == 0,
+            notice,
+        };
+        Ok(console.rendered("dead_letters", || views::dead_letters(&list, &who)))
     };
     respond(&who, page.await)
 }

@@ -166,6 +166,10 @@ async fn the_console_shows_orders_live_and_every_saga_with_its_timeline() {
         "{metrics}"
     );
     assert!(
+        metrics.contains("jetsaga_console_render_seconds_count{page=\"saga\"} 1"),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("jetsaga_console_order_events_total{type=\"confirmed\"} 4"),
         "{metrics}"
     );
