@@ -6,6 +6,7 @@
 //! `CONSOLE_SCREENSHOTS` (by default `console-screenshots` in cargo's
 //! temporary folder for tests).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,12 +22,16 @@ use serde_json::json;
 /// How long the browser waits for what a page should come to show.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// chromedriver, stopped with the test.
+/// chromedriver, in a process group of its own with the browsers it
+/// starts: all stopped with the test, even one that failed before it could
+/// end its session (killing chromedriver alone would leave its chromium).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -50,6 +55,7 @@ async fn browser() -> (Driver, Client) {
     let port = free_port();
     let driver = Command::new(program("CHROMEDRIVER", "chromedriver"))
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
