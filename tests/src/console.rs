@@ -98,15 +98,7 @@ impl Visitor {
 
     /// Posts a form, with extra headers (`Origin`, `Sec-Fetch-Site`).
     pub async fn post(&self, path: &str, form: &[(&str, &str)], extra: &[(&str, &str)]) -> Answer {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut request = self
-            .with_cookie(self.http.post(self.url(path)))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
+        let mut request = self.with_cookie(self.http.post(self.url(path))).form(form);
         for (name, value) in extra {
             request = request.header(*name, HeaderValue::from_str(value).expect("a header"));
         }
@@ -170,17 +162,4 @@ impl Visitor {
             .await
             .unwrap_or_else(|_| panic!("no snapshot as wanted within {within:?}"))
     }
-}
-
-/// Percent-encodes a form value.
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -232,6 +232,30 @@ impl Suite {
         extra: &[(&str, &str)],
     ) -> SocketAddr {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let vars = self.environment(
+            addr,
+            self.nats
+                .security()
+                .env(identity)
+                .into_iter()
+                .chain(owned(extra)),
+        );
+        let config = saga_console::Config::from_env(&borrow(&vars)).expect("valid config");
+        let token = self.shutdown.child_token();
+        let task = tokio::spawn(expect_clean(saga_console::run(config, token.clone())));
+        self.replicas.push((token, task));
+        wait_ready(addr).await;
+        addr
+    }
+
+    /// The environment of a process of the suite run in-process: this
+    /// server, its sidecar on `addr`, a short grace, then `layers` in
+    /// order (a later value wins).
+    fn environment(
+        &self,
+        addr: SocketAddr,
+        layers: impl IntoIterator<Item = (String, String)>,
+    ) -> HashMap<String, String> {
         let mut vars: HashMap<String, String> = [
             ("NATS_URL", self.nats.url()),
             ("HTTP_ADDR", addr.to_string()),
@@ -240,18 +264,22 @@ impl Suite {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        vars.extend(self.nats.security().env(identity));
-        vars.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let config = saga_console::Config::from_env(&borrow(&vars)).expect("valid config");
-        let token = self.shutdown.child_token();
-        let task = tokio::spawn(expect_clean(saga_console::run(config, token.clone())));
-        self.replicas.push((token, task));
-        wait_ready(addr).await;
-        addr
+        vars.extend(layers);
+        vars
+    }
+
+    /// Waits until at least `count` sagas are stuck (unfinished, their
+    /// current step asked more than once).
+    pub async fn stuck(&self, count: usize) {
+        let client = &self.client;
+        eventually("sagas to be stuck", SETTLE, || async move {
+            let stuck = client
+                .all_sagas(Some(events::saga::ListStatus::Stuck))
+                .await
+                .ok()?;
+            (stuck.len() >= count).then_some(())
+        })
+        .await;
     }
 
     /// Runs the service `name` in-process, as its binary would, with its
@@ -262,20 +290,14 @@ impl Suite {
         addr: SocketAddr,
         extra: &[(&str, &str)],
     ) -> (CancellationToken, JoinHandle<()>) {
-        let mut vars: HashMap<String, String> = [
-            ("NATS_URL", self.nats.url()),
-            ("HTTP_ADDR", addr.to_string()),
-            ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vars.extend(self.nats.security().service_env(name));
-        vars.extend(self.extra.iter().cloned());
-        vars.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        let vars = self.environment(
+            addr,
+            self.nats
+                .security()
+                .service_env(name)
+                .into_iter()
+                .chain(self.extra.iter().cloned())
+                .chain(owned(extra)),
         );
         let env = borrow(&vars);
         let token = self.shutdown.child_token();
@@ -446,6 +468,10 @@ async fn wait_ready(addr: SocketAddr) {
     if let Err(last) = wait_until_ready(addr, SETTLE).await {
         panic!("{addr} not ready after {SETTLE:?}; /readyz said {last:?}");
     }
+}
+
+fn owned<'a>(vars: &'a [(&str, &str)]) -> impl Iterator<Item = (String, String)> + 'a {
+    vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
 }
 
 fn borrow(vars: &HashMap<String, String>) -> HashMap<&str, &str> {

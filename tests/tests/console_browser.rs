@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use e2e::console::TOKEN;
 use e2e::testkit::{eventually, free_port, Identity};
-use e2e::{Suite, SETTLE};
-use events::saga::{ListSagas, ListStatus};
+use e2e::Suite;
 use events::{CancelReason, OrderStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
@@ -220,15 +219,7 @@ async fn an_operator_watches_an_order_finish_and_aborts_a_stuck_saga_in_a_browse
         .place("o-web-stuck", "c-1", &[("sku-1", 1)])
         .await
         .unwrap();
-    eventually("the saga to be stuck", SETTLE, || async {
-        let stuck = ListSagas {
-            status: Some(ListStatus::Stuck),
-            ..ListSagas::default()
-        };
-        let page = suite.client.list_sagas(&stuck).await.ok()?;
-        (!page.sagas.is_empty()).then_some(())
-    })
-    .await;
+    suite.stuck(1).await;
     click(&browser, Locator::LinkText("Sagas")).await;
     click(&browser, Locator::LinkText("Stuck")).await;
     let listed = browser

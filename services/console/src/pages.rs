@@ -341,7 +341,8 @@ fn order_id(raw: &str) -> Result<OrderId, PageError> {
 #[derive(Debug, Deserialize)]
 struct Done {
     done: Option<String>,
-    seq: Option<u64>,
+    /// Only shown: a link edited by hand is not worth an error page.
+    seq: Option<String>,
 }
 
 async fn saga(
@@ -387,7 +388,7 @@ async fn saga_page(console: &Console, raw: &str, done: Done, who: &Who) -> Page 
             "{} sent ({}, stream sequence {}): the saga acts on it within moments.",
             action.label(),
             action.subject(),
-            done.seq.unwrap_or_default()
+            done.seq.as_deref().unwrap_or("?")
         ))
     });
     let detail = views::SagaDetail {

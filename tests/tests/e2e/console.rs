@@ -5,7 +5,6 @@
 use e2e::console::{Visitor, TOKEN};
 use e2e::testkit::{eventually, Identity};
 use e2e::{Suite, SETTLE};
-use events::saga::{ListSagas, ListStatus};
 use events::{CancelReason, OrderStatus};
 use reqwest::StatusCode;
 
@@ -192,15 +191,7 @@ async fn an_operator_signs_in_and_aborts_a_stuck_saga_and_nobody_else_can() {
         .place("o-stuck", "c-1", &[("sku-1", 4)])
         .await
         .unwrap();
-    eventually("the saga to be stuck", SETTLE, || async {
-        let stuck = ListSagas {
-            status: Some(ListStatus::Stuck),
-            ..ListSagas::default()
-        };
-        let page = suite.client.list_sagas(&stuck).await.ok()?;
-        (!page.sagas.is_empty()).then_some(())
-    })
-    .await;
+    suite.stuck(1).await;
     let console = suite
         .start_console(Identity::Operator, &[("CONSOLE_OPERATOR_TOKEN", TOKEN)])
         .await;
