@@ -242,6 +242,34 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A binary's whole `main`: its command line (`--help`, `--version`), its
+/// configuration (exit 64 naming the variable), logs and traces, the
+/// signals; then `run` until a signal, the last spans exported; exit 1 if
+/// it failed.
+pub async fn main<C, F, Fut>(
+    binary: &crate::cli::Binary,
+    from_env: impl FnOnce(&crate::config::ProcessEnv) -> Result<C, crate::config::ConfigError>,
+    common: impl FnOnce(&C) -> &CommonConfig,
+    run: F,
+) where
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StartError>>,
+{
+    crate::cli::handle_args(binary);
+    let config = config_or_exit(from_env(&crate::config::ProcessEnv));
+    let telemetry = crate::telemetry::init(common(&config));
+    let shutdown = shutdown_on_signals();
+    let result = run(config, shutdown).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "{} failed", binary.name);
+    }
+    // The last spans of the run are exported before the process ends.
+    telemetry.shutdown().await;
+    if result.is_err() {
+        std::process::exit(1);
+    }
+}
+
 /// Exit code for invalid configuration (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 

@@ -2,8 +2,6 @@
 //! signals; then [`saga_console::run`].
 
 use runtime::cli::{Binary, Fallback, Var};
-use runtime::config::ProcessEnv;
-use runtime::service::{config_or_exit, shutdown_on_signals};
 
 /// jemalloc, as in the services: the console's pages and snapshots are
 /// many short-lived buffers too.
@@ -34,18 +32,13 @@ const BINARY: Binary = Binary {
 
 #[tokio::main]
 async fn main() {
-    runtime::cli::handle_args(&BINARY);
-    let config = config_or_exit(saga_console::Config::from_env(&ProcessEnv));
-    let telemetry = runtime::telemetry::init(&config.common);
-    let shutdown = shutdown_on_signals();
-    let result = saga_console::run(config, shutdown).await;
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "saga-console failed");
-    }
-    telemetry.shutdown().await;
-    if result.is_err() {
-        std::process::exit(1);
-    }
+    runtime::service::main(
+        &BINARY,
+        saga_console::Config::from_env,
+        |config| &config.common,
+        saga_console::run,
+    )
+    .await;
 }
 
 #[cfg(test)]

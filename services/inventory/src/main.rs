@@ -2,8 +2,6 @@
 //! signals; then [`inventory_service::run`].
 
 use runtime::cli::{Binary, Fallback, Var};
-use runtime::config::ProcessEnv;
-use runtime::service::{config_or_exit, shutdown_on_signals};
 
 /// jemalloc, not glibc's malloc: handling a message allocates and frees a
 /// few hundred small buffers (JSON, headers, spans), and glibc's bin
@@ -33,19 +31,13 @@ const BINARY: Binary = Binary {
 
 #[tokio::main]
 async fn main() {
-    runtime::cli::handle_args(&BINARY);
-    let config = config_or_exit(inventory_service::Config::from_env(&ProcessEnv));
-    let telemetry = runtime::telemetry::init(&config.common);
-    let shutdown = shutdown_on_signals();
-    let result = inventory_service::run(config, shutdown).await;
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "inventory-service failed");
-    }
-    // The last spans of the run are exported before the process ends.
-    telemetry.shutdown().await;
-    if result.is_err() {
-        std::process::exit(1);
-    }
+    runtime::service::main(
+        &BINARY,
+        inventory_service::Config::from_env,
+        |config| &config.common,
+        inventory_service::run,
+    )
+    .await;
 }
 
 #[cfg(test)]
