@@ -63,6 +63,8 @@ async fn the_console_shows_orders_live_and_every_saga_with_its_timeline() {
         .to_str()
         .unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
+    // Order ids stay here; the console's own forms keep their Origin.
+    assert_eq!(overview.headers["referrer-policy"], "same-origin");
 
     // The list, its filters, and the search by order id.
     for id in ["o-c2", "o-c3", "o-c4"] {
