@@ -19,6 +19,15 @@ async fn the_binaries_run_a_saga_and_exit_zero_on_sigterm() {
         .iter()
         .map(|name| ServiceProcess::spawn(name, &nats.url(), nats.security(), &[], logs.path()))
         .collect();
+    // And the console, as the operator.
+    let operator = nats.security().env(Identity::Operator);
+    let mut env = vec![("SHUTDOWN_GRACE_SECONDS", "5"), ("RUST_LOG", "info")];
+    env.extend(operator.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let console_addr = std::net::SocketAddr::from(([127, 0, 0, 1], e2e::testkit::free_port()));
+    processes.push(
+        ServiceProcess::launch("saga-console", &nats.url(), console_addr, &env, logs.path())
+            .unwrap(),
+    );
     for p in &processes {
         p.wait_ready().await;
     }
@@ -39,6 +48,12 @@ async fn the_binaries_run_a_saga_and_exit_zero_on_sigterm() {
         settled.status == OrderStatus::Confirmed || settled.reason.is_some(),
         "{settled:?}"
     );
+    for path in ["/healthz", "/", "/sagas/o-bin"] {
+        let (status, _) = e2e::testkit::http_get(console_addr, path)
+            .await
+            .expect("the console answers");
+        assert_eq!(status, 200, "GET {path}");
+    }
 
     for p in &mut processes {
         let status = p.terminate(Duration::from_secs(10)).await;
@@ -71,6 +86,8 @@ fn invalid_configuration_exits_64_naming_the_variable() {
         ("saga-orchestrator", "NATS_URL", "http://[::1"),
         ("payment-service", "RUST_LOG", "info,=[bad"),
         ("payment-service", "PAYMENT_GATEWAY_FAILURE_RATE", "1.5"),
+        ("saga-console", "CONSOLE_TRACE_URL", "jaeger:16686"),
+        ("saga-console", "CONSOLE_OPERATOR_TOKEN", "short"),
     ];
     for (name, var, value) in cases {
         let output = Command::new(binary(name))
@@ -94,7 +111,7 @@ fn invalid_configuration_exits_64_naming_the_variable() {
 
 #[test]
 fn every_service_answers_help_and_version_and_refuses_other_arguments() {
-    for name in SERVICES {
+    for name in SERVICES.iter().chain(&["saga-console"]) {
         let run = |arg: &str| {
             let output = Command::new(binary(name)).arg(arg).output().unwrap();
             let stdout = String::from_utf8(output.stdout).unwrap();
