@@ -170,6 +170,33 @@ async fn the_benchmark_runs_and_reports_every_measure() {
     assert_eq!(saturation["confirmed"], 500, "{saturation}");
     assert_eq!(saturation["unsettled"], 0);
     assert!(saturation["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    // Latency at half the saturation just measured, and of one order alone.
+    let half = &report["half_saturation"];
+    let offered = half["offered_per_s"].as_f64().unwrap();
+    let throughput = saturation["throughput"].as_f64().unwrap();
+    assert!((offered - throughput / 2.0).abs() <= 1.0, "{half}");
+    assert_eq!(half["report"]["unsettled"], 0, "{half}");
+    let alone = &report["alone"];
+    assert_eq!(alone["placed"], 50);
+    assert_eq!(alone["confirmed"], 50, "{alone}");
+    // Each target of docs/performance.md judged in this one run.
+    let judged: Vec<&str> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["what"].as_str().unwrap())
+        .collect();
+    for what in [
+        "saturation against the atomic saga flow",
+        "p99 at half saturation",
+        "p50 of one order alone",
+        "peak RSS of saga-console",
+    ] {
+        assert!(
+            judged.iter().any(|w| w.starts_with(what)),
+            "{what}: {judged:?}"
+        );
+    }
     for rate in ["publish_per_s", "consume_ack_per_s", "atomic_changes_per_s"] {
         assert!(report["jetstream"][rate].as_f64().unwrap() > 0.0, "{rate}");
     }

@@ -232,7 +232,10 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     };
     suite.stop().await;
     let (ready_ms, measured) = outcome?;
-    let targets = report::targets(&measured, &ready_ms);
+    let mode = report::RunMode {
+        sync_always: args.sync_always,
+    };
+    let targets = report::targets(&measured, &jetstream, &saga_flows, &ready_ms, mode);
     let report = BenchReport {
         machine: counts::machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -13,6 +13,9 @@ use crate::counts::{server_counts, service_counts, service_usage, usage};
 use crate::report::{Cost, GroupCommit, Handling, Measured, RateRun};
 use crate::suite::Suite;
 
+/// Orders placed one at a time, each alone on the suite.
+const IDLE_ORDERS: usize = 50;
+
 /// What the saga runs put through the suite.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -126,6 +129,27 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
         services_cpu_ms: (cpu_after.1 - cpu_before.1) * 1000.0 / sagas,
     };
 
+    // Half the saturation just measured: the load at which latency is
+    // judged (docs/performance.md, "Targets").
+    let half = (saturation.throughput / 2.0).max(1.0).round();
+    let count = (half * rate_seconds as f64).round() as usize;
+    eprintln!("half saturation: {half}/s for {rate_seconds} s ({count} orders)");
+    let half_saturation = RateRun {
+        offered_per_s: half,
+        report: workload::load::run(&client, &spec(count, Some(half))).await?,
+    };
+    // One order at a time on an otherwise idle suite: its latency against
+    // the floor of the writes a saga makes.
+    eprintln!("one at a time: {IDLE_ORDERS} orders, each alone");
+    let alone = workload::load::run(
+        &client,
+        &Spec {
+            max_in_flight: Some(1),
+            ..spec(IDLE_ORDERS, None)
+        },
+    )
+    .await?;
+
     let mut rate_runs = Vec::new();
     for &rate in rates {
         let count = (rate * rate_seconds as f64).round() as usize;
@@ -147,6 +171,8 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
     resources.insert("nats-server".to_owned(), usage(nats_pid)?);
     Ok(Measured {
         saturation,
+        half_saturation,
+        alone,
         rates: rate_runs,
         per_saga,
         batches,
