@@ -1,6 +1,7 @@
 //! A three-node nats-server cluster with JetStream, on loopback, secured
 //! like [`crate::NatsServer`] (one set of identities for every node), for
-//! tests that lose a node.
+//! tests that lose a node and for the benchmark on the prod overlay's
+//! shape.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command};
@@ -8,13 +9,15 @@ use std::process::{Child, Command};
 use tempfile::TempDir;
 
 use crate::nats::spawn_listening;
-use crate::{free_port, nats_server_binary, reap, Link, Security};
+use crate::{free_port, nats_server_binary, reap, Access, LaunchError, Link, Security};
 
 #[derive(Debug)]
 struct Node {
     name: String,
     port: u16,
     cluster_port: u16,
+    /// Its monitoring port (`/varz`, `/jsz`).
+    monitor_port: u16,
     store: TempDir,
     child: Option<Child>,
 }
@@ -24,7 +27,10 @@ struct Node {
 #[derive(Debug)]
 pub struct NatsCluster {
     nodes: Vec<Node>,
-    security: Security,
+    /// `None` on an open cluster, for measuring JetStream alone.
+    security: Option<Security>,
+    /// Settings of each node's `jetstream {}` block (`sync_interval`).
+    jetstream: Vec<(String, String)>,
     /// With [`NatsCluster::start_linked`]: `links[i][j]` carries the routes
     /// node `i` dials to node `j`.
     links: Vec<Vec<Option<Link>>>,
@@ -32,7 +38,22 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub fn start() -> Self {
-        Self::new().spawned()
+        Self::launch(Access::Secured, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the three nodes with `access` (secured, or open; not TLS)
+    /// and `jetstream` settings for each node's `jetstream {}` block, and
+    /// waits until each accepts connections.
+    pub fn launch(access: Access, jetstream: &[(&str, &str)]) -> Result<Self, LaunchError> {
+        let mut cluster = Self::with(access)?;
+        cluster.jetstream = jetstream
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        for i in 0..3 {
+            cluster.try_spawn(i)?;
+        }
+        Ok(cluster)
     }
 
     /// A cluster whose routes go through [`Link`]s, so that a node can be
@@ -85,19 +106,40 @@ impl NatsCluster {
     }
 
     fn new() -> Self {
-        Self {
-            nodes: (0..3)
-                .map(|i| Node {
-                    name: format!("n{i}"),
-                    port: free_port(),
-                    cluster_port: free_port(),
-                    store: tempfile::tempdir().expect("a temporary folder"),
-                    child: None,
+        Self::with(Access::Secured).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn with(access: Access) -> Result<Self, LaunchError> {
+        let security = match access {
+            Access::Secured => Some(Security::new(false)?),
+            Access::Open => None,
+            Access::SecuredTls => {
+                return Err(LaunchError::Spawn {
+                    what: "a nats-server cluster".into(),
+                    source: std::io::Error::other("TLS is not offered on the loopback cluster"),
                 })
-                .collect(),
-            security: Security::new(false).unwrap_or_else(|e| panic!("{e}")),
-            links: Vec::new(),
+            }
+        };
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            nodes.push(Node {
+                name: format!("n{i}"),
+                port: free_port(),
+                cluster_port: free_port(),
+                monitor_port: free_port(),
+                store: tempfile::tempdir().map_err(|source| LaunchError::Spawn {
+                    what: "nats-server (no temporary folder for its store)".into(),
+                    source,
+                })?,
+                child: None,
+            });
         }
+        Ok(Self {
+            nodes,
+            security,
+            jetstream: Vec::new(),
+            links: Vec::new(),
+        })
     }
 
     /// Every node's client URL, comma-separated (as `NATS_URL` takes them).
@@ -116,7 +158,30 @@ impl NatsCluster {
 
     /// The identities' credentials.
     pub fn security(&self) -> &Security {
-        &self.security
+        self.security
+            .as_ref()
+            .expect("a secured cluster (NatsCluster::start)")
+    }
+
+    /// The identities' credentials; `None` on an open cluster.
+    pub fn access(&self) -> Option<&Security> {
+        self.security.as_ref()
+    }
+
+    /// Each running node's process id.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// Each node's monitoring address.
+    pub fn monitors(&self) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .map(|n| SocketAddr::from(([127, 0, 0, 1], n.monitor_port)))
+            .collect()
     }
 
     /// SIGKILLs node `i`.
@@ -133,6 +198,10 @@ impl NatsCluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        self.try_spawn(i).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self, i: usize) -> Result<(), LaunchError> {
         let routes: Vec<String> = self
             .nodes
             .iter()
@@ -147,15 +216,13 @@ impl NatsCluster {
             .collect();
         let node = &self.nodes[i];
         let conf = node.store.path().join("nats-server.conf");
-        self.security
-            .write_server_conf(&conf)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let binary = nats_server_binary().unwrap_or_else(|e| panic!("{e}"));
-        let mut command = Command::new(binary);
+        crate::nats::write_conf(&conf, self.security.as_ref(), &self.jetstream)?;
+        let mut command = Command::new(nats_server_binary()?);
         command
             .arg("-c")
             .arg(&conf)
             .args(["-a", "127.0.0.1", "-p", &node.port.to_string()])
+            .args(["-m", &node.monitor_port.to_string()])
             .args(["-n", &node.name, "--cluster_name", "jetsaga"])
             .args([
                 "--cluster",
@@ -171,9 +238,9 @@ impl NatsCluster {
             })
             .args(["-js", "-sd"])
             .arg(node.store.path().join("jetstream"));
-        let child: Child = spawn_listening(command, &format!("nats-server {i}"), node.port)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let child: Child = spawn_listening(command, &format!("nats-server {i}"), node.port)?;
         self.nodes[i].child = Some(child);
+        Ok(())
     }
 }
 

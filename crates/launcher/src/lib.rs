@@ -88,15 +88,19 @@ pub enum LaunchError {
 /// Ports come from below the kernel's ephemeral range (32768 and up on
 /// Linux): a port the OS picked for us and we released could be taken at
 /// once by some outgoing connection, and the listener meant for it would
-/// fail. The start depends on the process id, so concurrent processes
-/// rarely meet.
+/// fail. The start depends on the process id, scattered (processes
+/// started together have ids a few apart, and walking from neighbouring
+/// starts, one would hand out the ports the other had checked but not yet
+/// bound), so concurrent processes rarely meet.
 pub fn free_port() -> u16 {
     const FIRST: u16 = 10_000;
     const SPAN: u16 = 20_000;
+    /// Odd and prime to SPAN's factors: ids one apart start 7,919 apart.
+    const SCATTER: u32 = 7_919;
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
-        (std::process::id() % u32::from(SPAN)) as u16,
+        (std::process::id().wrapping_mul(SCATTER) % u32::from(SPAN)) as u16,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );

@@ -142,23 +142,7 @@ impl NatsServer {
             return Ok(None);
         }
         let conf = self.store.path().join("nats-server.conf");
-        let failed = |source| LaunchError::Spawn {
-            what: format!("nats-server (cannot write {})", conf.display()),
-            source,
-        };
-        match &self.security {
-            Some(security) => security.write_server_conf(&conf)?,
-            None => std::fs::write(&conf, "").map_err(failed)?,
-        }
-        if !self.jetstream.is_empty() {
-            let mut text = std::fs::read_to_string(&conf).map_err(failed)?;
-            text.push_str("jetstream {\n");
-            for (name, value) in &self.jetstream {
-                text.push_str(&format!("  {name}: {value}\n"));
-            }
-            text.push_str("}\n");
-            std::fs::write(&conf, text).map_err(failed)?;
-        }
+        write_conf(&conf, self.security.as_ref(), &self.jetstream)?;
         Ok(Some(conf))
     }
 
@@ -246,6 +230,33 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Writes a nats-server configuration file: the identities of a secured
+/// server (none: open), and the settings of its `jetstream {}` block.
+pub(crate) fn write_conf(
+    conf: &Path,
+    security: Option<&Security>,
+    jetstream: &[(String, String)],
+) -> Result<(), LaunchError> {
+    let failed = |source| LaunchError::Spawn {
+        what: format!("nats-server (cannot write {})", conf.display()),
+        source,
+    };
+    match security {
+        Some(security) => security.write_server_conf(conf)?,
+        None => std::fs::write(conf, "").map_err(failed)?,
+    }
+    if !jetstream.is_empty() {
+        let mut text = std::fs::read_to_string(conf).map_err(failed)?;
+        text.push_str("jetstream {\n");
+        for (name, value) in jetstream {
+            text.push_str(&format!("  {name}: {value}\n"));
+        }
+        text.push_str("}\n");
+        std::fs::write(conf, text).map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Spawns a nats-server `command` (output discarded) and waits until it

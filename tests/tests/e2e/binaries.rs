@@ -238,6 +238,48 @@ async fn the_benchmark_runs_and_reports_every_measure() {
     assert!(report["targets"].as_array().unwrap().len() >= 9);
 }
 
+/// `sagactl bench --quick --cluster` runs the same on a three-node cluster
+/// with every stream replicated three times: the flows and the suite
+/// alike, each node measured.
+#[tokio::test]
+async fn the_benchmark_runs_on_a_three_node_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = tokio::process::Command::new(binary("sagactl"))
+        .args(["bench", "--quick", "--cluster", "--out"])
+        .arg(&json)
+        .env_remove("NATS_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sagactl bench --cluster failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        report["saturation"]["confirmed"], 500,
+        "{}",
+        report["saturation"]
+    );
+    assert_eq!(report["saga_flows"].as_array().unwrap().len(), 3);
+    let resources = report["resources"].as_object().unwrap();
+    for node in ["nats-server n0", "nats-server n1", "nats-server n2"] {
+        let cpu = resources[node]["cpu_seconds"].as_f64().unwrap();
+        assert!(cpu > 0.0, "{node}: {}", resources[node]);
+    }
+    assert!(!resources.contains_key("nats-server"));
+    // Three replicas: every message stored reaches the other two nodes.
+    let per_saga = &report["per_saga"];
+    assert!(
+        per_saga["nats_messages_in"].as_f64().unwrap()
+            > 2.0 * per_saga["stored_messages"].as_f64().unwrap(),
+        "{per_saga}"
+    );
+}
+
 /// `sagactl seed --file` stocks and funds what the file says, refuses a bad
 /// file naming the mistake, and `sagactl load --duration` places orders for
 /// that long and follows each to its end.

@@ -39,7 +39,7 @@ struct BurstReport {
 
 /// Runs the burst; `Ok(false)` when orders were left unsettled.
 pub async fn run(args: BurstArgs, json: bool) -> anyhow::Result<bool> {
-    let mut suite = Suite::start_server(launcher::Access::Secured, &[])?;
+    let mut suite = Suite::start_server(false, launcher::Access::Secured, &[])?;
     let measured = async {
         suite.provision().await?;
         suite.start_services(&[("RUST_LOG", "warn")]).await?;
@@ -73,7 +73,9 @@ pub async fn run(args: BurstArgs, json: bool) -> anyhow::Result<bool> {
         for service in &suite.services {
             resources.insert(service.name.to_owned(), service_usage(service)?);
         }
-        resources.insert("nats-server".to_owned(), usage(suite.nats_pid)?);
+        for (name, pid) in suite.nats.processes() {
+            resources.insert(name, usage(pid)?);
+        }
         anyhow::Ok(BurstReport {
             orders: args.orders,
             burst,

@@ -17,14 +17,19 @@ use workload::Percentiles;
 
 use crate::report::Ceiling;
 
-/// Measures the ceiling with `n` messages each.
-pub async fn ceiling(raw: &async_nats::Client, n: usize) -> anyhow::Result<Ceiling> {
+/// Measures the ceiling with `n` messages each, on a stream of `replicas`.
+pub async fn ceiling(
+    raw: &async_nats::Client,
+    n: usize,
+    replicas: usize,
+) -> anyhow::Result<Ceiling> {
     let js = async_nats::jetstream::new(raw.clone());
     let stream = js
         .create_stream(StreamConfig {
             name: "BENCH".into(),
             subjects: vec!["bench.>".into()],
             storage: StorageType::File,
+            num_replicas: replicas,
             allow_atomic_publish: true,
             ..Default::default()
         })

@@ -86,7 +86,7 @@ pub struct ServerCounts {
 /// the server's message totals.
 pub async fn server_counts(
     raw: &async_nats::Client,
-    monitor: SocketAddr,
+    monitors: &[SocketAddr],
 ) -> anyhow::Result<ServerCounts> {
     let js = async_nats::jetstream::new(raw.clone());
     let mut counts = ServerCounts::default();
@@ -100,13 +100,21 @@ pub async fn server_counts(
             counts.delivered += info?.delivered.consumer_sequence;
         }
     }
-    let (_, varz) = http_get(monitor, "/varz")
-        .await
-        .context("the monitoring port answers")?;
-    let varz: serde_json::Value = serde_json::from_str(&varz)?;
-    counts.in_msgs = varz["in_msgs"].as_u64().unwrap_or(0);
-    counts.out_msgs = varz["out_msgs"].as_u64().unwrap_or(0);
+    // Every node's: on a cluster, the routes between them count too.
+    for monitor in monitors {
+        let (_, varz) = http_get(*monitor, "/varz")
+            .await
+            .context("the monitoring port answers")?;
+        let varz: serde_json::Value = serde_json::from_str(&varz)?;
+        counts.in_msgs += varz["in_msgs"].as_u64().unwrap_or(0);
+        counts.out_msgs += varz["out_msgs"].as_u64().unwrap_or(0);
+    }
     Ok(counts)
+}
+
+/// The CPU seconds of these processes together.
+pub fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+    pids.iter().map(|pid| Ok(usage(*pid)?.cpu_seconds)).sum()
 }
 
 /// Peak RSS (the kernel's high-water mark) and CPU time of a process.

@@ -35,12 +35,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use launcher::{Access, NatsServer};
+use launcher::Access;
 
 use crate::measure::Workload;
 use crate::relay::Flow;
 use crate::report::BenchReport;
-use crate::suite::Suite;
+use crate::suite::{Server, Suite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,6 +106,11 @@ struct BenchArgs {
     /// Run the suite secured and over TLS, with client certificates.
     #[arg(long)]
     tls: bool,
+    /// Run everything (the ceiling, the saga flows and the suite) on a
+    /// three-node nats-server cluster on loopback, every stream replicated
+    /// three times, as the prod overlay deploys it.
+    #[arg(long, conflicts_with = "tls")]
+    cluster: bool,
     /// Run every nats-server of the benchmark (the suite's and the saga
     /// flows') with `sync_interval: always`: each write on disk before it
     /// is acknowledged, so that a power loss loses nothing acknowledged.
@@ -180,13 +185,18 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     } else {
         &[]
     };
-    let flows_server =
-        NatsServer::launch_with(launcher::free_port(), &[], Access::Open, durability)?;
-    let flows_pid = flows_server.pid().context("nats-server runs")?;
+    let flows_server = Server::launch(args.cluster, Access::Open, durability)?;
+    let flows_pids: Vec<u32> = flows_server
+        .processes()
+        .into_iter()
+        .map(|(_, pid)| pid)
+        .collect();
+    let replicas = flows_server.replicas();
     let flows = async {
-        let raw = async_nats::connect(flows_server.url()).await?;
-        eprintln!("JetStream ceiling ({js_messages} messages each)...");
-        let jetstream = ceiling::ceiling(&raw, js_messages).await?;
+        let raw = relay::connect_open(&flows_server.url()).await?;
+        relay::wait_for_jetstream(&raw).await?;
+        eprintln!("JetStream ceiling ({js_messages} messages each, {replicas} replicas)...");
+        let jetstream = ceiling::ceiling(&raw, js_messages, replicas).await?;
         let mut saga_flows = Vec::new();
         for flow in Flow::ALL {
             eprintln!(
@@ -196,7 +206,8 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
             );
             let flow = relay::run(
                 &flows_server.url(),
-                flows_pid,
+                &flows_pids,
+                replicas,
                 flow,
                 flow_sagas,
                 workload.saturation_in_flight,
@@ -211,7 +222,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
     };
     drop(flows_server);
-    let mut suite = Suite::start_server(access, durability)?;
+    let mut suite = Suite::start_server(args.cluster, access, durability)?;
     let measured = async {
         suite.provision().await?;
         let mut env: Vec<(&str, &str)> = vec![("RUST_LOG", "warn")];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jetsaga_client::Client;
 use workload::{customer_name, sku_name, Plan, Spec};
 
-use crate::counts::{server_counts, service_counts, service_usage, usage};
+use crate::counts::{cpu_seconds, server_counts, service_counts, service_usage, usage};
 use crate::report::{Cost, GroupCommit, Handling, Measured, RateRun};
 use crate::suite::Suite;
 
@@ -33,7 +33,10 @@ pub struct Workload {
 pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measured> {
     let raw = suite.connect(launcher::Identity::Operator).await?;
     let raw = &raw;
-    let (monitor, services, nats_pid) = (suite.monitor, &suite.services[..], suite.nats_pid);
+    let services = &suite.services[..];
+    let monitors = suite.nats.monitors();
+    let nodes = suite.nats.processes();
+    let node_pids: Vec<u32> = nodes.iter().map(|(_, pid)| *pid).collect();
     let Workload {
         saturation_orders,
         saturation_in_flight,
@@ -67,19 +70,19 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
 
     eprintln!("saturation: {saturation_orders} orders, {saturation_in_flight} unsettled at once");
     let cpu = || -> anyhow::Result<(f64, f64)> {
-        let server = usage(nats_pid)?.cpu_seconds;
+        let server = cpu_seconds(&node_pids)?;
         let mut services_cpu = 0.0;
         for service in services {
             services_cpu += service_usage(service)?.cpu_seconds;
         }
         Ok((server, services_cpu))
     };
-    let before = server_counts(raw, monitor).await?;
+    let before = server_counts(raw, &monitors).await?;
     let services_before = service_counts(services).await?;
     let cpu_before = cpu()?;
     let saturation = workload::load::run(&client, &spec(saturation_orders, None)).await?;
     let cpu_after = cpu()?;
-    let after = server_counts(raw, monitor).await?;
+    let after = server_counts(raw, &monitors).await?;
     let services_after = service_counts(services).await?;
     let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
     let batches = services_after
@@ -168,7 +171,9 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
     if let Some((console, _)) = &suite.console {
         resources.insert(console.name.to_owned(), service_usage(console)?);
     }
-    resources.insert("nats-server".to_owned(), usage(nats_pid)?);
+    for (name, pid) in nodes {
+        resources.insert(name, usage(pid)?);
+    }
     Ok(Measured {
         saturation,
         half_saturation,

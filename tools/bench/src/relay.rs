@@ -136,11 +136,39 @@ pub struct SagaFlow {
     pub server_cpu_ms_per_saga: f64,
 }
 
+/// A connection to an open server, or to any node of an open cluster
+/// (`url`: one URL, or several, comma-separated).
+pub async fn connect_open(url: &str) -> anyhow::Result<async_nats::Client> {
+    let servers = url
+        .split(',')
+        .map(str::parse::<async_nats::ServerAddr>)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(async_nats::connect(servers).await?)
+}
+
+/// Waits until JetStream answers: a cluster takes a few seconds to elect
+/// its leader.
+pub async fn wait_for_jetstream(raw: &async_nats::Client) -> anyhow::Result<()> {
+    let js = jetstream::new(raw.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match js.query_account().await {
+            Ok(_) => return Ok(()),
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("JetStream did not answer within 60 s: {e}")),
+        }
+    }
+}
+
 /// Relays `sagas` sagas, at most `unsettled` at once, through a stream of
-/// the server at `url` (whose process is `server_pid`, for its CPU time).
+/// `replicas` on the server at `url` (whose processes are `server_pids`,
+/// for their CPU time).
 pub async fn run(
     url: &str,
-    server_pid: u32,
+    server_pids: &[u32],
+    replicas: usize,
     flow: Flow,
     sagas: usize,
     unsettled: usize,
@@ -148,7 +176,7 @@ pub async fn run(
     let mut connections = HashMap::new();
     for participant in CONSUMED_BY {
         if let Entry::Vacant(slot) = connections.entry(participant) {
-            slot.insert(jetstream::new(async_nats::connect(url).await?));
+            slot.insert(jetstream::new(connect_open(url).await?));
         }
     }
     let js = &connections[&Participant::Load];
@@ -157,6 +185,7 @@ pub async fn run(
             name: "RELAY".into(),
             subjects: vec!["relay.>".into()],
             storage: StorageType::File,
+            num_replicas: replicas,
             allow_atomic_publish: true,
             ..Default::default()
         })
@@ -194,7 +223,7 @@ pub async fn run(
     let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut started_at = HashMap::with_capacity(unsettled);
     let mut acks = FuturesUnordered::new();
-    let cpu_before = crate::counts::usage(server_pid)?.cpu_seconds;
+    let cpu_before = crate::counts::cpu_seconds(server_pids)?;
     let started = Instant::now();
     let mut placed = 0;
     let mut settled = 0;
@@ -237,7 +266,7 @@ pub async fn run(
     };
     run.await?;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = crate::counts::usage(server_pid)?.cpu_seconds - cpu_before;
+    let cpu = crate::counts::cpu_seconds(server_pids)? - cpu_before;
     hops.abort_all();
     js.delete_stream("RELAY").await?;
     let states: usize = (0..HOPS).map(|hop| flow.states_changed(hop)).sum();

@@ -10,34 +10,40 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use jetsaga_client::Connection;
 use launcher::{
-    free_port, http_get, Access, Identity, NatsServer, ServiceProcess, CONSOLE, SERVICE_NAMES,
+    free_port, http_get, Access, Identity, NatsCluster, NatsServer, Security, ServiceProcess,
+    CONSOLE, SERVICE_NAMES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a service may take to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long provisioning may wait for a cluster's JetStream.
+const PROVISION_WITHIN: Duration = Duration::from_secs(60);
 /// How long a service may take to stop on SIGTERM.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
+/// What the benchmark runs on: one nats-server, or a three-node cluster on
+/// loopback with every stream replicated three times (the prod overlay's
+/// shape).
 #[derive(Debug)]
-pub struct Suite {
-    pub nats: NatsServer,
-    pub nats_pid: u32,
-    /// nats-server's monitoring port (`/varz`).
-    pub monitor: SocketAddr,
-    pub services: Vec<ServiceProcess>,
-    /// The console, once started, and what reads its live stream.
-    pub console: Option<(ServiceProcess, tokio::task::JoinHandle<()>)>,
-    pub logs: PathBuf,
+pub enum Server {
+    One(NatsServer, SocketAddr),
+    Cluster(NatsCluster),
 }
 
-impl Suite {
-    /// Starts nats-server, with `jetstream` settings of its `jetstream {}`
-    /// block; the services come with [`Suite::start_services`].
-    pub fn start_server(access: Access, jetstream: &[(&str, &str)]) -> anyhow::Result<Self> {
+impl Server {
+    /// Starts one server, or the cluster, with `jetstream` settings of
+    /// each node's `jetstream {}` block and its monitoring port on.
+    pub fn launch(
+        cluster: bool,
+        access: Access,
+        jetstream: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        if cluster {
+            return Ok(Self::Cluster(NatsCluster::launch(access, jetstream)?));
+        }
         let monitor = free_port();
         let nats = NatsServer::launch_with(
             free_port(),
@@ -45,18 +51,88 @@ impl Suite {
             access,
             jetstream,
         )?;
-        let nats_pid = nats.pid().context("nats-server runs")?;
+        Ok(Self::One(nats, SocketAddr::from(([127, 0, 0, 1], monitor))))
+    }
+
+    /// The client URL, or every node's, comma-separated.
+    pub fn url(&self) -> String {
+        match self {
+            Self::One(nats, _) => nats.url(),
+            Self::Cluster(cluster) => cluster.urls(),
+        }
+    }
+
+    pub fn access(&self) -> Option<&Security> {
+        match self {
+            Self::One(nats, _) => nats.access(),
+            Self::Cluster(cluster) => cluster.access(),
+        }
+    }
+
+    /// The replicas of each stream: one a node.
+    pub fn replicas(&self) -> usize {
+        match self {
+            Self::One(..) => 1,
+            Self::Cluster(_) => 3,
+        }
+    }
+
+    /// Each node's process, by name (`nats-server`, or `nats-server n0`...).
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        match self {
+            Self::One(nats, _) => nats
+                .pid()
+                .map(|pid| ("nats-server".to_owned(), pid))
+                .into_iter()
+                .collect(),
+            Self::Cluster(cluster) => cluster
+                .pids()
+                .into_iter()
+                .enumerate()
+                .map(|(i, pid)| (format!("nats-server n{i}"), pid))
+                .collect(),
+        }
+    }
+
+    /// Each node's monitoring address (`/varz`).
+    pub fn monitors(&self) -> Vec<SocketAddr> {
+        match self {
+            Self::One(_, monitor) => vec![*monitor],
+            Self::Cluster(cluster) => cluster.monitors(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Suite {
+    pub nats: Server,
+    pub services: Vec<ServiceProcess>,
+    /// The console, once started, and what reads its live stream.
+    pub console: Option<(ServiceProcess, tokio::task::JoinHandle<()>)>,
+    pub logs: PathBuf,
+}
+
+impl Suite {
+    /// Starts nats-server (or the cluster, `cluster`), with `jetstream`
+    /// settings of its `jetstream {}` block; the services come with
+    /// [`Suite::start_services`].
+    pub fn start_server(
+        cluster: bool,
+        access: Access,
+        jetstream: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let nats = Server::launch(cluster, access, jetstream)?;
+        anyhow::ensure!(!nats.processes().is_empty(), "nats-server runs");
         let logs = std::env::temp_dir().join(format!("jetsaga-bench-{}", std::process::id()));
         std::fs::create_dir_all(&logs)?;
         eprintln!(
-            "nats-server {} (monitoring 127.0.0.1:{monitor}); logs in {}",
+            "nats-server {} (monitoring {:?}); logs in {}",
             nats.url(),
+            nats.monitors(),
             logs.display()
         );
         Ok(Self {
             nats,
-            nats_pid,
-            monitor: SocketAddr::from(([127, 0, 0, 1], monitor)),
             services: Vec::new(),
             console: None,
             logs,
@@ -78,7 +154,9 @@ impl Suite {
                 .access()
                 .map(|security| security.service_env(name))
                 .unwrap_or_default();
+            let replicas = self.nats.replicas().to_string();
             let mut env = env.to_vec();
+            env.push(("STREAM_REPLICAS", &replicas));
             env.extend(identity.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let service = ServiceProcess::launch(name, &self.nats.url(), http, &env, &self.logs)?;
             self.services.push(service);
@@ -126,15 +204,23 @@ impl Suite {
     }
 
     /// Provisions the streams (as `admin`, on a secured server).
+    /// A cluster takes a few seconds to elect its JetStream leader: until
+    /// then, provisioning is tried again.
     pub async fn provision(&self) -> anyhow::Result<()> {
         let admin = self.connect(Identity::Admin).await?;
-        runtime::provision::provision(
-            &async_nats::jetstream::new(admin),
-            runtime::streams::Layout::replicas(1),
-            false,
-        )
-        .await?;
-        Ok(())
+        let js = async_nats::jetstream::new(admin);
+        let layout = runtime::streams::Layout::replicas(self.nats.replicas());
+        let deadline = Instant::now() + PROVISION_WITHIN;
+        loop {
+            match runtime::provision::provision(&js, layout, false).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("provisioning, again in a second: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A connection as `identity` (as anyone, on an open server).
