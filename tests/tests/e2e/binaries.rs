@@ -143,16 +143,15 @@ fn every_service_answers_help_and_version_and_refuses_other_arguments() {
     }
 }
 
-/// `sagactl bench --quick` runs end to end and reports what it measured:
-/// every order confirmed, the server's own counts per saga, the processes'
-/// resources. (The figures themselves are the benchmark's business, not a
-/// test's: nothing here is timed.)
-#[tokio::test]
-async fn the_benchmark_runs_and_reports_every_measure() {
+/// Runs `sagactl bench --quick` with `extra` arguments, and returns its
+/// JSON report once it has succeeded.
+async fn quick_bench(extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = tokio::process::Command::new(binary("sagactl"))
-        .args(["bench", "--quick", "--out"])
+        .args(["bench", "--quick"])
+        .args(extra)
+        .arg("--out")
         .arg(&json)
         .env_remove("NATS_URL")
         .output()
@@ -160,11 +159,19 @@ async fn the_benchmark_runs_and_reports_every_measure() {
         .unwrap();
     assert!(
         output.status.success(),
-        "sagactl bench failed: {}",
+        "sagactl bench {extra:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+/// `sagactl bench --quick` runs end to end and reports what it measured:
+/// every order confirmed, the server's own counts per saga, the processes'
+/// resources. (The figures themselves are the benchmark's business, not a
+/// test's: nothing here is timed.)
+#[tokio::test]
+async fn the_benchmark_runs_and_reports_every_measure() {
+    let report = quick_bench(&[]).await;
     let saturation = &report["saturation"];
     assert_eq!(saturation["placed"], 500);
     assert_eq!(saturation["confirmed"], 500, "{saturation}");
@@ -243,22 +250,7 @@ async fn the_benchmark_runs_and_reports_every_measure() {
 /// alike, each node measured.
 #[tokio::test]
 async fn the_benchmark_runs_on_a_three_node_cluster() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let output = tokio::process::Command::new(binary("sagactl"))
-        .args(["bench", "--quick", "--cluster", "--out"])
-        .arg(&json)
-        .env_remove("NATS_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "sagactl bench --cluster failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = quick_bench(&["--cluster"]).await;
     assert_eq!(
         report["saturation"]["confirmed"], 500,
         "{}",
