@@ -228,6 +228,52 @@ async fn the_benchmark_runs_and_reports_every_measure() {
         (5.0..60.0).contains(&deliveries),
         "{deliveries} deliveries per saga"
     );
+    // By stream: together they are the saga's whole cost, and the two
+    // participants' states went in atomic batches.
+    let streams = report["per_saga"]["streams"].as_object().unwrap();
+    let names: Vec<&str> = streams.keys().map(String::as_str).collect();
+    assert_eq!(names, ["INVENTORY", "ORDERS", "PAYMENTS", "SAGA"]);
+    let by_stream: f64 = streams
+        .values()
+        .map(|s| s["stored_messages"].as_f64().unwrap())
+        .sum();
+    assert!((by_stream - stored).abs() < 1e-6, "{streams:?}");
+    for name in ["INVENTORY", "PAYMENTS"] {
+        let batches = streams[name]["atomic_batches"].as_f64().unwrap();
+        assert!(batches > 0.0 && batches <= 2.0, "{name}: {batches}");
+    }
+    assert_eq!(streams["SAGA"]["atomic_batches"], 0.0);
+    // How much of the machine the hypervisor took meanwhile.
+    for field in ["steal_percent", "run_steal_percent"] {
+        let steal = report[field].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&steal), "{field}: {steal}");
+    }
+    // What the server asked of the disk.
+    assert!(
+        report["per_saga"]["server_write_syscalls"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let flushes = &report["per_saga"]["disk_flushes"];
+    assert!(
+        flushes.is_null() || flushes.as_f64().unwrap() >= 0.0,
+        "{flushes}"
+    );
+    // What security costs: secured and plain saturation runs, alternating,
+    // every order of each confirmed.
+    for side in ["plain", "secured"] {
+        let runs = report["security"][side].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{side}");
+        for run in runs {
+            assert_eq!(run["placed"], 250, "{side}: {run}");
+            assert_eq!(run["confirmed"], 250, "{side}: {run}");
+        }
+    }
+    assert!(
+        judged.contains(&"saturation secured against plain"),
+        "{judged:?}"
+    );
     let resources = report["resources"].as_object().unwrap();
     // The console ran beside the services, its live overview open.
     for name in SERVICES.iter().chain(&["saga-console", "nats-server"]) {
@@ -247,10 +293,10 @@ async fn the_benchmark_runs_and_reports_every_measure() {
 
 /// `sagactl bench --quick --cluster` runs the same on a three-node cluster
 /// with every stream replicated three times: the flows and the suite
-/// alike, each node measured.
+/// alike, each node measured (the security comparison left out).
 #[tokio::test]
 async fn the_benchmark_runs_on_a_three_node_cluster() {
-    let report = quick_bench(&["--cluster"]).await;
+    let report = quick_bench(&["--cluster", "--security-rounds", "0"]).await;
     assert_eq!(
         report["saturation"]["confirmed"], 500,
         "{}",
@@ -263,8 +309,23 @@ async fn the_benchmark_runs_on_a_three_node_cluster() {
         assert!(cpu > 0.0, "{node}: {}", resources[node]);
     }
     assert!(!resources.contains_key("nats-server"));
-    // Three replicas: every message stored reaches the other two nodes.
     let per_saga = &report["per_saga"];
+    // Each stream's leader is named, and each node's CPU counted.
+    let nodes = ["n0", "n1", "n2"];
+    for (name, stream) in per_saga["streams"].as_object().unwrap() {
+        let leader = stream["leader"].as_str().unwrap_or_default();
+        assert!(nodes.contains(&leader), "{name}: {stream}");
+    }
+    let by_node = per_saga["server_cpu_ms_by_node"].as_object().unwrap();
+    assert_eq!(by_node.len(), 3, "{by_node:?}");
+    // Asked to leave the security comparison out, it does.
+    assert!(report["security"].is_null());
+    assert!(!report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["what"] == "saturation secured against plain"));
+    // Three replicas: every message stored reaches the other two nodes.
     assert!(
         per_saga["nats_messages_in"].as_f64().unwrap()
             > 2.0 * per_saga["stored_messages"].as_f64().unwrap(),

@@ -73,17 +73,37 @@ pub async fn service_counts(services: &[ServiceProcess]) -> anyhow::Result<Servi
     Ok(counts)
 }
 
+/// One stream's totals since it was made.
+#[derive(Debug, Clone, Default)]
+pub struct StreamCounts {
+    /// Every message ever stored, whatever the stream has since discarded.
+    pub stored: u64,
+    /// Deliveries to the stream's consumers.
+    pub delivered: u64,
+    /// The node that leads it, on a cluster.
+    pub leader: Option<String>,
+}
+
 /// The server's totals since it started.
 #[derive(Debug, Default)]
 pub struct ServerCounts {
-    pub stored: u64,
-    pub delivered: u64,
+    pub streams: BTreeMap<String, StreamCounts>,
     pub in_msgs: u64,
     pub out_msgs: u64,
 }
 
-/// Messages stored in jetsaga's streams, deliveries to its consumers, and
-/// the server's message totals.
+impl ServerCounts {
+    pub fn stored(&self) -> u64 {
+        self.streams.values().map(|s| s.stored).sum()
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.streams.values().map(|s| s.delivered).sum()
+    }
+}
+
+/// Messages stored in each of jetsaga's streams, deliveries to its
+/// consumers, and the server's message totals.
 pub async fn server_counts(
     raw: &async_nats::Client,
     monitors: &[SocketAddr],
@@ -92,13 +112,17 @@ pub async fn server_counts(
     let mut counts = ServerCounts::default();
     for name in runtime::streams::SAGA_STREAMS {
         let mut stream = js.get_stream(name).await?;
-        // The last sequence counts every message ever stored, whatever the
-        // stream has since discarded.
-        counts.stored += stream.info().await?.state.last_sequence;
+        let info = stream.info().await?;
+        let mut totals = StreamCounts {
+            stored: info.state.last_sequence,
+            delivered: 0,
+            leader: info.cluster.as_ref().and_then(|c| c.leader.clone()),
+        };
         let mut consumers = stream.consumers();
         while let Some(info) = consumers.next().await {
-            counts.delivered += info?.delivered.consumer_sequence;
+            totals.delivered += info?.delivered.consumer_sequence;
         }
+        counts.streams.insert(name.to_owned(), totals);
     }
     // Every node's: on a cluster, the routes between them count too.
     for monitor in monitors {
@@ -110,6 +134,88 @@ pub async fn server_counts(
         counts.out_msgs += varz["out_msgs"].as_u64().unwrap_or(0);
     }
     Ok(counts)
+}
+
+/// What the server asked of the disk: its processes' write system calls,
+/// and the flushes (fsyncs reaching the device) the disk under the
+/// temporary directory, which holds the store, completed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskCounts {
+    pub write_syscalls: u64,
+    /// `None` where the kernel does not count flushes (before 5.5), or
+    /// the device is not found.
+    pub flushes: Option<u64>,
+}
+
+impl DiskCounts {
+    pub fn read(pids: &[u32]) -> anyhow::Result<Self> {
+        let mut write_syscalls = 0;
+        for pid in pids {
+            let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+                .with_context(|| format!("reading /proc/{pid}/io"))?;
+            write_syscalls += proc_field(&io, "syscw:").context("syscw in /proc/<pid>/io")? as u64;
+        }
+        Ok(Self {
+            write_syscalls,
+            flushes: device_flushes(&std::env::temp_dir()),
+        })
+    }
+}
+
+/// Flush requests completed by the block device holding `path`: the
+/// 16th field of its `stat` in sysfs, counted on the whole disk when
+/// `path` is on a partition.
+fn device_flushes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    // The kernel's encoding of a dev_t.
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    let device = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    let disk = if device.join("partition").exists() {
+        device.join("..")
+    } else {
+        device
+    };
+    let stat = std::fs::read_to_string(disk.join("stat")).ok()?;
+    stat.split_whitespace().nth(15)?.parse().ok()
+}
+
+/// The machine's CPU time so far, from the first line of `/proc/stat`:
+/// all of it, and the part stolen by the hypervisor for other machines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTime {
+    pub total: u64,
+    pub steal: u64,
+}
+
+impl MachineTime {
+    pub fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        Self::parse(&stat).context("the cpu line of /proc/stat")
+    }
+
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already in user and nice).
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        Some(Self {
+            total: ticks.iter().sum(),
+            steal: *ticks.get(7)?,
+        })
+    }
+
+    /// The share of the time since `earlier` that was stolen, in percent.
+    pub fn steal_percent_since(&self, earlier: &Self) -> f64 {
+        let total = self.total.saturating_sub(earlier.total).max(1);
+        self.steal.saturating_sub(earlier.steal) as f64 * 100.0 / total as f64
+    }
 }
 
 /// The CPU seconds of these processes together.
@@ -189,6 +295,30 @@ mod tests {
         let status = "Name:\tsaga-orchestrator\nVmHWM:\t   28672 kB\nVmRSS:\t   20480 kB\n";
         assert_eq!(proc_field(status, "VmHWM:"), Some(28672.0));
         assert_eq!(proc_field(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn stolen_time_is_the_eighth_number_of_the_cpu_line() {
+        let then = MachineTime::parse("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 1 2 3\n").unwrap();
+        let now = MachineTime::parse("cpu  200 0 100 1500 20 0 0 140 0 0\n").unwrap();
+        assert_eq!(then.steal, 40);
+        assert_eq!(now.steal_percent_since(&then), 100.0 * 100.0 / 960.0);
+        assert!(MachineTime::parse("intr 1 2 3\n").is_none());
+    }
+
+    #[test]
+    fn this_process_counts_its_writes() {
+        let before = DiskCounts::read(&[std::process::id()]).unwrap();
+        std::fs::write(
+            std::env::temp_dir().join(format!("bench-counts-{}", std::process::id())),
+            b"x",
+        )
+        .unwrap();
+        let after = DiskCounts::read(&[std::process::id()]).unwrap();
+        assert!(after.write_syscalls > before.write_syscalls);
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("bench-counts-{}", std::process::id())),
+        );
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! 2. each service's time from start to ready;
 //! 3. sagas per second at saturation, every order expected to confirm, and
 //!    latency percentiles at fixed offered rates ([`measure`]);
-//! 4. what one saga costs in stored messages, deliveries, NATS messages and
-//!    CPU time; the services' atomic batches and handling times; peak RSS
-//!    and CPU seconds of every process ([`counts`]);
+//! 4. what one saga costs in stored messages, deliveries, NATS messages,
+//!    CPU time and disk flushes, by stream too; the services' atomic
+//!    batches and handling times; peak RSS and CPU seconds of every process
+//!    ([`counts`]);
+//! 5. what security costs: saturation runs alternating between the suite
+//!    and the same suite without authentication ([`measure::security_cost`]);
 //!
 //! then prints a table (JSON with `--json` or `--out`) and checks the
 //! performance targets ([`report`]). `jetsaga-bench burst` measures
@@ -116,6 +119,12 @@ struct BenchArgs {
     /// is acknowledged, so that a power loss loses nothing acknowledged.
     #[arg(long)]
     sync_always: bool,
+    /// Rounds of the security comparison: saturation runs of half
+    /// `--saturation-orders` each, alternating between the suite as
+    /// secured (or over TLS, with `--tls`) and the same suite on a server
+    /// without authentication or permissions; 0 leaves it out.
+    #[arg(long, default_value_t = 2)]
+    security_rounds: usize,
     /// A small, quick run that checks the benchmark itself.
     #[arg(long)]
     quick: bool,
@@ -170,6 +179,7 @@ impl BenchArgs {
 /// The whole benchmark; `Ok(false)` when orders were left unsettled.
 async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
     let (workload, js_messages, flow_sagas) = args.workload();
+    let started = counts::MachineTime::read()?;
     let access = if args.plain {
         Access::Open
     } else if args.tls {
@@ -234,7 +244,19 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         let console_ready = suite.start_console(&env).await?;
         ready_ms.insert(launcher::CONSOLE.0.to_owned(), console_ready);
         let measured = measure::measure(&suite, &workload).await?;
-        anyhow::Ok((ready_ms, measured))
+        let security = match (access, args.security_rounds) {
+            (Access::Open, _) | (_, 0) => None,
+            (_, rounds) => {
+                let mut plain = Suite::start_server(args.cluster, Access::Open, durability)?;
+                plain.provision().await?;
+                plain.start_services(&env).await?;
+                let orders = (workload.saturation_orders / 2).max(200);
+                let cost = measure::security_cost(&suite, &plain, &workload, rounds, orders).await;
+                plain.stop().await;
+                Some(cost?)
+            }
+        };
+        anyhow::Ok((ready_ms, measured, security))
     };
     // Whatever happens, nothing started here outlives the run.
     let outcome = tokio::select! {
@@ -242,13 +264,22 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     suite.stop().await;
-    let (ready_ms, measured) = outcome?;
+    let (ready_ms, measured, security) = outcome?;
     let mode = report::RunMode {
         sync_always: args.sync_always,
+        tls: args.tls,
     };
-    let targets = report::targets(&measured, &jetstream, &saga_flows, &ready_ms, mode);
+    let targets = report::targets(
+        &measured,
+        &jetstream,
+        &saga_flows,
+        &ready_ms,
+        security.as_ref(),
+        mode,
+    );
     let report = BenchReport {
         machine: counts::machine(),
+        run_steal_percent: counts::MachineTime::read()?.steal_percent_since(&started),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         skus: workload.skus,
         customers: workload.customers,
@@ -257,6 +288,7 @@ async fn run(args: BenchArgs, json: bool) -> anyhow::Result<bool> {
         saga_flows,
         ready_ms,
         measured,
+        security,
         targets,
     };
     let text = serde_json::to_string_pretty(&report)?;

@@ -134,6 +134,9 @@ pub struct SagaFlow {
     pub latency_ms: Percentiles,
     /// nats-server's CPU time during the run, per saga.
     pub server_cpu_ms_per_saga: f64,
+    /// Flushes the store's disk completed during the run, per saga
+    /// (`None` where the kernel does not count them).
+    pub disk_flushes_per_saga: Option<f64>,
 }
 
 /// A connection to an open server, or to any node of an open cluster
@@ -224,6 +227,7 @@ pub async fn run(
     let mut started_at = HashMap::with_capacity(unsettled);
     let mut acks = FuturesUnordered::new();
     let cpu_before = crate::counts::cpu_seconds(server_pids)?;
+    let disk_before = crate::counts::DiskCounts::read(server_pids)?;
     let started = Instant::now();
     let mut placed = 0;
     let mut settled = 0;
@@ -267,6 +271,11 @@ pub async fn run(
     run.await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = crate::counts::cpu_seconds(server_pids)? - cpu_before;
+    let disk = crate::counts::DiskCounts::read(server_pids)?;
+    let flushes = disk
+        .flushes
+        .zip(disk_before.flushes)
+        .map(|(after, before)| after.saturating_sub(before) as f64 / sagas as f64);
     hops.abort_all();
     js.delete_stream("RELAY").await?;
     let states: usize = (0..HOPS).map(|hop| flow.states_changed(hop)).sum();
@@ -278,6 +287,7 @@ pub async fn run(
         unsettled,
         latency_ms: Percentiles::of(&latency),
         server_cpu_ms_per_saga: cpu * 1000.0 / sagas as f64,
+        disk_flushes_per_saga: flushes,
     })
 }
 

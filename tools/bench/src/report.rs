@@ -12,6 +12,11 @@ use crate::relay::{self, Flow, SagaFlow};
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub machine: Machine,
+    /// The share of the machine's CPU time the hypervisor gave to other
+    /// machines over the whole run, in percent (the saturation run's alone
+    /// is `steal_percent`): where it is large, the run measured a slower
+    /// machine than it names, and unevenly.
+    pub run_steal_percent: f64,
     pub command: String,
     pub skus: usize,
     pub customers: usize,
@@ -25,6 +30,9 @@ pub struct BenchReport {
     pub ready_ms: BTreeMap<String, f64>,
     #[serde(flatten)]
     pub measured: Measured,
+    /// Saturation with and without security, alternating; absent with
+    /// `--plain` or `--security-rounds 0`.
+    pub security: Option<SecurityCost>,
     pub targets: Vec<Target>,
 }
 
@@ -38,6 +46,10 @@ pub struct Measured {
     pub alone: Report,
     pub rates: Vec<RateRun>,
     pub per_saga: Cost,
+    /// The share of the machine's CPU time the hypervisor gave to other
+    /// machines during the saturation run, in percent: a run with much of
+    /// it measured a slower machine than it reports.
+    pub steal_percent: f64,
     /// The atomic batches of the saturation run, by stream.
     pub batches: BTreeMap<String, GroupCommit>,
     /// How long the services' consumers took per message during the
@@ -83,6 +95,7 @@ pub struct Handling {
 /// How a stream's atomic batches went during the saturation run.
 #[derive(Debug, Default, Serialize)]
 pub struct GroupCommit {
+    pub per_saga: f64,
     pub batches_per_s: f64,
     pub mean_messages: f64,
     /// From a batch's first message sent to its outcome.
@@ -90,6 +103,33 @@ pub struct GroupCommit {
     /// Refused by an expected-sequence check (their changes are then
     /// committed again one by one).
     pub refused: f64,
+}
+
+/// Saturation runs of the secured suite and of the same suite without
+/// authentication or permissions, alternating (`--security-rounds`).
+#[derive(Debug, Default, Serialize)]
+pub struct SecurityCost {
+    pub plain: Vec<Report>,
+    pub secured: Vec<Report>,
+}
+
+impl SecurityCost {
+    /// Sagas a second of each, over all its rounds.
+    pub fn throughputs(&self) -> (f64, f64) {
+        let rate = |runs: &[Report]| {
+            let sagas: usize = runs.iter().map(|r| r.placed - r.unsettled).sum();
+            let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
+            sagas as f64 / seconds.max(f64::MIN_POSITIVE)
+        };
+        (rate(&self.plain), rate(&self.secured))
+    }
+
+    fn all_confirmed(&self) -> bool {
+        self.plain
+            .iter()
+            .chain(&self.secured)
+            .all(|r| r.confirmed == r.placed)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -110,10 +150,35 @@ pub struct Cost {
     pub nats_messages_in: f64,
     /// NATS messages the server sent (deliveries, replies, acks).
     pub nats_messages_out: f64,
-    /// nats-server's CPU time.
+    /// nats-server's CPU time (every node's, on a cluster).
     pub server_cpu_ms: f64,
+    /// The same, node by node.
+    pub server_cpu_ms_by_node: BTreeMap<String, f64>,
     /// The four services' CPU time, together.
     pub services_cpu_ms: f64,
+    /// nats-server's write system calls.
+    pub server_write_syscalls: f64,
+    /// Flushes the store's disk completed (fsyncs that reached it; the
+    /// whole device's, so anything else writing to it counts too); `None`
+    /// where the kernel does not count them.
+    pub disk_flushes: Option<f64>,
+    /// The same by stream: where a saga's writes go, and so which stream's
+    /// leader bounds the rate first (docs/scaling.md).
+    pub streams: BTreeMap<String, StreamCost>,
+}
+
+/// What one saga costs one stream.
+#[derive(Debug, Default, Serialize)]
+pub struct StreamCost {
+    /// Messages stored.
+    pub stored_messages: f64,
+    /// Deliveries to its consumers.
+    pub deliveries: f64,
+    /// The services' atomic batches on it.
+    pub atomic_batches: f64,
+    /// The node that led it at the end of the run, on a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +200,8 @@ pub struct Target {
 pub struct RunMode {
     /// Every write on disk before it is acknowledged (`--sync-always`).
     pub sync_always: bool,
+    /// The suite secured over TLS (`--tls`).
+    pub tls: bool,
 }
 
 /// Writes a saga makes that wait on the server: three atomic changes (the
@@ -150,6 +217,7 @@ pub fn targets(
     jetstream: &Ceiling,
     saga_flows: &[SagaFlow],
     ready_ms: &BTreeMap<String, f64>,
+    security: Option<&SecurityCost>,
     mode: RunMode,
 ) -> Vec<Target> {
     let Measured {
@@ -219,6 +287,27 @@ pub fn targets(
             });
         }
     }
+    if let Some(security) = security {
+        let (plain, secured) = security.throughputs();
+        let ratio = secured / plain.max(f64::MIN_POSITIVE);
+        targets.push(Target {
+            what: format!(
+                "saturation {} against plain",
+                if mode.tls {
+                    "secured over TLS"
+                } else {
+                    "secured"
+                }
+            ),
+            goal: ">= 90%, every one confirmed".into(),
+            measured: format!(
+                "{secured:.0} of {plain:.0} sagas/s = {:.0}% ({} rounds each)",
+                ratio * 100.0,
+                security.secured.len()
+            ),
+            met: ratio >= 0.9 && security.all_confirmed(),
+        });
+    }
     for (name, usage) in resources
         .iter()
         .filter(|(n, _)| !n.starts_with("nats-server"))
@@ -257,6 +346,11 @@ pub fn table(r: &BenchReport) -> String {
         r.skus,
         r.customers
     );
+    let _ = writeln!(
+        t,
+        "CPU time stolen by the hypervisor over the whole run: {:.1}%",
+        r.run_steal_percent
+    );
     let j = &r.jetstream;
     let _ = writeln!(
         t,
@@ -277,9 +371,12 @@ pub fn table(r: &BenchReport) -> String {
         relay::HOPS
     );
     for f in &r.saga_flows {
+        let flushes = f
+            .disk_flushes_per_saga
+            .map_or_else(String::new, |n| format!(", {n:.2} disk flushes"));
         let _ = writeln!(
             t,
-            "  {:<48} {:>5.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; {} stored and {:.2} ms of nats-server CPU a saga",
+            "  {:<48} {:>5.0} sagas/s, p50 {:.1} ms, p99 {:.1} ms; {} stored and {:.2} ms of nats-server CPU{flushes} a saga",
             f.flow.describe(),
             f.sagas_per_s,
             f.latency_ms.p50,
@@ -294,7 +391,11 @@ pub fn table(r: &BenchReport) -> String {
         .map(|(n, ms)| format!("{n} {ms:.0} ms"))
         .collect();
     let _ = writeln!(t, "ready after start: {}", ready.join(", "));
-    let _ = writeln!(t, "\nsaturation\n{}", r.measured.saturation);
+    let _ = writeln!(
+        t,
+        "\nsaturation (CPU time stolen by the hypervisor meanwhile: {:.1}%)\n{}",
+        r.measured.steal_percent, r.measured.saturation
+    );
     let half = &r.measured.half_saturation;
     let _ = writeln!(
         t,
@@ -304,6 +405,22 @@ pub fn table(r: &BenchReport) -> String {
     let _ = writeln!(t, "\none order at a time\n{}", r.measured.alone);
     for run in &r.measured.rates {
         let _ = writeln!(t, "\noffered {}/s\n{}", run.offered_per_s, run.report);
+    }
+    if let Some(security) = &r.security {
+        let (plain, secured) = security.throughputs();
+        let runs = |runs: &[Report]| {
+            let each: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{:.0}", r.throughput))
+                .collect();
+            each.join(", ")
+        };
+        let _ = writeln!(
+            t,
+            "\nsecurity, alternating saturation runs: plain {plain:.0} sagas/s ({}), secured {secured:.0} sagas/s ({})",
+            runs(&security.plain),
+            runs(&security.secured)
+        );
     }
     let c = &r.measured.per_saga;
     let _ = writeln!(
@@ -316,6 +433,33 @@ pub fn table(r: &BenchReport) -> String {
         c.server_cpu_ms,
         c.services_cpu_ms
     );
+    let flushes = c
+        .disk_flushes
+        .map_or_else(|| "not counted".to_owned(), |f| format!("{f:.2}"));
+    let _ = writeln!(
+        t,
+        "disk per saga: {:.1} write calls of nats-server, disk flushes {flushes}",
+        c.server_write_syscalls
+    );
+    for (stream, s) in &c.streams {
+        let leader = s
+            .leader
+            .as_ref()
+            .map_or_else(String::new, |l| format!(", led by {l}"));
+        let _ = writeln!(
+            t,
+            "  {stream:<10} {:>5.1} stored, {:>4.1} deliveries, {:.3} atomic batches a saga{leader}",
+            s.stored_messages, s.deliveries, s.atomic_batches
+        );
+    }
+    if c.server_cpu_ms_by_node.len() > 1 {
+        let nodes: Vec<String> = c
+            .server_cpu_ms_by_node
+            .iter()
+            .map(|(node, ms)| format!("{node} {ms:.2} ms"))
+            .collect();
+        let _ = writeln!(t, "nats-server CPU a saga, by node: {}", nodes.join(", "));
+    }
     for (stream, b) in &r.measured.batches {
         let _ = writeln!(
             t,
