@@ -9,9 +9,7 @@ use std::time::Duration;
 use jetsaga_client::Client;
 use workload::{customer_name, sku_name, Plan, Report, Spec};
 
-use crate::counts::{
-    cpu_seconds, server_counts, service_counts, service_usage, usage, DiskCounts, MachineTime,
-};
+use crate::counts::{server_counts, service_counts, service_usage, usage, DiskCounts, MachineTime};
 use crate::report::{Cost, GroupCommit, Handling, Measured, RateRun, SecurityCost, StreamCost};
 use crate::suite::Suite;
 
@@ -98,14 +96,12 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
     let spec = |count: usize, rate: Option<f64>| loader.spec(count, rate);
 
     eprintln!("saturation: {saturation_orders} orders, {saturation_in_flight} unsettled at once");
-    let node_cpu = || -> anyhow::Result<Vec<f64>> {
-        nodes
+    // Each node's CPU seconds, and the services' together.
+    let cpu = || -> anyhow::Result<(Vec<f64>, f64)> {
+        let server = node_pids
             .iter()
-            .map(|(_, pid)| Ok(usage(*pid)?.cpu_seconds))
-            .collect()
-    };
-    let cpu = || -> anyhow::Result<(f64, f64)> {
-        let server = cpu_seconds(&node_pids)?;
+            .map(|pid| Ok(usage(*pid)?.cpu_seconds))
+            .collect::<anyhow::Result<_>>()?;
         let mut services_cpu = 0.0;
         for service in services {
             services_cpu += service_usage(service)?.cpu_seconds;
@@ -115,14 +111,12 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
     let before = server_counts(raw, &monitors).await?;
     let services_before = service_counts(services).await?;
     let cpu_before = cpu()?;
-    let node_cpu_before = node_cpu()?;
     let disk_before = DiskCounts::read(&node_pids)?;
     let time_before = MachineTime::read()?;
     let saturation = loader.run(&spec(saturation_orders, None)).await?;
     let steal_percent = MachineTime::read()?.steal_percent_since(&time_before);
     let disk_after = DiskCounts::read(&node_pids)?;
     let cpu_after = cpu()?;
-    let node_cpu_after = node_cpu()?;
     let after = server_counts(raw, &monitors).await?;
     let services_after = service_counts(services).await?;
     let sagas = (saturation.confirmed + saturation.cancelled.values().sum::<usize>()).max(1) as f64;
@@ -185,10 +179,12 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
         deliveries: (after.delivered() - before.delivered()) as f64 / sagas,
         nats_messages_in: (after.in_msgs - before.in_msgs) as f64 / sagas,
         nats_messages_out: (after.out_msgs - before.out_msgs) as f64 / sagas,
-        server_cpu_ms: (cpu_after.0 - cpu_before.0) * 1000.0 / sagas,
+        server_cpu_ms: (cpu_after.0.iter().sum::<f64>() - cpu_before.0.iter().sum::<f64>())
+            * 1000.0
+            / sagas,
         server_cpu_ms_by_node: nodes
             .iter()
-            .zip(node_cpu_after.iter().zip(&node_cpu_before))
+            .zip(cpu_after.0.iter().zip(&cpu_before.0))
             .map(|((name, _), (after, before))| (name.clone(), (after - before) * 1000.0 / sagas))
             .collect(),
         services_cpu_ms: (cpu_after.1 - cpu_before.1) * 1000.0 / sagas,
