@@ -101,28 +101,44 @@ async fn screenshot(browser: &Client, name: &str) {
     eprintln!("screenshot: {}", path.display());
 }
 
-/// The text of the first element `css` finds, once there is one.
+/// The text of the first element `css` finds, once there is one (found
+/// again if the page rendered it anew meanwhile, as in [`click`]).
 async fn text_of(browser: &Client, css: &str) -> String {
-    browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("its text")
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let element = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline => {}
+            Err(e) => panic!("the text of {css}: {e}"),
+        }
+    }
 }
 
+/// Clicks the element `locator` finds, once there is one. The live
+/// overview renders its rows again every half second: an element found
+/// just before that is gone by the click, and is looked for again.
 async fn click(browser: &Client, locator: Locator<'_>) {
-    let found = browser.wait().at_most(WAIT).for_element(locator).await;
-    let Ok(element) = found else {
-        screenshot(browser, "failed").await;
-        let url = browser.current_url().await.unwrap();
-        let page = browser.source().await.unwrap();
-        panic!("nothing to click at {locator:?} on {url}:\n{page}");
-    };
-    element.click().await.expect("clicked");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found = browser.wait().at_most(WAIT).for_element(locator).await;
+        let Ok(element) = found else {
+            screenshot(browser, "failed").await;
+            let url = browser.current_url().await.unwrap();
+            let page = browser.source().await.unwrap();
+            panic!("nothing to click at {locator:?} on {url}:\n{page}");
+        };
+        match element.click().await {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline => {}
+            Err(e) => panic!("clicking {locator:?}: {e}"),
+        }
+    }
 }
 
 #[tokio::test]
