@@ -34,6 +34,7 @@ pub async fn ceiling(
             ..Default::default()
         })
         .await?;
+    crate::relay::wait_for_leader(&js, "BENCH").await?;
     let payload = Bytes::from(vec![b'x'; 256]);
 
     let started = Instant::now();

@@ -165,6 +165,27 @@ pub async fn wait_for_jetstream(raw: &async_nats::Client) -> anyhow::Result<()> 
     }
 }
 
+/// Waits until the stream `name` has a leader. A replicated stream just
+/// created elects one first, and until it has, a publish to it finds no
+/// responder.
+pub async fn wait_for_leader(js: &jetstream::Context, name: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut stream = js.get_stream(name).await?;
+        let info = stream.info().await?;
+        match &info.cluster {
+            Some(cluster) if cluster.leader.is_none() => {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "stream {name} elected no leader within 60 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Relays `sagas` sagas, at most `unsettled` at once, through a stream of
 /// `replicas` on the server at `url` (whose processes are `server_pids`,
 /// for their CPU time).
@@ -193,6 +214,7 @@ pub async fn run(
             ..Default::default()
         })
         .await?;
+    wait_for_leader(js, "RELAY").await?;
 
     // One store (and group committer) per participant, as per service.
     let mut stores = HashMap::new();
