@@ -160,6 +160,12 @@ impl DiskCounts {
             flushes: device_flushes(&std::env::temp_dir()),
         })
     }
+
+    /// The flushes completed since `earlier`, per `each` (a saga).
+    pub fn flushes_since(&self, earlier: &Self, each: f64) -> Option<f64> {
+        let (now, then) = self.flushes.zip(earlier.flushes)?;
+        Some(now.saturating_sub(then) as f64 / each)
+    }
 }
 
 /// Flush requests completed by the block device holding `path`: the

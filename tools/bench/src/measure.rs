@@ -190,10 +190,7 @@ pub async fn measure(suite: &Suite, workload: &Workload) -> anyhow::Result<Measu
         services_cpu_ms: (cpu_after.1 - cpu_before.1) * 1000.0 / sagas,
         server_write_syscalls: (disk_after.write_syscalls - disk_before.write_syscalls) as f64
             / sagas,
-        disk_flushes: disk_after
-            .flushes
-            .zip(disk_before.flushes)
-            .map(|(after, before)| after.saturating_sub(before) as f64 / sagas),
+        disk_flushes: disk_after.flushes_since(&disk_before, sagas),
         streams,
     };
 

@@ -293,11 +293,8 @@ pub async fn run(
     run.await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = crate::counts::cpu_seconds(server_pids)? - cpu_before;
-    let disk = crate::counts::DiskCounts::read(server_pids)?;
-    let flushes = disk
-        .flushes
-        .zip(disk_before.flushes)
-        .map(|(after, before)| after.saturating_sub(before) as f64 / sagas as f64);
+    let flushes =
+        crate::counts::DiskCounts::read(server_pids)?.flushes_since(&disk_before, sagas as f64);
     hops.abort_all();
     js.delete_stream("RELAY").await?;
     let states: usize = (0..HOPS).map(|hop| flow.states_changed(hop)).sum();
